@@ -1,0 +1,31 @@
+# Every harness is built in every configuration so it never rots (simdjson's LINKMAIN idea):
+# under the fuzz preset it links libFuzzer; otherwise it links a small replay main that runs the
+# harness over files and directories given on the command line, which ctest uses to replay corpus/.
+if(REFSMTP_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "REFSMTP_FUZZ needs clang (libFuzzer)")
+  endif()
+  # Instrument everything for coverage; the harness executables add the libFuzzer main.
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()
+
+function(refsmtp_fuzzer name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBRARIES" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBRARIES})
+  refsmtp_warnings(${name})
+  if(REFSMTP_FUZZ)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  else()
+    target_link_libraries(${name} PRIVATE refsmtp_fuzz_replay_main)
+  endif()
+  set(corpus "${PROJECT_SOURCE_DIR}/corpus/${name}")
+  if(REFSMTP_TESTS AND EXISTS "${corpus}")
+    if(REFSMTP_FUZZ)
+      add_test(NAME ${name}_replay COMMAND ${name} -runs=0 "${corpus}")
+    else()
+      add_test(NAME ${name}_replay COMMAND ${name} "${corpus}")
+    endif()
+    set_tests_properties(${name}_replay PROPERTIES LABELS fuzz TIMEOUT 300)
+  endif()
+endfunction()
