@@ -11,6 +11,7 @@
 // to a command out of sequence moves the session on); nothing is acted on between STARTTLS and the
 // handshake; body events only inside a message; receive() never claims more than it was given.
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
@@ -40,9 +41,14 @@ m::State to_model(State s) {
   std::abort();
 }
 
-void check(bool ok) {
-  if (!ok) std::abort();
-}
+// Names the broken oracle before aborting, so a crash report says which property failed.
+#define check(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      std::fprintf(stderr, "oracle failed: %s (line %d)\n", #cond, __LINE__); \
+      std::abort();                                                   \
+    }                                                                 \
+  } while (0)
 
 struct Harness {
   ServerSession session;
@@ -50,7 +56,12 @@ struct Harness {
   bool awaiting_tls = false;
 
   explicit Harness(ServerConfig cfg) : session(std::move(cfg)) {
-    session.set_trace([](State from, State to) { check(m::legal_transition(to_model(from), to_model(to))); });
+    session.set_trace([](State from, State to) {
+      if (!m::legal_transition(to_model(from), to_model(to))) {
+        std::fprintf(stderr, "illegal transition %s -> %s\n", state_name(from).data(), state_name(to).data());
+        std::abort();
+      }
+    });
     drain();
   }
 
@@ -87,7 +98,9 @@ struct Harness {
     std::size_t count = 0;
     while (auto item = reader.next()) {
       check(item->reply.has_value() && !item->bare_lf && !item->inconsistent_codes);
-      check(item->reply->code >= 200 && item->reply->code <= 554);
+      // §4.2: first digit 2-5, second digit 0-5.
+      const int code = item->reply->code;
+      check(code / 100 >= 2 && code / 100 <= 5 && (code / 10) % 10 <= 5);
       ++count;
     }
     check(count > 0 && reader.buffered() == 0 && !reader.mid_reply());

@@ -1,5 +1,8 @@
 #include "refsmtp/model/smtp_model.hpp"
 
+#include <array>
+#include <iterator>
+
 namespace refsmtp::model {
 
 std::string_view name(State s) {
@@ -178,7 +181,9 @@ State next(State state, Input input, int code) {
   return state;
 }
 
-bool legal_transition(State from, State to) {
+namespace {
+
+bool derive_transition(State from, State to) {
   if (from == to || to == State::closed) return true;
   // Transient states a server passes through inside one atomic model step.
   if (to == State::bdat) return is_command_state(from);  // BDAT octets are always read
@@ -189,6 +194,23 @@ bool legal_transition(State from, State to) {
     }
   }
   return false;
+}
+
+constexpr std::size_t kStates = std::size(kAllStates);
+
+}  // namespace
+
+bool legal_transition(State from, State to) {
+  // Derived once from allowed()/next(), so the table cannot drift from them; the fuzz harness asks
+  // this on every state change.
+  static const auto table = [] {
+    std::array<std::array<bool, kStates>, kStates> t{};
+    for (State a : kAllStates) {
+      for (State b : kAllStates) t[static_cast<std::size_t>(a)][static_cast<std::size_t>(b)] = derive_transition(a, b);
+    }
+    return t;
+  }();
+  return table[static_cast<std::size_t>(from)][static_cast<std::size_t>(to)];
 }
 
 }  // namespace refsmtp::model

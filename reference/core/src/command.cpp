@@ -285,7 +285,10 @@ Result<Command, CommandError> parse_command(std::string_view line, const Command
       if (arg.empty()) return fail(Kind::syntax, *verb, "a domain name is required");
       if (*verb == Verb::ehlo && arg[0] == '[') {
         auto lit = parse_address_literal(arg);
-        if (!lit || lit->consumed != arg.size()) return fail(Kind::syntax, *verb, "invalid address literal");
+        // §4.5.3.1.2 bounds "a domain name or number", literals included.
+        if (!lit || lit->consumed != arg.size() || lit->consumed > opt.address.limits.domain) {
+          return fail(Kind::syntax, *verb, "invalid address literal");
+        }
         c.domain = std::move(lit->value);
       } else {
         AddressOptions aopt = opt.address;

@@ -37,23 +37,35 @@ Reply make_reply(int code, int klass, int subject, int detail, std::string text)
   return Reply{code, EnhancedStatus{klass, subject, detail}, {std::move(text)}};
 }
 
+void append_reply_line(std::string& out, int code, bool last, const EnhancedStatus* status, std::string_view text) {
+  char head[4] = {static_cast<char>('0' + code / 100 % 10), static_cast<char>('0' + code / 10 % 10),
+                  static_cast<char>('0' + code % 10), last ? ' ' : '-'};
+  out.append(head, 4);
+  if (status) {
+    out += status->to_string();
+    out += ' ';
+  }
+  const std::size_t start = out.size();
+  out.append(text);
+  for (std::size_t i = start; i < out.size(); ++i) {
+    const auto u = static_cast<unsigned char>(out[i]);
+    if (u < 32 || u == 127) out[i] = '?';
+  }
+  out += "\r\n";
+}
+
+void Reply::format_to(std::string& out, bool enhanced_codes) const {
+  const EnhancedStatus* status = enhanced_codes && enhanced ? &*enhanced : nullptr;
+  if (lines.empty()) {
+    append_reply_line(out, code, true, status, {});
+    return;
+  }
+  for (std::size_t i = 0; i < lines.size(); ++i) append_reply_line(out, code, i + 1 == lines.size(), status, lines[i]);
+}
+
 std::string Reply::format() const {
   std::string out;
-  const std::string code_text = std::to_string(code);
-  const std::string status = enhanced ? enhanced->to_string() + " " : std::string();
-  const std::size_t n = lines.empty() ? 1 : lines.size();
-  for (std::size_t i = 0; i < n; ++i) {
-    out += code_text;
-    out += i + 1 < n ? '-' : ' ';
-    out += status;
-    if (!lines.empty()) {
-      for (char c : lines[i]) {
-        const auto u = static_cast<unsigned char>(c);
-        out += (u < 32 || u == 127) ? '?' : c;
-      }
-    }
-    out += "\r\n";
-  }
+  format_to(out);
   return out;
 }
 

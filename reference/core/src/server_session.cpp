@@ -98,23 +98,19 @@ void ServerSession::enter(State s) {
   if (trace_) trace_(old, s);
 }
 
-Reply ServerSession::with_status(Reply r) const {
-  if (!cfg_.enhanced_status_codes) r.enhanced.reset();
-  return r;
+void ServerSession::reply(const Reply& r) { r.format_to(out_, cfg_.enhanced_status_codes); }
+
+void ServerSession::reply(int code, int k, int s, int d, std::string_view text) {
+  const EnhancedStatus status{k, s, d};
+  append_reply_line(out_, code, true, cfg_.enhanced_status_codes ? &status : nullptr, text);
 }
 
-void ServerSession::reply(const Reply& r) { out_ += with_status(r).format(); }
-
-void ServerSession::reply(int code, int k, int s, int d, std::string text) {
-  reply(make_reply(code, k, s, d, std::move(text)));
-}
-
-void ServerSession::reply_error(int code, int k, int s, int d, std::string text) {
+void ServerSession::reply_error(int code, int k, int s, int d, std::string_view text) {
   if (++errors_ >= cfg_.limits.errors && cfg_.limits.errors > 0) {
     close_with(make_reply(421, 4, 7, 0, cfg_.hostname + " Too many errors, closing connection"));
     return;
   }
-  reply(code, k, s, d, std::move(text));
+  reply(code, k, s, d, text);
 }
 
 void ServerSession::flush() {
@@ -347,7 +343,7 @@ void ServerSession::do_helo(const Command& c) {
   if (esmtp_) {
     for (auto& k : ehlo_keywords()) r.lines.push_back(std::move(k));
   }
-  out_ += r.format();  // §4.1.1.1: the EHLO reply carries no enhanced status (RFC 2034 §3)
+  r.format_to(out_);  // §4.1.1.1: the EHLO reply carries no enhanced status (RFC 2034 §3)
   enter(State::ready);
 }
 

@@ -46,6 +46,9 @@ TEST(Command, EhloAndHelo) {  // §4.1.1.1
   EXPECT_EQ(error_of("EHLO a.example extra"), CommandErrorKind::syntax);
   EXPECT_EQ(error_of("EHLO [300.1.1.1]"), CommandErrorKind::syntax);
   EXPECT_EQ(error_of("HELO [192.0.2.1]"), CommandErrorKind::syntax);  // helo = "HELO" SP Domain
+  // §4.5.3.1.2: an address literal is bounded like a domain (255 octets).
+  EXPECT_TRUE(parse("EHLO [x:" + std::string(251, 'a') + "]").ok());
+  EXPECT_EQ(error_of("EHLO [x:" + std::string(252, 'a') + "]"), CommandErrorKind::syntax);
 }
 
 TEST(Command, MailFrom) {  // §4.1.1.2

@@ -30,8 +30,16 @@ struct Reply {
   // "250-first\r\n250 last\r\n"; the enhanced status starts every line (RFC 2034 §4). Control
   // characters in the text are replaced so text from a peer can never split a reply.
   std::string format() const;
+  // Appends the wire form to `out`; without `enhanced_codes` the status is left out (RFC 2034:
+  // only when the extension is offered).
+  void format_to(std::string& out, bool enhanced_codes = true) const;
   std::string text() const;  // lines joined with "\n", for logs and error messages
 };
+
+// Appends one reply line ("250-..." or "250 ...", CRLF-terminated) to `out`, neutralising control
+// characters in `text`. The building block of Reply::format_to, and of replies that never need a
+// Reply object (the session's own fixed replies, on the per-command path).
+void append_reply_line(std::string& out, int code, bool last, const EnhancedStatus* status, std::string_view text);
 
 Reply make_reply(int code, std::optional<EnhancedStatus> enhanced, std::string text);
 Reply make_reply(int code, int klass, int subject, int detail, std::string text);

@@ -194,14 +194,13 @@ class ServerSession {
   void process_bdat();
 
   void reply(const Reply& r);
-  void reply(int code, int k, int s, int d, std::string text);
-  void reply_error(int code, int k, int s, int d, std::string text);  // counts toward limit
+  void reply(int code, int k, int s, int d, std::string_view text);
+  void reply_error(int code, int k, int s, int d, std::string_view text);  // counts toward limit
   void flush();
   void push(Action a);
   void ask(Question q, Action a);
   void reset_transaction();
   void close_with(const Reply& r);
-  Reply with_status(Reply r) const;
 
   void do_helo(const Command& c);
   void do_mail(const Command& c);
