@@ -88,7 +88,6 @@ ServerSession::ServerSession(ServerConfig config, Millis now)
   } else {
     reply(Reply{220, std::nullopt, {cfg_.hostname + " " + cfg_.greeting}});  // §4.3.1: no status code
   }
-  flush();
 }
 
 void ServerSession::enter(State s) {
@@ -120,7 +119,9 @@ void ServerSession::flush() {
 }
 
 void ServerSession::push(Action a) {
-  flush();
+  // Replies not yet handed out must reach the wire before TLS starts or the connection closes;
+  // other actions (questions, body events) need not wait for them.
+  if (std::holds_alternative<action::StartTls>(a) || std::holds_alternative<action::Close>(a)) flush();
   actions_.push_back(std::move(a));
 }
 
@@ -144,6 +145,11 @@ void ServerSession::close_with(const Reply& r) {
 }
 
 std::optional<Action> ServerSession::next_action() {
+  // Replies are handed out lazily, once every other action was taken: a host that answers its
+  // questions while draining gets all replies to a pipelined group in one Send (RFC 2920 §3.2),
+  // and a host that goes off to decide something slow has drained, and so written, the replies
+  // owed so far before it waits.
+  if (actions_.empty()) flush();
   if (actions_.empty()) return std::nullopt;
   Action a = std::move(actions_.front());
   actions_.pop_front();
@@ -177,7 +183,6 @@ std::size_t ServerSession::receive(std::string_view bytes) {
     if (state_ == State::tls_handshake) discarded_at_starttls_ += bytes.size() - taken;
     taken = bytes.size();
   }
-  flush();
   return taken;
 }
 
@@ -673,13 +678,11 @@ Fault ServerSession::answer(Verdict v) {
       break;
   }
   process();
-  flush();
   return Fault::none;
 }
 
 void ServerSession::shutdown(std::optional<Reply> r) {
   close_with(r.value_or(make_reply(421, 4, 3, 2, cfg_.hostname + " Service shutting down")));
-  flush();
 }
 
 std::optional<Millis> ServerSession::deadline() const {
@@ -693,7 +696,6 @@ void ServerSession::on_time(Millis now) {
   const auto d = deadline();
   if (d && now >= *d) {
     close_with(make_reply(421, 4, 4, 2, cfg_.hostname + " Timeout, closing connection"));  // §4.5.3.2
-    flush();
   }
 }
 

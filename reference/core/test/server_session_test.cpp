@@ -354,21 +354,44 @@ TEST(Bdat, NotOfferedIs502) {
   EXPECT_EQ(dialog(kTx + "BDAT 4 LAST\r\nQUITNOOP\r\n", cfg), (Codes{250, 250, 250, 502, 250}));
 }
 
-TEST(Pipelining, RepliesGroupedInOneWrite) {  // RFC 2920 §3
+TEST(Pipelining, RepliesGroupedInOneWrite) {  // RFC 2920 §3.2
   Driver d = greeted();
-  const std::size_t sends_before = d.t.output.size();
-  std::size_t sends = 0;
   d.session.receive("MAIL FROM:<a@b.test>\r\nRCPT TO:<b@mx.test>\r\nRCPT TO:<c@mx.test>\r\nDATA\r\n");
-  // With a synchronous host, all four replies come in one Send.
+  // A host that answers while draining gets the four replies in one Send.
+  std::vector<std::string> sends;
   while (auto a = d.session.next_action()) {
-    if (std::holds_alternative<action::Send>(*a)) ++sends;
-    if (std::holds_alternative<action::CheckSender>(*a) || std::holds_alternative<action::CheckRecipient>(*a)) {
-      d.session.answer(Verdict::accept());
-    }
+    if (auto* s = std::get_if<action::Send>(&*a)) sends.push_back(s->bytes);
+    if (d.session.pending() != Question::none) d.session.answer(Verdict::accept());
   }
-  EXPECT_EQ(sends_before, d.t.output.size());
-  EXPECT_GE(sends, 1u);
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0], "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n250 2.1.5 Recipient OK\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
   EXPECT_EQ(d.session.state(), State::data);
+}
+
+TEST(Pipelining, RepliesOwedAreHandedOutBeforeTheHostWaits) {  // RFC 2920 §3.2: flush before blocking
+  Driver d = greeted();
+  d.session.receive("NOOP\r\nMAIL FROM:<a@b.test>\r\nNOOP\r\n");
+  auto first = d.session.next_action();
+  ASSERT_TRUE(first && std::holds_alternative<action::CheckSender>(*first));
+  auto second = d.session.next_action();  // the host drains before going off to decide
+  ASSERT_TRUE(second && std::holds_alternative<action::Send>(*second));
+  EXPECT_EQ(std::get<action::Send>(*second).bytes, "250 2.0.0 OK\r\n");
+  EXPECT_FALSE(d.session.next_action().has_value());
+  d.session.answer(Verdict::accept());
+  auto third = d.session.next_action();
+  ASSERT_TRUE(third && std::holds_alternative<action::Send>(*third));
+  EXPECT_EQ(std::get<action::Send>(*third).bytes, "250 2.1.0 Sender OK\r\n250 2.0.0 OK\r\n");
+}
+
+TEST(Pipelining, RepliesPrecedeStartTlsAndClose) {
+  Driver d = greeted();
+  d.auto_tls = false;
+  d.session.receive("NOOP\r\nSTARTTLS\r\n");
+  auto a = d.session.next_action();
+  ASSERT_TRUE(a && std::holds_alternative<action::Send>(*a));
+  EXPECT_EQ(std::get<action::Send>(*a).bytes, "250 2.0.0 OK\r\n220 2.0.0 Ready to start TLS\r\n");
+  auto b = d.session.next_action();
+  EXPECT_TRUE(b && std::holds_alternative<action::StartTls>(*b));
 }
 
 TEST(Starttls, DiscardsPipelinedInputAndResets) {  // RFC 3207 §4.2, CVE-2011-0411
