@@ -144,7 +144,7 @@ struct Verdict {
 };
 
 // Misuse by the host is an internal fault, kept apart from peer faults (which become replies).
-enum class Fault { none, no_question_pending, reply_class_mismatch, not_in_handshake };
+enum class Fault { none, no_question_pending, reply_class_mismatch, not_in_handshake, not_ready };
 
 class ServerSession {
  public:
