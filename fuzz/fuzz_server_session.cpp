@@ -54,10 +54,17 @@ struct Harness {
   ServerSession session;
   bool in_message = false;
   bool awaiting_tls = false;
+  m::State bdat_from = m::State::initial;
 
   explicit Harness(ServerConfig cfg) : session(std::move(cfg)) {
-    session.set_trace([](State from, State to) {
-      if (!m::legal_transition(to_model(from), to_model(to))) {
+    session.set_trace([this](State from, State to) {
+      const m::State a = to_model(from), b = to_model(to);
+      bool ok = m::legal_transition(a, b);
+      // Through a BDAT chunk, judge the whole step: the state before the chunk against the
+      // state after it, as BDAT or BDAT LAST in that state allows.
+      if (b == m::State::bdat) bdat_from = a;
+      if (a == m::State::bdat) ok = m::legal_bdat_outcome(bdat_from, b);
+      if (!ok) {
         std::fprintf(stderr, "illegal transition %s -> %s\n", state_name(from).data(), state_name(to).data());
         std::abort();
       }

@@ -159,7 +159,8 @@ State next(State state, Input input, int code) {
       if (code == 250) return State::ready;
       return (state == State::rcpt || state == State::chunking) && code != 502 ? State::ready : state;
     case Input::rset:
-      // §4.1.1.5: RSET clears the transaction but not the EHLO.
+      // §4.1.1.5: RSET clears the transaction but not the EHLO (and a refused session stays so).
+      if (code != 250) return state;
       return state == State::initial ? State::initial : State::ready;
     case Input::starttls:
       return code == 220 ? State::tls_handshake : state;
@@ -186,8 +187,9 @@ namespace {
 bool derive_transition(State from, State to) {
   if (from == to || to == State::closed) return true;
   // Transient states a server passes through inside one atomic model step.
-  if (to == State::bdat) return is_command_state(from);  // BDAT octets are always read
-  if (from == State::bdat) return is_command_state(to);  // back to where it was, or on
+  // BDAT octets are always read, even after a 554 greeting (§3.1), to keep the framing.
+  if (to == State::bdat) return is_command_state(from) || from == State::refused;
+  if (from == State::bdat) return is_command_state(to) || to == State::refused;
   for (Input in : kAllInputs) {
     for (int code : allowed(from, in)) {
       if (next(from, in, code) == to) return true;
@@ -198,7 +200,18 @@ bool derive_transition(State from, State to) {
 
 constexpr std::size_t kStates = std::size(kAllStates);
 
+bool reaches(State from, Input in, State to) {
+  for (int code : allowed(from, in)) {
+    if (next(from, in, code) == to) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+bool legal_bdat_outcome(State from, State to) {
+  return from == to || to == State::closed || reaches(from, Input::bdat, to) || reaches(from, Input::bdat_last, to);
+}
 
 bool legal_transition(State from, State to) {
   // Derived once from allowed()/next(), so the table cannot drift from them; the fuzz harness asks

@@ -37,6 +37,17 @@ TEST(SmtpModel, EhloAndRsetResetTheTransaction) {  // §4.1.1.5, §4.1.4
 TEST(SmtpModel, RefusedGreetingAcceptsOnlyQuit) {  // §3.1
   EXPECT_EQ(allowed(State::refused, Input::mail), std::set<int>{503});
   EXPECT_EQ(allowed(State::refused, Input::quit), std::set<int>{221});
+  EXPECT_EQ(next(State::refused, Input::rset, 503), State::refused);
+  EXPECT_FALSE(legal_transition(State::refused, State::ready));
+}
+
+TEST(SmtpModel, BdatOutcomes) {  // RFC 3030 §2
+  EXPECT_TRUE(legal_bdat_outcome(State::rcpt, State::chunking));
+  EXPECT_TRUE(legal_bdat_outcome(State::chunking, State::ready));
+  EXPECT_TRUE(legal_bdat_outcome(State::mail, State::mail));
+  EXPECT_FALSE(legal_bdat_outcome(State::initial, State::chunking));
+  EXPECT_FALSE(legal_bdat_outcome(State::ready, State::rcpt));
+  EXPECT_FALSE(legal_bdat_outcome(State::mail, State::chunking));
 }
 
 TEST(SmtpModel, StarttlsReturnsToInitial) {  // RFC 3207 §4.2

@@ -71,9 +71,13 @@ bool all_digits(std::string_view s, std::size_t max_len) {
   return true;
 }
 
-std::uint64_t to_u64(std::string_view s) {  // caller checked all_digits(s, 19)
+std::uint64_t to_u64(std::string_view s) {  // caller checked all_digits; saturates
   std::uint64_t v = 0;
-  for (char c : s) v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  for (char c : s) {
+    const auto d = static_cast<std::uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return UINT64_MAX;
+    v = v * 10 + d;
+  }
   return v;
 }
 
@@ -107,7 +111,7 @@ Result<MailParams, Error> interpret_mail_params(const std::vector<EsmtpParam>& p
   for (const auto& p : params) {
     const std::string_view v = p.value ? std::string_view(*p.value) : std::string_view();
     if (iequals(p.keyword, "SIZE")) {  // RFC 1870 §6: size-value = 1*20DIGIT
-      if (!p.value || !all_digits(v, 19)) return fail(Kind::bad_parameter_value, Verb::mail, "bad SIZE value");
+      if (!p.value || !all_digits(v, 20)) return fail(Kind::bad_parameter_value, Verb::mail, "bad SIZE value");
       m.size = to_u64(v);
     } else if (iequals(p.keyword, "BODY")) {
       if (iequals(v, "7BIT")) m.body = BodyType::seven_bit;

@@ -117,14 +117,13 @@ std::string dot_stuff(std::string_view body) {
   std::string out;
   out.reserve(body.size() + body.size() / 64 + 5);
   bool line_start = true;
-  std::size_t i = 0;
-  while (i < body.size()) {
-    if (line_start && body[i] == '.') out += '.';
-    const void* lf = std::memchr(body.data() + i, '\n', body.size() - i);
-    const std::size_t end = lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - body.data()) + 1 : body.size();
-    out.append(body.data() + i, end - i);
-    line_start = lf != nullptr;
-    i = end;
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (line_start && c == '.') out += '.';
+    out += c;
+    // A new line starts after LF, and after a CR not followed by LF: a receiver that ends lines
+    // at bare CR or LF then still never sees an unstuffed dot at a line start.
+    line_start = c == '\n' || (c == '\r' && (i + 1 == body.size() || body[i + 1] != '\n'));
   }
   if (!body.empty() && !body.ends_with("\r\n")) out += "\r\n";
   out += ".\r\n";

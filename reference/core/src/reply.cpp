@@ -109,7 +109,7 @@ std::optional<ReplyReader::Item> ReplyReader::next() {
       continue;
     }
     if (lf == std::string::npos) {
-      if (buf_.size() - pos_ > opt_.max_line) {
+      if (buf_.size() - pos_ > opt_.max_line + 1) {  // + 1: the CR of a line at the limit
         Item item;
         item.error = ErrorKind::line_too_long;
         item.raw = buf_.substr(pos_, 80);

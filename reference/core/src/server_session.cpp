@@ -59,7 +59,7 @@ const ServerSession::CommandSpec* ServerSession::find_spec(Verb v) {
       {Verb::mail, bit(State::ready), "Nested MAIL command", &S::do_mail},                      // §4.1.4
       {Verb::rcpt, bit(State::mail) | bit(State::rcpt), "Need MAIL before RCPT", &S::do_rcpt},   // §4.1.4
       {Verb::data, bit(State::mail) | bit(State::rcpt), "Need RCPT before DATA", &S::do_data},   // §4.1.4
-      {Verb::bdat, kCommandStates, "", &S::do_bdat},
+      {Verb::bdat, kCommandStates | bit(State::refused), "", &S::do_bdat},
       {Verb::rset, kCommandStates, "", &S::do_rset},
       {Verb::vrfy, kCommandStates, "", &S::do_vrfy},
       {Verb::expn, kCommandStates, "", &S::do_expn},
@@ -208,13 +208,13 @@ void ServerSession::process() {
           // §4.5.3.1.4 / §4.5.3.1.10 "500 Line too long"; skip the rest of the line.
           in_pos_ = in_.size();
           discard_line_ = true;
-          reply_error(500, 5, 5, 2, "Line too long");
+          line_error("Line too long");
         }
         break;
       }
       in_pos_ += lf + 1;
       if (lf + 1 > limit) {
-        reply_error(500, 5, 5, 2, "Line too long");
+        line_error("Line too long");
         continue;
       }
       std::string_view line = avail.substr(0, lf);
@@ -222,7 +222,7 @@ void ServerSession::process() {
         line.remove_suffix(1);
       } else if (!cfg_.lenient_command_lf) {
         // §2.3.8: lines end in CRLF; a bare LF is not a line end we act on.
-        reply_error(500, 5, 5, 2, "Syntax error: line not terminated by CRLF");
+        line_error("Syntax error: line not terminated by CRLF");
         continue;
       }
       process_line(line);
@@ -235,10 +235,30 @@ void ServerSession::process() {
   }
 }
 
+void ServerSession::line_error(std::string_view text) {
+  if (state_ == State::auth) {
+    // RFC 4954 §4: a SASL response we cannot take ends the exchange (500 5.5.6), so the next
+    // command is read as a command again.
+    enter(State::ready);
+    reply_error(500, 5, 5, 6, "Authentication exchange line is too long or malformed");
+    return;
+  }
+  reply_error(500, 5, 5, 2, text);
+}
+
 std::size_t ServerSession::line_limit(std::string_view partial) const {
   // RFC 4954 §4: AUTH command lines and SASL responses may be up to 12288 octets.
   if (state_ == State::auth) return cfg_.limits.auth_line;
   if (partial.size() >= 5 && iequals(partial.substr(0, 5), "AUTH ")) return cfg_.limits.auth_line;
+  if (partial.size() >= 5 && iequals(partial.substr(0, 5), "MAIL ")) {
+    // §4.5.3.1.4 lets extensions lengthen MAIL: SIZE by 26 (RFC 1870 §3), AUTH= by 500
+    // (RFC 4954 §3), SMTPUTF8 by 10 (RFC 6531 §3.4) -- for what we offer.
+    std::size_t limit = cfg_.limits.command_line;
+    if (cfg_.limits.message_size > 0) limit += 26;
+    if (!cfg_.auth_mechanisms.empty()) limit += 500;
+    if (cfg_.smtputf8) limit += 10;
+    return limit;
+  }
   return cfg_.limits.command_line;
 }
 
@@ -378,6 +398,7 @@ void ServerSession::do_mail(const Command& c) {
   }
   env_.reverse_path = c.path;
   env_.params = p;
+  env_.recipients.clear();  // §4.1.1.2: MAIL starts a transaction with clear buffers
   if (p.auth && auth_identity_.empty()) env_.params.auth = "<>";  // RFC 4954 §5
   ask(Question::sender, action::CheckSender{c.path, env_.params});
 }
@@ -452,7 +473,9 @@ void ServerSession::do_bdat(const Command& c) {
   bdat_remaining_ = c.chunk_size;
   bdat_last_ = c.last;
   bdat_return_ = state_;
-  if (!cfg_.chunking || !esmtp_) {
+  if (state_ == State::refused) {
+    bdat_error_ = make_reply(503, 5, 5, 1, "Bad sequence of commands");  // §3.1
+  } else if (!cfg_.chunking || !esmtp_) {
     bdat_error_ = make_reply(502, 5, 5, 1, "BDAT not offered");
   } else if (state_ == State::mail) {
     bdat_error_ = make_reply(554, 5, 5, 1, "No valid recipients");
@@ -485,7 +508,7 @@ void ServerSession::process_bdat() {
   if (bdat_error_) {
     const Reply r = *bdat_error_;
     bdat_error_.reset();
-    if (bdat_return_ == State::ready && message_started_) reset_transaction();
+    if (bdat_return_ == State::ready) reset_transaction();  // RFC 3030 §2: the transaction is over
     enter(bdat_return_);
     if (is_session_error(r.code)) {
       reply_error(r.code, r.enhanced->klass, r.enhanced->subject, r.enhanced->detail, r.lines.front());
@@ -530,7 +553,8 @@ void ServerSession::do_quit(const Command&) {
 }
 
 void ServerSession::do_starttls(const Command&) {
-  if (!cfg_.starttls || tls_active_) {
+  if (!cfg_.starttls || tls_active_ || !esmtp_) {
+    // STARTTLS is offered only in an EHLO reply (RFC 3207 §4), never after HELO.
     reply_error(tls_active_ ? 503 : 502, 5, 5, 1, tls_active_ ? "TLS already active" : "STARTTLS not offered");
     return;
   }
@@ -639,11 +663,19 @@ void ServerSession::finish_sasl(std::string_view decoded) {
   ask(Question::auth, std::move(check));
 }
 
-Fault ServerSession::answer(Verdict v) {
+Fault ServerSession::answer(Verdict v, std::optional<Millis> now) {
   if (question_ == Question::none) return Fault::no_question_pending;
   if (v.reply && v.reply->positive() != v.accepted) return Fault::reply_class_mismatch;
   const Question q = question_;
   question_ = Question::none;
+  // §4.5.3.2.7 times the wait for the client's next command, which starts now, not when the
+  // client last spoke: a slow host decision must not time the client out.
+  if (now) now_ = *now;
+  last_activity_ = now_;
+  if (v.reply && v.reply->code == 421) {  // §3.8: the host is closing the channel
+    close_with(*v.reply);
+    return Fault::none;
+  }
   // Default replies when the host gives none (RFC 3463 codes).
   auto pick = [&](Reply accept, Reply reject) { return v.reply.value_or(v.accepted ? accept : reject); };
   switch (q) {

@@ -81,7 +81,8 @@ TEST(Command, MailParameters) {  // §4.1.2 esmtp-param, RFC 1870, 6152, 3030, 6
   EXPECT_EQ(parse("MAIL FROM:<a@b.test> BODY=7BIT")->mail.body, BodyType::seven_bit);
   EXPECT_EQ(error_of("MAIL FROM:<a@b.test> SIZE=abc"), CommandErrorKind::bad_parameter_value);
   EXPECT_EQ(error_of("MAIL FROM:<a@b.test> SIZE"), CommandErrorKind::bad_parameter_value);
-  EXPECT_EQ(error_of("MAIL FROM:<a@b.test> SIZE=99999999999999999999"), CommandErrorKind::bad_parameter_value);
+  EXPECT_EQ(error_of("MAIL FROM:<a@b.test> SIZE=999999999999999999999"), CommandErrorKind::bad_parameter_value);  // 21 digits
+  EXPECT_EQ(parse("MAIL FROM:<a@b.test> SIZE=99999999999999999999")->mail.size, UINT64_MAX);  // 20: saturates
   EXPECT_EQ(error_of("MAIL FROM:<a@b.test> BODY=9BIT"), CommandErrorKind::bad_parameter_value);
   EXPECT_EQ(error_of("MAIL FROM:<a@b.test> SMTPUTF8=yes"), CommandErrorKind::bad_parameter_value);
   EXPECT_EQ(error_of("MAIL FROM:<a@b.test> AUTH=a+zz"), CommandErrorKind::bad_parameter_value);

@@ -155,4 +155,5 @@ TEST(DotStuff, AddsDotsAndTerminator) {
   EXPECT_EQ(dot_stuff(".a\r\n.\r\n"), "..a\r\n..\r\n.\r\n");
   EXPECT_EQ(dot_stuff("no newline"), "no newline\r\n.\r\n");
   EXPECT_EQ(dot_stuff("a\n.b"), "a\n..b\r\n.\r\n");  // over-stuffed after a bare LF
+  EXPECT_EQ(dot_stuff("a\r.\r\nb"), "a\r..\r\nb\r\n.\r\n");  // and after a bare CR
 }

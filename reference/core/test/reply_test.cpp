@@ -123,6 +123,20 @@ TEST(ReplyReader, LimitsAreEnforced) {
   EXPECT_EQ(*many->error, ReplyReader::ErrorKind::too_many_lines);
 }
 
+TEST(ReplyReader, LineAtTheLimitAcceptedInAnyChunking) {
+  ReplyReader::Options opt{16, 10};
+  const std::string line = "250 " + std::string(12, 'x');  // exactly 16 octets before CRLF
+  for (std::size_t cut = 0; cut <= line.size() + 2; ++cut) {
+    ReplyReader r(opt);
+    const std::string wire = line + "\r\n";
+    r.feed(wire.substr(0, cut));
+    auto first = r.next();
+    r.feed(wire.substr(cut));
+    auto item = first ? first : r.next();
+    ASSERT_TRUE(item && item->reply) << cut;
+  }
+}
+
 TEST(ReplyReader, RoundTripsFormattedReplies) {
   Reply a = make_reply(451, 4, 3, 0, "try later");
   Reply b{250, std::nullopt, {"host", "PIPELINING"}};

@@ -571,3 +571,87 @@ TEST(Trace, EveryTransitionIsReported) {
   d.feed(kTx + "DATA\r\n.\r\n");
   EXPECT_EQ(seen, (std::vector<std::string>{"initial>ready", "ready>mail", "mail>rcpt", "rcpt>data", "data>ready"}));
 }
+
+// ---- Regressions from review ----
+
+TEST(Regression, FirstBdatChunkTooLargeEndsTheTransaction) {  // RFC 3030 §2, §4.1.1.2
+  ServerConfig cfg = test_config();
+  cfg.limits.message_size = 100;
+  Driver d(cfg);
+  d.feed(kEhlo + "MAIL FROM:<a@b.test>\r\nRCPT TO:<old@mx.test>\r\nBDAT 200\r\n" + std::string(200, 'x') +
+         "MAIL FROM:<a@b.test>\r\nRCPT TO:<new@mx.test>\r\nBDAT 3 LAST\r\nabc");
+  EXPECT_EQ(d.codes(), (Codes{220, 250, 250, 250, 552, 250, 250, 250}));
+  ASSERT_EQ(d.t.messages.size(), 1u);
+  // The stored envelope holds only the new recipient.
+  EXPECT_EQ(std::count(d.t.events.begin(), d.t.events.end(), std::string("recipient <new@mx.test>")), 1);
+  EXPECT_EQ(d.session.envelope().recipients.size(), 0u);  // reset after the message
+}
+
+TEST(Regression, MailStartsWithNoRecipients) {  // §4.1.1.2
+  Driver d = greeted();
+  d.policy = [](const Action& a) {
+    if (std::holds_alternative<action::MessageComplete>(a)) {
+      EXPECT_EQ(std::get<action::MessageComplete>(a).envelope.recipients.size(), 1u);
+    }
+    return Verdict::accept();
+  };
+  d.feed("MAIL FROM:<a@b.test>\r\nRCPT TO:<x@mx.test>\r\nRSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<y@mx.test>\r\nBDAT 0 LAST\r\n");
+  EXPECT_EQ(d.last_code(), 250);
+}
+
+TEST(Regression, BadSaslLineEndsTheExchange) {  // RFC 4954 §4: 500 5.5.6
+  Driver d(tls_config());
+  d.feed(kEhlo + "AUTH PLAIN\r\n" + std::string(13000, 'A') + "\r\nNOOP\r\nAUTH LOGIN\r\nx\nNOOP\r\n");
+  EXPECT_EQ(d.codes(), (Codes{220, 250, 334, 500, 250, 334, 500, 250}));
+  EXPECT_EQ(d.replies()[3].enhanced, (EnhancedStatus{5, 5, 6}));
+}
+
+TEST(Regression, MailLineLongerWithOfferedExtensions) {  // §4.5.3.1.4, RFC 1870, 4954, 6531
+  Driver d(tls_config());
+  d.feed(kEhlo + "AUTH PLAIN AHUAcA==\r\n");
+  const std::string path = "<" + std::string(64, 'l') + "@" + std::string(50, 'd') + "." + std::string(50, 'd') + ".test>";
+  const std::string line = "MAIL FROM:" + path + " SIZE=100 SMTPUTF8 AUTH=" + std::string(400, 'x') + "\r\n";
+  ASSERT_GT(line.size(), 512u);
+  d.feed(line);
+  EXPECT_EQ(d.last_code(), 250);
+  ServerConfig plain = test_config();
+  plain.auth_mechanisms.clear();
+  Driver p(plain);  // without AUTH offered, the same line is too long
+  p.feed(kEhlo + line);
+  EXPECT_EQ(p.last_code(), 500);
+}
+
+TEST(Regression, SlowHostAnswerDoesNotTimeTheClientOut) {  // §4.5.3.2.7
+  Driver d = greeted();
+  d.policy = nullptr;
+  d.session.receive("MAIL FROM:<a@b.test>\r\n");
+  d.drain();
+  d.session.answer(Verdict::accept(), Millis(400'000));  // the host took 400 s
+  d.drain();
+  d.session.on_time(Millis(400'001));
+  d.drain();
+  EXPECT_FALSE(d.session.closed());
+  EXPECT_EQ(*d.session.deadline(), Millis(400'000 + 300'000));
+}
+
+TEST(Regression, BdatAfterRefusedGreetingIsSwallowed) {  // §3.1, RFC 3030 §2
+  ServerConfig cfg = test_config();
+  cfg.refuse = make_reply(554, std::nullopt, "no service");
+  EXPECT_EQ(dialog("BDAT 6\r\nQUIT\r\nNOOP\r\n", cfg), (Codes{503, 503}));
+}
+
+TEST(Regression, HostReply421Closes) {  // §3.8
+  Driver d = greeted();
+  d.policy = [](const Action&) { return Verdict::reject(make_reply(421, 4, 3, 0, "shutting down")); };
+  d.feed("MAIL FROM:<a@b.test>\r\nNOOP\r\n");
+  EXPECT_EQ(d.new_codes(), Codes{421});
+  EXPECT_TRUE(d.session.closed());
+}
+
+TEST(Regression, StarttlsNotAfterHelo) {  // RFC 3207 §4
+  EXPECT_EQ(dialog("HELO client.test\r\nSTARTTLS\r\n"), (Codes{250, 502}));
+}
+
+TEST(Regression, TwentyDigitSizeIs552) {  // RFC 1870: size-value = 1*20DIGIT
+  EXPECT_EQ(dialog(kEhlo + "MAIL FROM:<a@b.test> SIZE=99999999999999999999\r\n"), (Codes{250, 552}));
+}

@@ -182,7 +182,7 @@ struct Bdat : Cmd {
 struct Starttls : Cmd {
   void checkPreconditions(const Model& s) const override { RC_PRE(s.state != m::State::closed); }
   void apply(Model& s) const override {
-    if (s.state == m::State::ready && !s.tls) {
+    if (s.state == m::State::ready && s.esmtp && !s.tls) {
       s.state = m::State::initial;  // the driver completes the handshake at once
       s.tls = true;
       s.authed = false;

@@ -70,4 +70,8 @@ State next(State state, Input input, int code);
 // transition the session makes against this.
 bool legal_transition(State from, State to);
 
+// For a server that passes through `bdat` while it reads a chunk: whether leaving it for `to`
+// is a possible outcome of BDAT or BDAT LAST sent in `from` (the state before the chunk).
+bool legal_bdat_outcome(State from, State to);
+
 }  // namespace refsmtp::model

@@ -157,7 +157,9 @@ class ServerSession {
   std::optional<Action> next_action();
 
   Question pending() const { return question_; }
-  Fault answer(Verdict v);
+  // Answers the pending question. `now`, when given, is the current time (else the last time
+  // passed to on_time); the idle timer restarts from it. A 421 reply closes the connection.
+  Fault answer(Verdict v, std::optional<Millis> now = std::nullopt);
 
   Fault tls_started();  // handshake done: session is back at `initial` with TLS active
   void tls_failed();    // handshake failed: the connection is closed (RFC 3207 §4.1)
@@ -218,6 +220,7 @@ class ServerSession {
   void finish_sasl(std::string_view decoded);
   void finish_message_body(bool too_large, bool line_too_long, bool bare);
   std::size_t line_limit(std::string_view partial) const;
+  void line_error(std::string_view text);
 
   ServerConfig cfg_;
   State state_ = State::initial;
