@@ -99,8 +99,9 @@ struct Harness {
     }
   }
 
-  static void check_replies(std::string_view bytes) {
-    ReplyReader reader;
+  ReplyReader reader;  // reused: every Send holds whole replies, so it ends each check empty
+
+  void check_replies(std::string_view bytes) {
     reader.feed(bytes);
     std::size_t count = 0;
     while (auto item = reader.next()) {

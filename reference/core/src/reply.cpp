@@ -7,7 +7,21 @@
 namespace refsmtp::core {
 
 std::string EnhancedStatus::to_string() const {
-  return std::to_string(klass) + "." + std::to_string(subject) + "." + std::to_string(detail);
+  std::string out;
+  append_to(out);
+  return out;
+}
+
+void EnhancedStatus::append_to(std::string& out) const {
+  char buf[32];
+  char* p = buf;
+  char* end = buf + sizeof buf;
+  p = std::to_chars(p, end, klass).ptr;
+  *p++ = '.';
+  p = std::to_chars(p, end, subject).ptr;
+  *p++ = '.';
+  p = std::to_chars(p, end, detail).ptr;
+  out.append(buf, static_cast<std::size_t>(p - buf));
 }
 
 std::optional<EnhancedStatus> EnhancedStatus::parse(std::string_view s) {
@@ -42,7 +56,7 @@ void append_reply_line(std::string& out, int code, bool last, const EnhancedStat
                   static_cast<char>('0' + code % 10), last ? ' ' : '-'};
   out.append(head, 4);
   if (status) {
-    out += status->to_string();
+    status->append_to(out);
     out += ' ';
   }
   const std::size_t start = out.size();

@@ -15,6 +15,7 @@ struct EnhancedStatus {
   int detail = 0;   // 0..999
   bool operator==(const EnhancedStatus&) const = default;
   std::string to_string() const;
+  void append_to(std::string& out) const;  // without a temporary string
   // Parses "c.sss.ddd" exactly (RFC 3463 §2: no leading zeros rule is not enforced on input).
   static std::optional<EnhancedStatus> parse(std::string_view s);
 };
