@@ -1,0 +1,90 @@
+#pragma once
+// The queue: accepts messages durably, says which are due, records delivery attempts, retries on
+// the schedule, and bounces what fails. It owns no thread, socket or clock: the host calls it with
+// the time, and runs deliveries however it likes (issue 4's daemon, or a test loop).
+//
+// Lifecycle of a message: accepted (durable, 250 sent) -> due -> attempted -> each recipient
+// delivered / failed / still pending -> retried until none is pending or the give-up time, then
+// removed. Per-recipient state is persisted after every attempt, so after a crash a delivered
+// recipient is never sent again (at most the attempt in flight during the crash is repeated).
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "refsmtp/core/reply.hpp"
+#include "refsmtp/core/server_session.hpp"
+#include "refsmtp/queue/dsn.hpp"
+#include "refsmtp/queue/retry.hpp"
+#include "refsmtp/queue/spool.hpp"
+
+namespace refsmtp::queue {
+
+struct QueueConfig {
+  std::string hostname = "localhost";  // in Received: headers, DSNs and queue replies
+  std::string postmaster;              // where failed bounces are reported; default postmaster@hostname
+  RetryPolicy retry;
+};
+
+struct ClientInfo {
+  std::string helo;
+  std::string address;
+  bool esmtp = true, tls = false, authenticated = false;
+};
+
+struct AcceptResult {
+  std::optional<std::string> id;  // set when the message is on stable storage
+  core::Reply reply;              // 250 with the queue id, or 452 (no space) / 451 (I/O error)
+};
+
+struct DeliveryOutcome {
+  std::size_t recipient = 0;  // index into the envelope's recipients
+  RecipientState state = RecipientState::pending;  // pending = deferred (try again later)
+  std::string reply;          // what the next hop said, e.g. "550 5.1.1 no such user"
+};
+
+struct QueueEvent {  // what happened, for the host's log
+  std::string id;
+  std::string what;
+};
+
+class Queue {
+ public:
+  Queue(Storage& storage, QueueConfig config);
+
+  // Recovers the spool; must be called before anything else.
+  std::error_code open(std::int64_t now_ms, RecoveryReport* report = nullptr);
+
+  // Stores a message received by a ServerSession; the Received: header is prepended. The reply
+  // goes to the client: 250 only when the message is durable (RFC 5321 §6.1).
+  AcceptResult accept(const core::Envelope& envelope, std::string_view body, const ClientInfo& client,
+                      std::int64_t now_ms);
+
+  std::vector<std::string> due(std::int64_t now_ms) const;  // ids whose next attempt is due
+  std::optional<std::int64_t> next_wakeup() const;
+  const StoredEnvelope* find(const std::string& id) const;
+  std::error_code read_body(const std::string& id, std::string& body);
+
+  // Records one delivery attempt. Persists before it returns; on a storage error nothing in
+  // memory changes and the attempt may be repeated.
+  std::error_code record(const std::string& id, const std::vector<DeliveryOutcome>& outcomes, std::int64_t now_ms);
+
+  std::size_t size() const { return msgs_.size(); }
+  std::vector<QueueEvent> take_events();
+
+ private:
+  std::string new_id(std::int64_t now_ms);
+  std::error_code enqueue_report(const StoredEnvelope& original, const std::vector<DsnRecipient>& recipients,
+                                 std::int64_t now_ms);
+
+  Spool spool_;
+  QueueConfig cfg_;
+  std::map<std::string, StoredEnvelope> msgs_;
+  std::uint32_t seq_ = 0;
+  std::vector<QueueEvent> events_;
+};
+
+}  // namespace refsmtp::queue

@@ -1,0 +1,211 @@
+#include "refsmtp/queue/queue.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "refsmtp/queue/dsn.hpp"
+
+namespace refsmtp::queue {
+
+Queue::Queue(Storage& storage, QueueConfig config) : spool_(storage), cfg_(std::move(config)) {
+  if (cfg_.postmaster.empty()) cfg_.postmaster = "postmaster@" + cfg_.hostname;
+}
+
+std::error_code Queue::open(std::int64_t, RecoveryReport* report) {
+  RecoveryReport local;
+  RecoveryReport& r = report ? *report : local;
+  if (auto e = spool_.recover(r)) return e;
+  msgs_.clear();
+  for (auto& m : r.messages) msgs_[m.id] = m;
+  for (const auto& q : r.quarantined) events_.push_back({"", "quarantined " + q});
+  return {};
+}
+
+std::string Queue::new_id(std::int64_t now_ms) {
+  // Sortable by arrival: 12 hex digits of milliseconds, then a per-process sequence number.
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%012llX%06X", static_cast<unsigned long long>(now_ms) & 0xFFFFFFFFFFFFULL,
+                static_cast<unsigned>(seq_++ & 0xFFFFFF));
+  return buf;
+}
+
+AcceptResult Queue::accept(const core::Envelope& envelope, std::string_view body, const ClientInfo& client,
+                           std::int64_t now_ms) {
+  StoredEnvelope e;
+  e.kind = MessageKind::normal;
+  e.arrival_ms = now_ms;
+  e.helo = client.helo;
+  e.client_address = client.address;
+  e.reverse_path = envelope.reverse_path;
+  e.size = envelope.params.size;
+  e.body_type = envelope.params.body;
+  e.smtputf8 = envelope.params.smtputf8;
+  for (const auto& r : envelope.recipients) e.recipients.push_back(QueuedRecipient{r.path, RecipientState::pending, ""});
+  e.next_attempt_ms = now_ms;
+  std::error_code err;
+  for (int tries = 0; tries < 3; ++tries) {  // an id collision (clock stepped back) gets a fresh id
+    e.id = new_id(now_ms);
+    TraceInfo t{client.helo, client.address, cfg_.hostname, e.id, client.esmtp, client.tls, client.authenticated,
+                envelope.params.smtputf8, {}, now_ms};
+    for (const auto& r : envelope.recipients) t.recipients.push_back(r.path);
+    const std::string stored = received_header(t) + std::string(body);
+    err = spool_.accept(e, stored);
+    if (err != std::errc::file_exists) break;
+  }
+  if (err) {
+    events_.push_back({e.id, "accept failed: " + err.message()});
+    // RFC 3463: 4.3.1 mail system full; 4.3.0 other mail system problem.
+    if (err == std::errc::no_space_on_device) return {std::nullopt, core::make_reply(452, 4, 3, 1, "Insufficient system storage")};
+    return {std::nullopt, core::make_reply(451, 4, 3, 0, "Local error in processing; try again later")};
+  }
+  msgs_[e.id] = e;
+  events_.push_back({e.id, "accepted from " + client.address + " " + e.reverse_path.to_string() + ", " +
+                               std::to_string(e.recipients.size()) + " recipient(s)"});
+  return {e.id, core::make_reply(250, 2, 0, 0, "OK queued as " + e.id)};
+}
+
+std::vector<std::string> Queue::due(std::int64_t now_ms) const {
+  std::vector<std::string> out;
+  for (const auto& [id, m] : msgs_) {
+    if (m.next_attempt_ms <= now_ms) out.push_back(id);
+  }
+  return out;
+}
+
+std::optional<std::int64_t> Queue::next_wakeup() const {
+  std::optional<std::int64_t> t;
+  for (const auto& [id, m] : msgs_) {
+    if (!t || m.next_attempt_ms < *t) t = m.next_attempt_ms;
+  }
+  return t;
+}
+
+const StoredEnvelope* Queue::find(const std::string& id) const {
+  auto it = msgs_.find(id);
+  return it == msgs_.end() ? nullptr : &it->second;
+}
+
+std::error_code Queue::read_body(const std::string& id, std::string& body) {
+  auto it = msgs_.find(id);
+  if (it == msgs_.end()) return std::make_error_code(std::errc::no_such_file_or_directory);
+  return spool_.read_body(it->second, body);
+}
+
+std::error_code Queue::enqueue_report(const StoredEnvelope& original, const std::vector<DsnRecipient>& recipients,
+                                      std::int64_t now_ms) {
+  // Who hears about the failure (RFC 5321 §6.1, §4.5.5): the sender for a normal message; the
+  // postmaster for a failed bounce; nobody for a failed notice (no loops).
+  core::Path to;
+  MessageKind kind;
+  if (original.kind == MessageKind::normal && !original.reverse_path.is_null()) {
+    to = original.reverse_path;
+    kind = MessageKind::bounce;
+  } else if (original.kind != MessageKind::notice) {
+    const std::size_t at = cfg_.postmaster.rfind('@');
+    to.mailbox = core::Mailbox{cfg_.postmaster.substr(0, at), at == std::string::npos ? "" : cfg_.postmaster.substr(at + 1), false};
+    kind = MessageKind::notice;
+  } else {
+    events_.push_back({original.id, "failed notice to postmaster dropped (no report about a report)"});
+    return {};
+  }
+  std::string body;
+  if (auto e = spool_.read_body(original, body)) return e;
+  const std::size_t end = body.find("\r\n\r\n");
+  DsnInput in;
+  in.reporting_mta = cfg_.hostname;
+  in.original_id = original.id;
+  in.postmaster = "MAILER-DAEMON@" + cfg_.hostname;
+  in.to = to;
+  in.arrival_ms = original.arrival_ms;
+  in.now_ms = now_ms;
+  in.recipients = recipients;
+  in.original_headers = end == std::string::npos ? body : body.substr(0, end + 2);
+  const std::string report = make_dsn(in);
+
+  StoredEnvelope e;
+  e.kind = kind;
+  e.arrival_ms = now_ms;
+  e.helo = cfg_.hostname;
+  e.client_address = "local";
+  e.recipients.push_back(QueuedRecipient{to, RecipientState::pending, ""});
+  e.next_attempt_ms = now_ms;
+  std::error_code err;
+  for (int tries = 0; tries < 3; ++tries) {
+    e.id = new_id(now_ms);
+    err = spool_.accept(e, report);
+    if (err != std::errc::file_exists) break;
+  }
+  if (err) return err;
+  msgs_[e.id] = e;
+  events_.push_back({e.id, std::string(kind == MessageKind::bounce ? "bounce" : "postmaster notice") + " about " +
+                               original.id + " to " + to.to_string()});
+  return {};
+}
+
+std::error_code Queue::record(const std::string& id, const std::vector<DeliveryOutcome>& outcomes, std::int64_t now_ms) {
+  auto it = msgs_.find(id);
+  if (it == msgs_.end()) return std::make_error_code(std::errc::no_such_file_or_directory);
+  StoredEnvelope next = it->second;  // changes are committed only once durable
+  std::vector<DsnRecipient> failed;
+  for (const auto& o : outcomes) {
+    if (o.recipient >= next.recipients.size()) continue;
+    QueuedRecipient& r = next.recipients[o.recipient];
+    if (r.state != RecipientState::pending) continue;  // states never go backwards
+    r.last_reply = o.reply;
+    r.state = o.state;
+    if (o.state == RecipientState::failed) failed.push_back({r.path, false, status_of(o.reply, true), o.reply});
+  }
+  ++next.attempts;
+  const bool pending = std::any_of(next.recipients.begin(), next.recipients.end(),
+                                   [](const QueuedRecipient& r) { return r.state == RecipientState::pending; });
+  std::vector<DsnRecipient> delayed;
+  if (pending) {
+    const auto when = next_attempt(cfg_.retry, next.attempts, next.arrival_ms, now_ms);
+    if (!when) {
+      // Give up (RFC 3463 4.4.7 / 5.4.7: delivery time expired).
+      for (auto& r : next.recipients) {
+        if (r.state != RecipientState::pending) continue;
+        r.state = RecipientState::failed;
+        const std::string why = r.last_reply.empty() ? std::string("gave up") : r.last_reply;
+        failed.push_back({r.path, false, "5.4.7", why + " (delivery time expired)"});
+      }
+    } else {
+      next.next_attempt_ms = *when;
+      if (!next.delay_notified && cfg_.retry.delay_warning && now_ms - next.arrival_ms >= cfg_.retry.delay_warning->count() &&
+          next.kind == MessageKind::normal && !next.reverse_path.is_null()) {
+        for (const auto& r : next.recipients) {
+          if (r.state == RecipientState::pending) delayed.push_back({r.path, true, status_of(r.last_reply, false), r.last_reply});
+        }
+        next.delay_notified = true;
+      }
+    }
+  }
+  // Reports first, then the state change: a crash in between repeats a report, never loses one.
+  if (!failed.empty()) {
+    if (auto e = enqueue_report(next, failed, now_ms)) return e;
+  }
+  if (!delayed.empty()) {
+    if (auto e = enqueue_report(next, delayed, now_ms)) return e;
+  }
+  const bool done = std::none_of(next.recipients.begin(), next.recipients.end(),
+                                 [](const QueuedRecipient& r) { return r.state == RecipientState::pending; });
+  if (done) {
+    if (auto e = spool_.remove(id)) return e;
+    msgs_.erase(id);
+    events_.push_back({id, "done"});
+    return {};
+  }
+  if (auto e = spool_.update(next)) return e;
+  it = msgs_.find(id);
+  it->second = std::move(next);
+  events_.push_back({id, "deferred until " + std::to_string(it->second.next_attempt_ms)});
+  return {};
+}
+
+std::vector<QueueEvent> Queue::take_events() {
+  std::vector<QueueEvent> out;
+  out.swap(events_);
+  return out;
+}
+
+}  // namespace refsmtp::queue

@@ -1,0 +1,61 @@
+// RFC 3464 DSN structure and the RFC 5321 §4.4 trace header.
+#include <gtest/gtest.h>
+
+#include "refsmtp/queue/dsn.hpp"
+
+using namespace refsmtp::queue;
+
+namespace {
+refsmtp::core::Path path(std::string l, std::string d) {
+  refsmtp::core::Path p;
+  p.mailbox = refsmtp::core::Mailbox{std::move(l), std::move(d), false};
+  return p;
+}
+}  // namespace
+
+TEST(Dsn, Rfc5322Date) {
+  EXPECT_EQ(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+  EXPECT_EQ(rfc5322_date(1'795'912'276'000), "Sun, 29 Nov 2026 00:31:16 +0000");
+}
+
+TEST(Dsn, ReceivedHeader) {
+  TraceInfo t{"client.test", "192.0.2.1", "mx.test", "ABC", true, true, false, false, {path("r", "mx.test")}, 0};
+  EXPECT_EQ(received_header(t),
+            "Received: from client.test (192.0.2.1)\r\n\tby mx.test (refsmtp) with ESMTPS id ABC\r\n\tfor <r@mx.test>; "
+            "Thu, 01 Jan 1970 00:00:00 +0000\r\n");
+  t.recipients.push_back(path("s", "mx.test"));  // several: "for" is left out
+  t.helo = "evil\r\nX-Injected: 1";
+  const std::string h = received_header(t);
+  EXPECT_EQ(h.find("for <"), std::string::npos);
+  EXPECT_EQ(h.find("\r\nX-Injected"), std::string::npos);
+}
+
+TEST(Dsn, StatusOfReply) {
+  EXPECT_EQ(status_of("550 5.1.1 no such user", true), "5.1.1");
+  EXPECT_EQ(status_of("550 no such user", true), "5.0.0");
+  EXPECT_EQ(status_of("451 4.3.0 later", false), "4.3.0");
+  EXPECT_EQ(status_of("451 4.3.0 later", true), "5.0.0");  // class must agree
+}
+
+TEST(Dsn, MultipartReportShape) {  // RFC 3464 §2, RFC 6522
+  DsnInput in;
+  in.reporting_mta = "mx.test";
+  in.original_id = "Q1";
+  in.postmaster = "MAILER-DAEMON@mx.test";
+  in.to = path("alice", "example.com");
+  in.recipients = {{path("bob", "example.org"), false, "5.1.1", "550 5.1.1 no such user"}};
+  in.original_headers = "Subject: hello\r\nFrom: alice@example.com\r\n";
+  const std::string m = make_dsn(in);
+  EXPECT_NE(m.find("Content-Type: multipart/report; report-type=delivery-status;"), std::string::npos);
+  EXPECT_NE(m.find("Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.test\r\n"), std::string::npos);
+  EXPECT_NE(m.find("Final-Recipient: rfc822; bob@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+                   "Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n"),
+            std::string::npos);
+  EXPECT_NE(m.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n"), std::string::npos);
+  EXPECT_NE(m.find("Auto-Submitted: auto-replied\r\n"), std::string::npos);
+  EXPECT_TRUE(m.ends_with("--refsmtp-dsn-Q1--\r\n"));
+  // Only CRLF line ends.
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    if (m[i] == '\n') ASSERT_TRUE(i > 0 && m[i - 1] == '\r') << i;
+  }
+}

@@ -1,0 +1,219 @@
+// The queue manager: accept replies, retries, bounces and who gets them.
+#include <gtest/gtest.h>
+
+#include "refsmtp/queue/queue.hpp"
+#include "temp_dir.hpp"
+
+using namespace refsmtp::queue;
+using refsmtp::core::Envelope;
+using refsmtp::core::Path;
+
+namespace {
+
+Path path(std::string l, std::string d) {
+  Path p;
+  p.mailbox = refsmtp::core::Mailbox{std::move(l), std::move(d), false};
+  return p;
+}
+
+Envelope envelope(Path from, std::vector<std::string> rcpts) {
+  Envelope e;
+  e.helo = "client.test";
+  e.esmtp = true;
+  e.reverse_path = std::move(from);
+  for (auto& r : rcpts) e.recipients.push_back({path(r, "mx.test"), {}});
+  return e;
+}
+
+QueueConfig config() {
+  QueueConfig c;
+  c.hostname = "mx.test";
+  c.retry.first = {std::chrono::milliseconds(100)};
+  c.retry.later = std::chrono::milliseconds(200);
+  c.retry.max_interval = std::chrono::milliseconds(400);
+  c.retry.give_up_after = std::chrono::milliseconds(2000);
+  c.retry.delay_warning = std::chrono::milliseconds(500);
+  return c;
+}
+
+const ClientInfo kClient{"client.test", "192.0.2.1", true, false, false};
+
+}  // namespace
+
+TEST(Queue, AcceptIsDurableAndPrependsReceived) {
+  TempDir dir;
+  PosixStorage storage(dir.path());
+  Queue q(storage, config());
+  ASSERT_FALSE(q.open(0));
+  auto r = q.accept(envelope(path("a", "b.test"), {"x"}), "Subject: t\r\n\r\nhi\r\n", kClient, 1000);
+  ASSERT_TRUE(r.id);
+  EXPECT_EQ(r.reply.code, 250);
+  EXPECT_EQ(r.reply.text(), "OK queued as " + *r.id);
+  // A second queue over the same directory sees it (the message is on disk, not just in memory).
+  Queue again(storage, config());
+  ASSERT_FALSE(again.open(0));
+  ASSERT_EQ(again.size(), 1u);
+  std::string body;
+  ASSERT_FALSE(again.read_body(*r.id, body));
+  EXPECT_TRUE(body.starts_with("Received: from client.test (192.0.2.1)\r\n\tby mx.test (refsmtp) with ESMTP id " + *r.id));
+  EXPECT_TRUE(body.ends_with("\r\nSubject: t\r\n\r\nhi\r\n"));
+}
+
+TEST(Queue, IdsAreUniqueAndSortable) {
+  MemoryStorage storage;
+  Queue q(storage, config());
+  q.open(0);
+  std::vector<std::string> ids;
+  for (std::int64_t t : {5, 5, 5, 6, 100}) ids.push_back(*q.accept(envelope(path("a", "b"), {"x"}), "x\r\n", kClient, t).id);
+  for (std::size_t i = 1; i < ids.size(); ++i) EXPECT_LT(ids[i - 1], ids[i]);
+}
+
+TEST(Queue, NoSpaceIs452AndIoErrorIs451NeverA250) {  // RFC 3463 4.3.1 / 4.3.0
+  for (auto [fault, code] : {std::pair{MemoryStorage::Fault::enospc, 452}, std::pair{MemoryStorage::Fault::short_write, 452},
+                             std::pair{MemoryStorage::Fault::eio, 451}}) {
+    for (std::size_t op = 0; op < 9; ++op) {
+      MemoryStorage storage;
+      Queue q(storage, config());
+      q.open(0);
+      storage.inject(storage.operations() + op, fault);
+      auto r = q.accept(envelope(path("a", "b"), {"x"}), "x\r\n", kClient, 0);
+      if (!r.id) {
+        EXPECT_EQ(r.reply.code, code) << op;
+        EXPECT_EQ(q.size(), 0u);
+      }
+    }
+  }
+}
+
+TEST(Queue, PartialDeliverySurvivesRestartWithoutRedelivery) {
+  TempDir dir;
+  PosixStorage storage(dir.path());
+  std::string id;
+  {
+    Queue q(storage, config());
+    q.open(0);
+    id = *q.accept(envelope(path("a", "b.test"), {"x", "y", "z"}), "m\r\n", kClient, 0).id;
+    ASSERT_EQ(q.due(0), std::vector<std::string>{id});
+    ASSERT_FALSE(q.record(id, {{0, RecipientState::delivered, "250 ok"}, {1, RecipientState::delivered, "250 ok"},
+                               {2, RecipientState::pending, "451 4.3.0 later"}}, 10));
+    EXPECT_TRUE(q.due(10).empty());
+    EXPECT_EQ(q.due(110), std::vector<std::string>{id});
+  }
+  Queue q(storage, config());
+  q.open(0);
+  const StoredEnvelope* e = q.find(id);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->recipients[0].state, RecipientState::delivered);
+  EXPECT_EQ(e->recipients[1].state, RecipientState::delivered);
+  EXPECT_EQ(e->recipients[2].state, RecipientState::pending);
+  EXPECT_EQ(e->attempts, 1u);
+  EXPECT_EQ(e->next_attempt_ms, 110);
+  // States never go backwards: a later "pending" for x changes nothing.
+  ASSERT_FALSE(q.record(id, {{0, RecipientState::pending, "451"}, {2, RecipientState::delivered, "250 ok"}}, 120));
+  EXPECT_EQ(q.size(), 0u);  // all final: removed
+}
+
+TEST(Queue, PermanentFailureBouncesToTheSender) {  // RFC 3464, RFC 5321 §6.1
+  MemoryStorage storage;
+  Queue q(storage, config());
+  q.open(0);
+  const std::string id = *q.accept(envelope(path("alice", "example.com"), {"x", "y"}), "Subject: s\r\n\r\nb\r\n", kClient, 0).id;
+  ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, "550 5.1.1 no such user"}, {1, RecipientState::delivered, "250 ok"}}, 5));
+  ASSERT_EQ(q.size(), 1u);  // the original is done; the bounce is queued
+  const std::string bounce_id = q.due(5).at(0);
+  const StoredEnvelope* b = q.find(bounce_id);
+  EXPECT_EQ(b->kind, MessageKind::bounce);
+  EXPECT_TRUE(b->reverse_path.is_null());  // bounces use the null reverse-path
+  EXPECT_EQ(b->recipients.at(0).path.to_string(), "<alice@example.com>");
+  std::string body;
+  ASSERT_FALSE(q.read_body(bounce_id, body));
+  EXPECT_NE(body.find("Final-Recipient: rfc822; x@mx.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"), std::string::npos);
+  EXPECT_EQ(body.find("y@mx.test\r\nAction"), std::string::npos);  // only the failed one
+  EXPECT_NE(body.find("Subject: s\r\n"), std::string::npos);
+}
+
+TEST(Queue, NoBounceToNullSenderAndNoLoops) {  // RFC 5321 §4.5.5, §6.1
+  MemoryStorage storage;
+  Queue q(storage, config());
+  q.open(0);
+  const std::string id = *q.accept(envelope(Path{}, {"x"}), "m\r\n", kClient, 0).id;
+  ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, "550 no"}}, 1));
+  // A null-sender message that fails is reported to postmaster, once.
+  ASSERT_EQ(q.size(), 1u);
+  const std::string notice = q.due(1).at(0);
+  EXPECT_EQ(q.find(notice)->kind, MessageKind::notice);
+  EXPECT_EQ(q.find(notice)->recipients[0].path.to_string(), "<postmaster@mx.test>");
+  // If that notice fails too, it is dropped: nothing new is queued.
+  ASSERT_FALSE(q.record(notice, {{0, RecipientState::failed, "550 no"}}, 2));
+  EXPECT_EQ(q.size(), 0u);
+}
+
+TEST(Queue, FailedBounceGoesToPostmaster) {
+  MemoryStorage storage;
+  Queue q(storage, config());
+  q.open(0);
+  const std::string id = *q.accept(envelope(path("alice", "example.com"), {"x"}), "m\r\n", kClient, 0).id;
+  q.record(id, {{0, RecipientState::failed, "550 no"}}, 1);
+  const std::string bounce = q.due(1).at(0);
+  q.record(bounce, {{0, RecipientState::failed, "550 alice unknown"}}, 2);
+  const std::string notice = q.due(2).at(0);
+  EXPECT_EQ(q.find(notice)->kind, MessageKind::notice);
+  EXPECT_EQ(q.find(notice)->recipients[0].path.to_string(), "<postmaster@mx.test>");
+}
+
+TEST(Queue, RetriesOnScheduleThenGivesUpWithABounce) {  // RFC 5321 §4.5.4.1
+  MemoryStorage storage;
+  Queue q(storage, config());
+  q.open(0);
+  const std::string id = *q.accept(envelope(path("alice", "example.com"), {"x"}), "m\r\n", kClient, 0).id;
+  std::vector<std::int64_t> attempts;
+  std::int64_t now = 0;
+  int delay_notices = 0;
+  for (int guard = 0; guard < 100 && q.find(id); ++guard) {
+    const auto wake = q.next_wakeup();
+    ASSERT_TRUE(wake);
+    now = std::max(now, *wake);
+    for (const auto& d : q.due(now)) {
+      if (d != id) {
+        if (q.find(d)->kind == MessageKind::bounce) {
+          std::string body;
+          q.read_body(d, body);
+          if (body.find("Action: delayed") != std::string::npos) ++delay_notices;
+        }
+        q.record(d, {{0, RecipientState::delivered, "250 ok"}}, now);  // reports are delivered
+        continue;
+      }
+      attempts.push_back(now);
+      ASSERT_FALSE(q.record(id, {{0, RecipientState::pending, "451 4.4.1 no answer"}}, now));
+    }
+  }
+  EXPECT_EQ(attempts, (std::vector<std::int64_t>{0, 100, 300, 700, 1100, 1500, 1900, 2000}));
+  EXPECT_EQ(delay_notices, 1);  // once, after 500 ms
+  EXPECT_FALSE(q.find(id));
+  // The give-up bounce was queued and says why.
+  ASSERT_EQ(q.size(), 1u);
+  std::string body;
+  q.read_body(q.due(now).at(0), body);
+  EXPECT_NE(body.find("Status: 5.4.7"), std::string::npos);
+  EXPECT_NE(body.find("451 4.4.1 no answer (delivery time expired)"), std::string::npos);
+}
+
+TEST(Queue, CorruptSpoolFileIsQuarantinedAndReported) {
+  TempDir dir;
+  PosixStorage storage(dir.path());
+  std::string id;
+  {
+    Queue q(storage, config());
+    q.open(0);
+    id = *q.accept(envelope(path("a", "b"), {"x"}), "m\r\n", kClient, 0).id;
+  }
+  std::filesystem::resize_file(dir.path() + "/queue/" + id + ".env", 10);
+  Queue q(storage, config());
+  RecoveryReport report;
+  ASSERT_FALSE(q.open(0, &report));
+  EXPECT_EQ(q.size(), 0u);
+  ASSERT_EQ(report.quarantined.size(), 2u);
+  auto events = q.take_events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_NE(events[0].what.find("quarantined " + id + ".env"), std::string::npos);
+}
