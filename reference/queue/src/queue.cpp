@@ -22,11 +22,15 @@ std::error_code Queue::open(std::int64_t, RecoveryReport* report) {
 }
 
 std::string Queue::new_id(std::int64_t now_ms) {
-  // Sortable by arrival: 12 hex digits of milliseconds, then a per-process sequence number.
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%012llX%06X", static_cast<unsigned long long>(now_ms) & 0xFFFFFFFFFFFFULL,
-                static_cast<unsigned>(seq_++ & 0xFFFFFF));
-  return buf;
+  // Sortable by arrival: 12 hex digits of milliseconds, then a sequence number. After a restart
+  // in the same millisecond (or a clock stepped back) the sequence starts again, so skip ids the
+  // queue already holds: renaming into queue/ would replace that message.
+  while (true) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%012llX%06X", static_cast<unsigned long long>(now_ms) & 0xFFFFFFFFFFFFULL,
+                  static_cast<unsigned>(seq_++ & 0xFFFFFF));
+    if (!msgs_.count(buf)) return buf;
+  }
 }
 
 AcceptResult Queue::accept(const core::Envelope& envelope, std::string_view body, const ClientInfo& client,
@@ -181,22 +185,39 @@ std::error_code Queue::record(const std::string& id, const std::vector<DeliveryO
     }
   }
   // Reports first, then the state change: a crash in between repeats a report, never loses one.
-  if (!failed.empty()) {
-    if (auto e = enqueue_report(next, failed, now_ms)) return e;
-  }
-  if (!delayed.empty()) {
-    if (auto e = enqueue_report(next, delayed, now_ms)) return e;
-  }
+  std::error_code err;
+  if (!failed.empty()) err = enqueue_report(next, failed, now_ms);
+  if (!err && !delayed.empty()) err = enqueue_report(next, delayed, now_ms);
   const bool done = std::none_of(next.recipients.begin(), next.recipients.end(),
                                  [](const QueuedRecipient& r) { return r.state == RecipientState::pending; });
+  bool gone = false;
+  if (!err) err = done ? spool_.remove(id, gone) : spool_.update(next);
+  if (err && gone) {
+    // Removed, but not durably: forget it here; after a crash it would be delivered again.
+    msgs_.erase(id);
+    events_.push_back({id, "done, but the removal may not be durable: " + err.message()});
+    return err;
+  }
+  if (err) {
+    // Not durable. Remember in memory only what was delivered -- so this process does not send
+    // it again -- and try to persist soon; failures and deferrals are decided again next time.
+    StoredEnvelope& current = it->second;
+    for (const auto& o : outcomes) {
+      if (o.recipient < current.recipients.size() && o.state == RecipientState::delivered &&
+          current.recipients[o.recipient].state == RecipientState::pending) {
+        current.recipients[o.recipient].state = RecipientState::delivered;
+        current.recipients[o.recipient].last_reply = o.reply;
+      }
+    }
+    current.next_attempt_ms = now_ms + (cfg_.retry.first.empty() ? cfg_.retry.later : cfg_.retry.first.front()).count();
+    events_.push_back({id, "could not record delivery attempt: " + err.message()});
+    return err;
+  }
   if (done) {
-    if (auto e = spool_.remove(id)) return e;
     msgs_.erase(id);
     events_.push_back({id, "done"});
     return {};
   }
-  if (auto e = spool_.update(next)) return e;
-  it = msgs_.find(id);
   it->second = std::move(next);
   events_.push_back({id, "deferred until " + std::to_string(it->second.next_attempt_ms)});
   return {};

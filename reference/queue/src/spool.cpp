@@ -69,11 +69,14 @@ std::error_code Spool::update(const StoredEnvelope& env) {
   return write_durably(s_, kTmp, kQueue, env.id + ".env", serialize(env));
 }
 
-std::error_code Spool::remove(const std::string& id) {
+std::error_code Spool::remove(const std::string& id, bool& gone) {
   // Envelope first: once it is gone the message is gone; a body left behind is an orphan that
   // recovery removes.
+  gone = false;
   if (auto e = s_.unlink(std::string(kQueue) + "/" + id + ".env")) return e;
+  gone = true;
   s_.unlink(std::string(kQueue) + "/" + id + ".body");
+  // If this fails the removal is not durable: a crash could bring the message back.
   return s_.fsync_dir(kQueue);
 }
 

@@ -1,6 +1,10 @@
 // The envelope record format: canonical escaping, checksummed, and closed to injection.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
 #include "refsmtp/queue/envelope_record.hpp"
 
 using namespace refsmtp::queue;
@@ -110,4 +114,29 @@ TEST(EnvelopeRecord, ErrorsNameTheLine) {
   auto h = parse_envelope("hello\n");
   EXPECT_EQ(*h.error, RecordError::bad_header);
   EXPECT_EQ(h.line, 1u);
+}
+
+// Writes real records as fuzz seeds when REFSMTP_WRITE_SEEDS names a directory (used by
+// scripts/seed-corpus); otherwise does nothing.
+TEST(EnvelopeRecord, WriteSeedsWhenAsked) {
+  const char* dir = std::getenv("REFSMTP_WRITE_SEEDS");
+  if (!dir) GTEST_SKIP() << "REFSMTP_WRITE_SEEDS not set";
+  std::vector<StoredEnvelope> seeds{sample()};
+  StoredEnvelope bounce = sample();
+  bounce.kind = MessageKind::bounce;
+  bounce.reverse_path = Path{};
+  bounce.size.reset();
+  bounce.recipients = {{path("alice", "example.com"), RecipientState::pending, ""}};
+  seeds.push_back(bounce);
+  StoredEnvelope odd = sample();
+  odd.helo = "evil\nrcpt delivered x y 0 =";
+  odd.smtputf8 = true;
+  odd.recipients[0].path = path("j\xC3\xB6rg", "b\xC3\xBC" "cher.test");
+  seeds.push_back(odd);
+  for (const auto& e : seeds) {
+    const std::string text = serialize(e);
+    char name[32];
+    std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a64(text)));
+    std::ofstream(std::string(dir) + "/" + name, std::ios::binary) << text;
+  }
 }

@@ -45,7 +45,9 @@ TEST(Spool, AcceptRecoverUpdateRemoveOnRealFiles) {
   ASSERT_FALSE(Spool(storage).recover(report));
   EXPECT_EQ(report.messages[0].recipients[0].state, RecipientState::delivered);
 
-  ASSERT_FALSE(spool.remove("M1"));
+  bool gone = false;
+  ASSERT_FALSE(spool.remove("M1", gone));
+  EXPECT_TRUE(gone);
   ASSERT_FALSE(Spool(storage).recover(report));
   EXPECT_TRUE(report.messages.empty());
 }

@@ -3,6 +3,9 @@
 // the schedule, and bounces what fails. It owns no thread, socket or clock: the host calls it with
 // the time, and runs deliveries however it likes (issue 4's daemon, or a test loop).
 //
+// One Queue owns a spool directory: two processes on the same spool would overwrite each
+// other's messages (ids are unique per owner).
+//
 // Lifecycle of a message: accepted (durable, 250 sent) -> due -> attempted -> each recipient
 // delivered / failed / still pending -> retried until none is pending or the give-up time, then
 // removed. Per-recipient state is persisted after every attempt, so after a crash a delivered
@@ -68,8 +71,10 @@ class Queue {
   const StoredEnvelope* find(const std::string& id) const;
   std::error_code read_body(const std::string& id, std::string& body);
 
-  // Records one delivery attempt. Persists before it returns; on a storage error nothing in
-  // memory changes and the attempt may be repeated.
+  // Records one delivery attempt and persists it before returning. On a storage error only the
+  // delivered recipients are remembered, in memory (so they are not sent again by this process),
+  // the message is due again soon, and the next record() persists the whole state. Only a crash
+  // in between can repeat a delivery (at least once, never lost).
   std::error_code record(const std::string& id, const std::vector<DeliveryOutcome>& outcomes, std::int64_t now_ms);
 
   std::size_t size() const { return msgs_.size(); }

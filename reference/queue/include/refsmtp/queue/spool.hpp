@@ -32,7 +32,9 @@ class Spool {
   // Writes body and envelope durably. envelope.body_size/body_hash are filled in here.
   std::error_code accept(StoredEnvelope& envelope, std::string_view body);
   std::error_code update(const StoredEnvelope& envelope);  // atomic replace of the envelope
-  std::error_code remove(const std::string& id);
+  // `gone` says whether the message left the queue directory, even when making that durable
+  // failed (then a crash may bring it back).
+  std::error_code remove(const std::string& id, bool& gone);
   std::error_code read_body(const StoredEnvelope& envelope, std::string& body);  // verifies size and hash
   // Scans the spool: removes interrupted writes, quarantines what does not parse, returns the
   // committed messages. Never fails on bad files; fails only if the storage itself does.

@@ -1,0 +1,141 @@
+#pragma once
+// A queue with a fake next hop and an observer's log of what was acknowledged and delivered,
+// over MemoryStorage, so tests can crash it anywhere and check what survives.
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "refsmtp/queue/queue.hpp"
+
+namespace refsmtp::queue {
+
+struct QueueHarness {
+  MemoryStorage storage;
+  std::unique_ptr<Queue> queue;
+  std::int64_t now = 0;
+  int next_token = 0;
+  bool crashed_ever = false;
+
+  // The outside world's view.
+  std::map<std::string, std::string> acked;                 // token -> queue id (250 was sent)
+  std::map<std::string, int> recipients_of;                 // token -> recipient count
+  std::map<std::pair<std::string, int>, int> deliveries;    // (token, rcpt) -> times delivered
+  std::set<std::pair<std::string, int>> recorded_final;     // record() returned ok with a final state
+
+  static QueueConfig config() {
+    QueueConfig c;
+    c.hostname = "mx.test";
+    c.retry.first = {std::chrono::milliseconds(10)};
+    c.retry.later = std::chrono::milliseconds(20);
+    c.retry.max_interval = std::chrono::milliseconds(40);
+    c.retry.give_up_after = std::chrono::milliseconds(1000);
+    c.retry.delay_warning.reset();
+    return c;
+  }
+
+  QueueHarness() { reopen(); }
+
+  void reopen() {
+    queue = std::make_unique<Queue>(storage, config());
+    if (queue->open(now)) std::abort();
+  }
+
+  void crash() {
+    crashed_ever = true;
+    storage.crash_and_restart();
+    reopen();
+  }
+
+  static std::string token_of(const std::string& body) {
+    const std::size_t at = body.find("Token: ");
+    if (at == std::string::npos) return {};
+    return body.substr(at + 7, body.find("\r\n", at) - at - 7);
+  }
+
+  // Accepts a message with `n` recipients; returns whether 250 was (would have been) sent.
+  bool accept(int n) {
+    const std::string token = "T" + std::to_string(next_token++);
+    core::Envelope e;
+    e.helo = "client.test";
+    e.reverse_path.mailbox = core::Mailbox{"sender", "client.test", false};
+    for (int i = 0; i < n; ++i) {
+      core::Path p;
+      p.mailbox = core::Mailbox{"r" + std::to_string(i), "remote.test", false};
+      e.recipients.push_back({p, {}});
+    }
+    auto r = queue->accept(e, "Token: " + token + "\r\n\r\nbody\r\n", ClientInfo{"client.test", "192.0.2.1"}, now);
+    if (!r.id) return false;
+    acked[token] = *r.id;
+    recipients_of[token] = n;
+    return true;
+  }
+
+  // Delivers every due normal message: outcome(i) picks each pending recipient's fate. Reports
+  // (bounces, notices) are delivered too. Returns false if storage failed along the way.
+  template <class Outcome>
+  bool deliver_due(Outcome outcome) {
+    bool ok = true;
+    for (const auto& id : queue->due(now)) {
+      const StoredEnvelope* e = queue->find(id);
+      if (!e) continue;
+      std::string body;
+      if (queue->read_body(id, body)) {
+        ok = false;
+        continue;
+      }
+      const std::string token = e->kind == MessageKind::normal ? token_of(body) : std::string();
+      std::vector<DeliveryOutcome> outs;
+      for (std::size_t i = 0; i < e->recipients.size(); ++i) {
+        if (e->recipients[i].state != RecipientState::pending) continue;
+        const RecipientState s = token.empty() ? RecipientState::delivered : outcome(static_cast<int>(i));
+        if (s == RecipientState::delivered && !token.empty()) ++deliveries[{token, static_cast<int>(i)}];
+        outs.push_back({i, s, s == RecipientState::delivered ? "250 ok" : s == RecipientState::failed ? "550 5.1.1 no" : "451 4.3.0 later"});
+      }
+      if (queue->record(id, outs, now)) {
+        ok = false;
+        continue;
+      }
+      // Final now: by this outcome, or because the queue gave up (then it bounced).
+      const StoredEnvelope* after = queue->find(id);
+      for (const auto& o : outs) {
+        const bool final_now = !after || after->recipients[o.recipient].state != RecipientState::pending;
+        if (final_now && !token.empty()) recorded_final.insert({token, static_cast<int>(o.recipient)});
+      }
+    }
+    return ok;
+  }
+
+  // The invariants of issue 3, checked against the queue as it now is. Returns "" or a complaint.
+  std::string check() {
+    std::map<std::string, const StoredEnvelope*> by_token;
+    for (const auto& id : queue->due(INT64_MAX)) {
+      const StoredEnvelope* e = queue->find(id);
+      if (e->kind != MessageKind::normal) continue;
+      std::string body;
+      if (queue->read_body(id, body)) return "unreadable body for " + id;
+      const std::string token = token_of(body);
+      // None appears that was not accepted.
+      if (!acked.count(token) || acked[token] != id) return "unacknowledged message " + token + " in the queue";
+      by_token[token] = e;
+    }
+    for (const auto& [token, id] : acked) {
+      const auto it = by_token.find(token);
+      for (int i = 0; i < recipients_of[token]; ++i) {
+        const bool delivered = deliveries.count({token, i}) && deliveries[{token, i}] > 0;
+        const bool pending = it != by_token.end() && it->second->recipients[static_cast<std::size_t>(i)].state == RecipientState::pending;
+        const bool final_recorded = recorded_final.count({token, i}) > 0;
+        // Every accepted recipient is delivered, failed (and so bounced), or still queued.
+        if (!delivered && !pending && !final_recorded) return "recipient " + std::to_string(i) + " of " + token + " lost";
+        // States never go backwards.
+        if (final_recorded && pending) return "recipient " + std::to_string(i) + " of " + token + " went back to pending";
+        // Without a crash, nobody gets a message twice.
+        if (!crashed_ever && deliveries[{token, i}] > 1) return "duplicate delivery without a crash";
+      }
+    }
+    return "";
+  }
+};
+
+}  // namespace refsmtp::queue
