@@ -1,0 +1,32 @@
+#pragma once
+// Hands a message to an external MDA over LMTP (RFC 2033): the core's ClientSession in LMTP mode
+// driven over a blocking socket with timeouts. One result per recipient, as the LMTP server
+// reported it after the data.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "refsmtp/core/client_session.hpp"
+
+namespace refsmtp::delivery {
+
+struct LmtpEndpoint {
+  std::string host = "127.0.0.1";  // a numeric address: no name lookups here
+  std::uint16_t port = 24;
+  std::string unix_path;           // when set, a Unix socket instead of TCP
+};
+
+struct LmtpOptions {
+  std::string lhlo_name = "localhost";
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
+};
+
+struct LmtpOutcome {
+  std::vector<core::RecipientResult> results;  // one per recipient, in order
+  std::string error;                           // set when the connection failed
+};
+
+LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const core::OutgoingMessage& message, const LmtpOptions& options);
+
+}  // namespace refsmtp::delivery

@@ -1,0 +1,47 @@
+#pragma once
+// Local delivery into Maildir and mbox files.
+//
+// Both take the stored message (CRLF lines, Received: already at its top) and add Return-Path:
+// (RFC 5321 §4.4), and both store LF line ends, the Unix convention mail readers expect.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "refsmtp/core/address.hpp"
+#include "refsmtp/queue/storage.hpp"
+
+namespace refsmtp::delivery {
+
+// "Return-Path: <sender>" + message, with CRLF turned into LF.
+std::string local_copy(const core::Path& sender, std::string_view message);
+
+struct MaildirTarget {
+  std::string dir;       // the Maildir, relative to the storage root (tmp/ new/ cur/ made on demand)
+  std::string hostname;  // for the unique name
+  std::int64_t now_ms = 0;
+  std::uint64_t sequence = 0;  // distinct per delivery within a process
+  long pid = 0;
+};
+
+// Maildir delivery: write tmp/NAME, fsync, rename to new/NAME, fsync new/ (the Maildir protocol,
+// made durable). NAME is "SECONDS.MMICROSPPIDQSEQ.HOST" with "/" and ":" in HOST encoded as
+// \057 and \072. Returns the file name written under new/.
+std::error_code deliver_maildir(queue::Storage& storage, const MaildirTarget& target, std::string_view message_lf,
+                                std::string& name);
+
+// mbox delivery (RFC 4155, mboxrd quoting): "From SENDER DATE" line, lines matching ^>*From_
+// get one more ">", a blank line after the message. The file is locked with a dot-lock and an
+// fcntl lock, appended, and fsynced; if anything fails, it is truncated back to its old size.
+struct MboxLocking {
+  int attempts = 50;                               // to take the dot-lock, then EAGAIN
+  std::chrono::milliseconds wait{100};             // between attempts
+};
+std::error_code deliver_mbox(const std::string& path, const core::Path& sender, std::int64_t now_ms,
+                             std::string_view message_lf, const MboxLocking& locking = {});
+
+// The mboxrd-quoted form of a message, with its "From " line and the trailing blank line.
+std::string mbox_entry(const core::Path& sender, std::int64_t now_ms, std::string_view message_lf);
+
+}  // namespace refsmtp::delivery

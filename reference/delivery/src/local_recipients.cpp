@@ -1,0 +1,169 @@
+#include "refsmtp/delivery/local_recipients.hpp"
+
+#include <algorithm>
+
+namespace refsmtp::delivery {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  while (true) {
+    const std::size_t p = s.find(sep);
+    out.push_back(trim(s.substr(0, p)));
+    if (p == std::string_view::npos) break;
+    s.remove_prefix(p + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool LocalRecipients::safe_mailbox_name(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name.front() == '.' || name.find("..") != std::string_view::npos) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
+}
+
+std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, const std::string& filename, std::string& error) {
+  LocalRecipients t;
+  std::size_t lineno = 0;
+  auto fail = [&](const std::string& what) {
+    error = filename + ":" + std::to_string(lineno) + ": " + what;
+    return std::nullopt;
+  };
+  while (!text.empty()) {
+    ++lineno;
+    const std::size_t lf = text.find('\n');
+    std::string_view line = text.substr(0, lf);
+    text = lf == std::string_view::npos ? std::string_view() : text.substr(lf + 1);
+    if (const std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    line = trim(line);
+    if (line.empty()) continue;
+    if (line.starts_with("domains ") || line == "domains") {
+      for (auto d : split(line.substr(7), ' ')) {
+        if (d.empty()) continue;
+        core::AddressOptions opt;
+        auto parsed = core::parse_domain(d, opt);
+        if (!parsed || parsed->consumed != d.size()) return fail("invalid domain '" + std::string(d) + "'");
+        t.domains_.push_back(lower(d));
+      }
+      continue;
+    }
+    const std::size_t colon = line.find(':');
+    const std::string name = lower(trim(line.substr(0, colon)));
+    if (name == "*") {
+      if (colon == std::string_view::npos) return fail("the catch-all needs a target: '*: mailbox'");
+    } else if (!safe_mailbox_name(name)) {
+      return fail("invalid name '" + name + "' (letters, digits, '.', '_', '-'; no leading dot, no '..')");
+    }
+    if (t.entries_.count(name) || (name == "*" && t.catch_all_)) return fail("'" + name + "' is defined twice");
+    std::vector<std::string> targets;
+    if (colon != std::string_view::npos) {
+      for (auto target : split(line.substr(colon + 1), ',')) {
+        if (target.empty()) return fail("empty alias target");
+        if (target.find('@') != std::string_view::npos) {
+          core::AddressOptions opt;
+          if (!core::parse_mailbox_exact(target, opt)) return fail("invalid address '" + std::string(target) + "'");
+          targets.emplace_back(target);
+        } else {
+          const std::string n = lower(target);
+          if (!safe_mailbox_name(n)) return fail("invalid alias target '" + std::string(target) + "'");
+          targets.push_back(n);
+        }
+      }
+    }
+    if (name == "*") {
+      t.catch_all_ = targets;
+    } else {
+      t.entries_[name] = targets;
+    }
+  }
+  if (t.domains_.empty()) {
+    lineno = 0;
+    return fail("no 'domains' line: at least one local domain is needed");
+  }
+  // Every local alias target must exist (or be postmaster, which always does).
+  for (const auto& [name, targets] : t.entries_) {
+    for (const auto& target : targets) {
+      if (target.find('@') == std::string::npos && !t.entries_.count(target) && target != "postmaster") {
+        lineno = 0;
+        return fail("alias '" + name + "' points to unknown '" + target + "'");
+      }
+    }
+  }
+  return t;
+}
+
+bool LocalRecipients::is_local_domain(std::string_view domain) const {
+  return std::find(domains_.begin(), domains_.end(), lower(domain)) != domains_.end();
+}
+
+bool LocalRecipients::expand(const std::string& name, int depth, Resolution& out) const {
+  if (depth > 10) return false;  // an alias loop
+  auto it = entries_.find(name);
+  if (it == entries_.end() || it->second.empty()) {
+    if (it == entries_.end() && name != "postmaster") return false;
+    if (std::find(out.mailboxes.begin(), out.mailboxes.end(), name) == out.mailboxes.end()) out.mailboxes.push_back(name);
+    return true;
+  }
+  for (const auto& target : it->second) {
+    if (target.find('@') != std::string::npos) {
+      core::Path p;
+      p.mailbox = *core::parse_mailbox_exact(target, core::AddressOptions{});
+      out.forwards.push_back(p);
+    } else if (!expand(target, depth + 1, out)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<Resolution> LocalRecipients::resolve(const core::Path& recipient) const {
+  if (!recipient.mailbox) return std::nullopt;
+  const core::Mailbox& m = *recipient.mailbox;
+  // "<Postmaster>" without a domain is always local (§4.1.1.3).
+  if (!m.domain.empty() && !is_local_domain(m.domain)) return std::nullopt;
+  std::string local = lower(m.local_part);
+  if (m.domain.empty() && local != "postmaster") return std::nullopt;
+  if (local.size() >= 2 && local.front() == '"') return std::nullopt;  // quoted local parts are not ours
+  if (detail_separator != '\0' && local != "postmaster") {
+    const std::size_t sep = local.find(detail_separator);
+    if (sep != std::string::npos && sep > 0) local = local.substr(0, sep);
+  }
+  Resolution r;
+  if (safe_mailbox_name(local) && (entries_.count(local) || local == "postmaster")) {
+    if (!expand(local, 0, r)) return std::nullopt;
+    return r;
+  }
+  if (catch_all_) {
+    for (const auto& target : *catch_all_) {
+      if (target.find('@') != std::string::npos) {
+        core::Path p;
+        p.mailbox = *core::parse_mailbox_exact(target, core::AddressOptions{});
+        r.forwards.push_back(p);
+      } else if (!expand(target, 1, r)) {
+        return std::nullopt;
+      }
+    }
+    return r;
+  }
+  return std::nullopt;
+}
+
+}  // namespace refsmtp::delivery

@@ -1,0 +1,125 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+#include "refsmtp/delivery/mailbox.hpp"
+
+namespace refsmtp::delivery {
+
+namespace {
+std::error_code last_error() { return {errno, std::generic_category()}; }
+}  // namespace
+
+std::string local_copy(const core::Path& sender, std::string_view message) {
+  std::string out = "Return-Path: " + sender.to_string() + "\n";
+  out.reserve(message.size() + out.size());
+  for (std::size_t i = 0; i < message.size(); ++i) {
+    if (message[i] == '\r' && i + 1 < message.size() && message[i + 1] == '\n') continue;
+    out += message[i];
+  }
+  return out;
+}
+
+std::error_code deliver_maildir(queue::Storage& s, const MaildirTarget& t, std::string_view message, std::string& name) {
+  for (const char* sub : {"/tmp", "/new", "/cur"}) {
+    if (auto e = s.mkdirs(t.dir + sub)) return e;
+  }
+  std::string host;
+  for (char c : t.hostname) {
+    if (c == '/') host += "\\057";
+    else if (c == ':') host += "\\072";
+    else host += c;
+  }
+  const long long seconds = t.now_ms / 1000;
+  const long long micros = (t.now_ms % 1000) * 1000;
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%lld.M%lldP%ldQ%llu.", seconds, micros, t.pid, static_cast<unsigned long long>(t.sequence));
+  name = buf + host;
+  return queue::write_durably(s, t.dir + "/tmp", t.dir + "/new", name, message);
+}
+
+std::string mbox_entry(const core::Path& sender, std::int64_t now_ms, std::string_view message) {
+  // RFC 4155 §2: "From " + sender + " " + asctime-like UTC date.
+  const std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char date[64];
+  std::strftime(date, sizeof date, "%a %b %e %H:%M:%S %Y", &tm);
+  std::string from = sender.is_null() ? std::string("MAILER-DAEMON") : sender.mailbox->to_string();
+  for (char& c : from) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') c = '_';  // the From line must stay one token
+  }
+  std::string out = "From " + from + " " + date + "\n";
+  std::size_t pos = 0;
+  while (pos < message.size()) {
+    const std::size_t lf = message.find('\n', pos);
+    const std::string_view line = message.substr(pos, lf == std::string_view::npos ? std::string_view::npos : lf - pos);
+    std::size_t k = 0;
+    while (k < line.size() && line[k] == '>') ++k;
+    if (line.substr(k).starts_with("From ")) out += '>';  // mboxrd
+    out += line;
+    out += '\n';
+    if (lf == std::string_view::npos) break;
+    pos = lf + 1;
+  }
+  out += '\n';
+  return out;
+}
+
+std::error_code deliver_mbox(const std::string& path, const core::Path& sender, std::int64_t now_ms,
+                             std::string_view message, const MboxLocking& locking) {
+  const std::string entry = mbox_entry(sender, now_ms, message);
+  // Dot-lock first (for readers that only know dot-locks), bounded retries.
+  const std::string lock = path + ".lock";
+  int lock_fd = -1;
+  for (int tries = 0; tries < locking.attempts; ++tries) {
+    if (tries > 0) std::this_thread::sleep_for(locking.wait);
+    lock_fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (lock_fd >= 0 || errno != EEXIST) break;
+  }
+  if (lock_fd < 0) return errno == EEXIST ? std::make_error_code(std::errc::resource_unavailable_try_again) : last_error();
+  ::close(lock_fd);
+  std::error_code err;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    err = last_error();
+    ::unlink(lock.c_str());
+    return err;
+  }
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_SETLKW, &fl) != 0) err = last_error();
+  struct stat st{};
+  if (!err && ::fstat(fd, &st) != 0) err = last_error();
+  const off_t original = st.st_size;
+  if (!err) {
+    std::string_view rest = entry;
+    while (!rest.empty()) {
+      const ssize_t n = ::write(fd, rest.data(), rest.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err = last_error();
+        break;
+      }
+      rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+    if (!err && ::fsync(fd) != 0) err = last_error();
+    if (err) {
+      // Leave the mailbox as it was (a half message would corrupt the next "From " line).
+      if (::ftruncate(fd, original) == 0) ::fsync(fd);
+    }
+  }
+  fl.l_type = F_UNLCK;
+  ::fcntl(fd, F_SETLK, &fl);
+  ::close(fd);
+  ::unlink(lock.c_str());
+  return err;
+}
+
+}  // namespace refsmtp::delivery

@@ -1,0 +1,105 @@
+// Local recipients: domains, aliases, postmaster (RFC 5321 §4.5.1), +detail, catch-all, and
+// names that can never become unsafe paths.
+#include "refsmtp/delivery/local_recipients.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace refsmtp::delivery;
+using refsmtp::core::Mailbox;
+using refsmtp::core::Path;
+
+namespace {
+
+Path path(std::string local, std::string domain) {
+  Path p;
+  p.mailbox = Mailbox{std::move(local), std::move(domain), false};
+  return p;
+}
+
+LocalRecipients table(std::string_view text) {
+  std::string error;
+  auto t = LocalRecipients::parse(text, "recipients", error);
+  EXPECT_TRUE(t) << error;
+  return t ? *t : LocalRecipients{};
+}
+
+std::vector<std::string> boxes(const LocalRecipients& t, Path p) {
+  auto r = t.resolve(p);
+  return r ? r->mailboxes : std::vector<std::string>{"<unknown>"};
+}
+
+const char* kTable = R"(# test table
+domains example.com Example.ORG
+alice
+bob
+info: alice, bob
+sales: info, partner@remote.test
+loop1: loop2
+loop2: loop1
+)";
+
+}  // namespace
+
+TEST(LocalRecipients, MailboxesAliasesAndDomains) {
+  const auto t = table(kTable);
+  EXPECT_EQ(boxes(t, path("alice", "example.com")), std::vector<std::string>{"alice"});
+  EXPECT_EQ(boxes(t, path("ALICE", "EXAMPLE.org")), std::vector<std::string>{"alice"});  // case-insensitive
+  EXPECT_EQ(boxes(t, path("info", "example.com")), (std::vector<std::string>{"alice", "bob"}));
+  auto sales = t.resolve(path("sales", "example.com"));
+  ASSERT_TRUE(sales);
+  EXPECT_EQ(sales->mailboxes, (std::vector<std::string>{"alice", "bob"}));
+  ASSERT_EQ(sales->forwards.size(), 1u);
+  EXPECT_EQ(sales->forwards[0].to_string(), "<partner@remote.test>");
+  EXPECT_FALSE(t.resolve(path("carol", "example.com")));
+  EXPECT_FALSE(t.resolve(path("alice", "other.test")));
+  EXPECT_FALSE(t.resolve(path("loop1", "example.com")));  // alias loops resolve to nothing
+  EXPECT_TRUE(t.is_local_domain("EXAMPLE.COM"));
+}
+
+TEST(LocalRecipients, PostmasterAlwaysExists) {  // RFC 5321 §4.5.1
+  const auto t = table("domains example.com\nalice\n");
+  EXPECT_EQ(boxes(t, path("Postmaster", "")), std::vector<std::string>{"postmaster"});
+  EXPECT_EQ(boxes(t, path("postmaster", "example.com")), std::vector<std::string>{"postmaster"});
+  const auto aliased = table("domains example.com\nalice\npostmaster: alice\n");
+  EXPECT_EQ(boxes(aliased, path("POSTMASTER", "")), std::vector<std::string>{"alice"});
+  EXPECT_FALSE(t.resolve(path("abuse", "")));  // only postmaster may come without a domain
+}
+
+TEST(LocalRecipients, SubaddressingAndCatchAll) {
+  auto t = table("domains example.com\nalice\n");
+  EXPECT_EQ(boxes(t, path("alice+lists", "example.com")), std::vector<std::string>{"alice"});
+  t.detail_separator = '\0';
+  EXPECT_FALSE(t.resolve(path("alice+lists", "example.com")));
+  const auto c = table("domains example.com\nalice\n*: alice\n");
+  EXPECT_EQ(boxes(c, path("anything", "example.com")), std::vector<std::string>{"alice"});
+  EXPECT_FALSE(c.resolve(path("anything", "elsewhere.test")));
+}
+
+TEST(LocalRecipients, LocalPartsNeverBecomeUnsafePaths) {
+  const auto t = table("domains example.com\nalice\n*: alice\n");
+  for (const char* evil : {"../etc", ".hidden", "a/b", "a..b", "\"../x\""}) {
+    auto r = t.resolve(path(evil, "example.com"));
+    if (r) {
+      for (const auto& b : r->mailboxes) EXPECT_TRUE(LocalRecipients::safe_mailbox_name(b)) << evil << " -> " << b;
+    }
+  }
+  EXPECT_FALSE(LocalRecipients::safe_mailbox_name("../x"));
+  EXPECT_FALSE(LocalRecipients::safe_mailbox_name(".x"));
+  EXPECT_FALSE(LocalRecipients::safe_mailbox_name("a/b"));
+  EXPECT_FALSE(LocalRecipients::safe_mailbox_name(""));
+  EXPECT_TRUE(LocalRecipients::safe_mailbox_name("first.last-2_x"));
+}
+
+TEST(LocalRecipients, ErrorsNameFileAndLine) {
+  std::string error;
+  EXPECT_FALSE(LocalRecipients::parse("domains example.com\nalice\n../bad\n", "recipients.conf", error));
+  EXPECT_EQ(error.substr(0, 18), "recipients.conf:3:");
+  EXPECT_FALSE(LocalRecipients::parse("alice\n", "r", error));
+  EXPECT_NE(error.find("no 'domains' line"), std::string::npos);
+  EXPECT_FALSE(LocalRecipients::parse("domains example.com\ninfo: nobody\n", "r", error));
+  EXPECT_NE(error.find("unknown 'nobody'"), std::string::npos);
+  EXPECT_FALSE(LocalRecipients::parse("domains example.com\nalice\nalice\n", "r", error));
+  EXPECT_EQ(error, "r:3: 'alice' is defined twice");
+  EXPECT_FALSE(LocalRecipients::parse("domains bad..domain\n", "r", error));
+  EXPECT_EQ(error.substr(0, 4), "r:1:");
+}

@@ -1,0 +1,127 @@
+// Maildir and mbox delivery, read back byte for byte.
+#include "refsmtp/delivery/mailbox.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "temp_dir.hpp"
+
+using namespace refsmtp::delivery;
+using refsmtp::core::Mailbox;
+using refsmtp::core::Path;
+using refsmtp::queue::TempDir;
+
+namespace {
+
+Path path(std::string local, std::string domain) {
+  Path p;
+  p.mailbox = Mailbox{std::move(local), std::move(domain), false};
+  return p;
+}
+
+std::string slurp(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const std::string kMessage = "Received: from a by b; date\r\nSubject: hi\r\n\r\nFrom here on\r\n>From quoted\r\n.dot\r\n";
+
+}  // namespace
+
+TEST(LocalCopy, ReturnPathAndLfLines) {  // RFC 5321 §4.4
+  EXPECT_EQ(local_copy(path("alice", "example.com"), "A: b\r\n\r\nx\r\n"), "Return-Path: <alice@example.com>\nA: b\n\nx\n");
+  EXPECT_EQ(local_copy(Path{}, "x\r\n"), "Return-Path: <>\nx\n");
+  EXPECT_EQ(local_copy(Path{}, "bare\rcr\r\n"), "Return-Path: <>\nbare\rcr\n");
+}
+
+TEST(Maildir, DeliversDurablyWithUniqueNames) {
+  TempDir dir;
+  refsmtp::queue::PosixStorage storage(dir.path());
+  const std::string copy = local_copy(path("alice", "example.com"), kMessage);
+  MaildirTarget t{"mail/bob/Maildir", "mx.test:25/x", 1'795'912'276'123, 7, 4242};
+  std::string name;
+  ASSERT_FALSE(deliver_maildir(storage, t, copy, name));
+  EXPECT_EQ(name, "1795912276.M123000P4242Q7.mx.test\\07225\\057x");
+  EXPECT_EQ(slurp(dir.path() + "/mail/bob/Maildir/new/" + name), copy);
+  EXPECT_TRUE(std::filesystem::is_directory(dir.path() + "/mail/bob/Maildir/cur"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mail/bob/Maildir/tmp"));
+  t.sequence = 8;
+  std::string second;
+  ASSERT_FALSE(deliver_maildir(storage, t, copy, second));
+  EXPECT_NE(name, second);
+}
+
+TEST(Maildir, CrashBeforeRenameLeavesNoMessage) {
+  refsmtp::queue::MemoryStorage storage;
+  MaildirTarget t{"m", "h", 0, 1, 1};
+  // write_durably: unlink(tmp), create, write, fsync, close, rename, fsync_dir = ops 0..6
+  for (std::size_t op = 0; op <= 6; ++op) {
+    refsmtp::queue::MemoryStorage s;
+    s.inject(op, refsmtp::queue::MemoryStorage::Fault::crash);
+    std::string name;
+    const auto err = deliver_maildir(s, t, "x\n", name);
+    EXPECT_TRUE(err) << op;
+    s.crash_and_restart();
+    std::vector<std::string> files;
+    s.list("m/new", files);
+    EXPECT_TRUE(files.empty()) << "a message appeared although delivery failed, op " << op;
+  }
+}
+
+TEST(Mbox, AppendsWithFromLineAndMboxrdQuoting) {  // RFC 4155
+  TempDir dir;
+  const std::string box = dir.path() + "/bob.mbox";
+  const std::string copy = local_copy(path("alice", "example.com"), kMessage);
+  ASSERT_FALSE(deliver_mbox(box, path("alice", "example.com"), 1'795'912'276'000, copy));
+  ASSERT_FALSE(deliver_mbox(box, Path{}, 1'795'912'277'000, local_copy(Path{}, "Subject: 2\r\n\r\nFrom x\r\n")));
+  const std::string expected =
+      "From alice@example.com Sun Nov 29 00:31:16 2026\n"
+      "Return-Path: <alice@example.com>\nReceived: from a by b; date\nSubject: hi\n\n>From here on\n>>From quoted\n.dot\n"
+      "\n"
+      "From MAILER-DAEMON Sun Nov 29 00:31:17 2026\n"
+      "Return-Path: <>\nSubject: 2\n\n>From x\n"
+      "\n";
+  EXPECT_EQ(slurp(box), expected);
+  EXPECT_FALSE(std::filesystem::exists(box + ".lock"));
+}
+
+TEST(Mbox, FailedAppendLeavesTheMailboxAsItWas) {
+  TempDir dir;
+  const std::string box = dir.path() + "/bob.mbox";
+  ASSERT_FALSE(deliver_mbox(box, path("a", "b"), 0, "first\n"));
+  const std::string before = slurp(box);
+  // A real write failure: the file size limit (EFBIG) in a child process.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim{static_cast<rlim_t>(before.size() + 100), static_cast<rlim_t>(before.size() + 100)};
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+    const auto err = deliver_mbox(box, path("a", "b"), 0, std::string(10000, 'x') + "\n");
+    ::_exit(err == std::errc::file_too_large ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the append did not fail with EFBIG";
+  EXPECT_EQ(slurp(box), before);
+  EXPECT_FALSE(std::filesystem::exists(box + ".lock"));
+}
+
+TEST(Mbox, WaitsForAHeldDotLockThenGivesUp) {
+  TempDir dir;
+  const std::string box = dir.path() + "/bob.mbox";
+  std::ofstream(box + ".lock") << "held";
+  const auto err = deliver_mbox(box, path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
+  EXPECT_EQ(err, std::errc::resource_unavailable_try_again);
+  EXPECT_FALSE(std::filesystem::exists(box));
+}
