@@ -54,7 +54,7 @@ std::error_code Spool::accept(StoredEnvelope& env, std::string_view body) {
     e = s_.rename(tmp_env, std::string(kQueue) + "/" + env_name);
     env_moved = !e;
   }
-  if (!e) e = s_.fsync_dir(kQueue);
+  if (!e) e = commit_queue_dir();
   if (e) {
     // Not acknowledged: undo what we can. Whatever is left is cleaned up at recovery.
     if (env_moved) s_.unlink(std::string(kQueue) + "/" + env_name);
@@ -63,6 +63,32 @@ std::error_code Spool::accept(StoredEnvelope& env, std::string_view body) {
     s_.unlink(tmp_body);
   }
   return e;
+}
+
+std::error_code Spool::commit_queue_dir() {
+  std::unique_lock lock(m_);
+  const std::uint64_t mine = ++requested_;  // our renames are done: any sync that starts now covers them
+  while (synced_ < mine) {
+    if (syncing_) {
+      cv_.wait(lock);
+      continue;
+    }
+    syncing_ = true;
+    const std::uint64_t covers = requested_;
+    lock.unlock();
+    const std::error_code e = s_.fsync_dir(kQueue);
+    lock.lock();
+    syncing_ = false;
+    synced_ = covers;
+    results_.emplace_back(covers, e);
+    if (results_.size() > 256) results_.pop_front();
+    cv_.notify_all();
+  }
+  // The result of the first sync that covered us.
+  for (const auto& [gen, e] : results_) {
+    if (gen >= mine) return e;
+  }
+  return std::make_error_code(std::errc::io_error);  // too old to know: be safe, not acknowledged
 }
 
 std::error_code Spool::update(const StoredEnvelope& env) {

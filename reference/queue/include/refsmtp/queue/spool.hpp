@@ -8,6 +8,10 @@
 //   tmp/         files being written; anything here at start-up is an interrupted write
 //   queue/       committed messages
 //   quarantine/  files that failed to parse at recovery, kept for a person to look at
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -24,6 +28,9 @@ struct RecoveryReport {
   std::vector<std::string> removed;           // interrupted writes and orphan bodies removed
 };
 
+// accept() may be called from several threads at once (with distinct ids): the fsync of queue/
+// that commits a message is then shared -- one caller syncs the directory for every rename done
+// before it started (group commit), so concurrent accepts cost far fewer directory fsyncs.
 class Spool {
  public:
   explicit Spool(Storage& storage) : s_(storage) {}
@@ -42,7 +49,13 @@ class Spool {
 
  private:
   std::error_code quarantine(const std::string& name, std::string_view reason, RecoveryReport& report);
+  std::error_code commit_queue_dir();  // group commit of fsync_dir("queue")
   Storage& s_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::uint64_t requested_ = 0, synced_ = 0;
+  bool syncing_ = false;
+  std::deque<std::pair<std::uint64_t, std::error_code>> results_;  // recent (generation, result)
 };
 
 }  // namespace refsmtp::queue
