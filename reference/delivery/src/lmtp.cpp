@@ -136,15 +136,16 @@ LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const core::OutgoingMessa
       }
     }
     if (closed) break;
+    // Every turn, not only on a quiet poll: a server trickling bytes must still hit the
+    // §4.5.3.2 deadlines.
+    session.on_time(now_ms());
+    if (session.closed()) continue;  // its last actions are handled at the top
     const auto deadline = session.deadline();
     const auto wait = deadline ? std::max<std::int64_t>(0, (*deadline - now_ms()).count()) : 60'000;
     pollfd p{fd, POLLIN, 0};
     const int rc = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(wait, 60'000)));
     if (rc < 0 && errno == EINTR) continue;
-    if (rc == 0) {
-      session.on_time(now_ms());
-      continue;
-    }
+    if (rc == 0) continue;
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n > 0) {
       session.receive(std::string_view(buf, static_cast<std::size_t>(n)));

@@ -98,13 +98,25 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
     lineno = 0;
     return fail("no 'domains' line: at least one local domain is needed");
   }
-  // Every local alias target must exist (or be postmaster, which always does).
-  for (const auto& [name, targets] : t.entries_) {
+  // Every local alias target (and the catch-all's) must exist, or be postmaster, which always does.
+  auto check_targets = [&](const std::string& name, const std::vector<std::string>& targets) {
     for (const auto& target : targets) {
       if (target.find('@') == std::string::npos && !t.entries_.count(target) && target != "postmaster") {
-        lineno = 0;
-        return fail("alias '" + name + "' points to unknown '" + target + "'");
+        return "alias '" + name + "' points to unknown '" + target + "'";
       }
+    }
+    return std::string();
+  };
+  for (const auto& [name, targets] : t.entries_) {
+    if (auto problem = check_targets(name, targets); !problem.empty()) {
+      lineno = 0;
+      return fail(problem);
+    }
+  }
+  if (t.catch_all_) {
+    if (auto problem = check_targets("*", *t.catch_all_); !problem.empty()) {
+      lineno = 0;
+      return fail(problem);
     }
   }
   return t;

@@ -37,10 +37,17 @@ std::error_code deliver_maildir(queue::Storage& s, const MaildirTarget& t, std::
   }
   const long long seconds = t.now_ms / 1000;
   const long long micros = (t.now_ms % 1000) * 1000;
-  char buf[128];
-  std::snprintf(buf, sizeof buf, "%lld.M%lldP%ldQ%llu.", seconds, micros, t.pid, static_cast<unsigned long long>(t.sequence));
-  name = buf + host;
-  return queue::write_durably(s, t.dir + "/tmp", t.dir + "/new", name, message);
+  std::error_code e;
+  // A name already in new/ (pid and sequence reused after a restart, clock stepped back) is
+  // never overwritten: try the following sequence numbers instead.
+  for (std::uint64_t k = 0; k < 100; ++k) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%lld.M%lldP%ldQ%llu.", seconds, micros, t.pid, static_cast<unsigned long long>(t.sequence + k));
+    name = buf + host;
+    e = queue::write_durably(s, t.dir + "/tmp", t.dir + "/new", name, message, /*replace=*/false);
+    if (e != std::errc::file_exists) break;
+  }
+  return e;
 }
 
 std::string mbox_entry(const core::Path& sender, std::int64_t now_ms, std::string_view message) {
@@ -81,21 +88,40 @@ std::error_code deliver_mbox(const std::string& path, const core::Path& sender, 
     if (tries > 0) std::this_thread::sleep_for(locking.wait);
     lock_fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (lock_fd >= 0 || errno != EEXIST) break;
+    // A dot-lock older than `stale` was left by a process that died: take it over (as procmail
+    // and mutt do).
+    struct stat lst{};
+    if (::lstat(lock.c_str(), &lst) == 0 && now_ms / 1000 - lst.st_mtime > locking.stale.count()) ::unlink(lock.c_str());
   }
   if (lock_fd < 0) return errno == EEXIST ? std::make_error_code(std::errc::resource_unavailable_try_again) : last_error();
   ::close(lock_fd);
   std::error_code err;
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  // O_NOFOLLOW and the checks below: a symlink or hard link planted where the mailbox should be
+  // must not redirect a delivery into another file.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     err = last_error();
     ::unlink(lock.c_str());
     return err;
   }
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    err = last_error();
+  } else if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    err = std::make_error_code(std::errc::operation_not_permitted);
+  }
   struct flock fl{};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
-  if (::fcntl(fd, F_SETLKW, &fl) != 0) err = last_error();
-  struct stat st{};
+  // Bounded like the dot-lock: a reader holding the lock must not stall delivery forever.
+  for (int tries = 0; !err; ++tries) {
+    if (::fcntl(fd, F_SETLK, &fl) == 0) break;
+    if ((errno != EACCES && errno != EAGAIN) || tries + 1 >= locking.attempts) {
+      err = (errno == EACCES || errno == EAGAIN) ? std::make_error_code(std::errc::resource_unavailable_try_again) : last_error();
+      break;
+    }
+    std::this_thread::sleep_for(locking.wait);
+  }
   if (!err && ::fstat(fd, &st) != 0) err = last_error();
   const off_t original = st.st_size;
   if (!err) {

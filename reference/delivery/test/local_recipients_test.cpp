@@ -100,6 +100,8 @@ TEST(LocalRecipients, ErrorsNameFileAndLine) {
   EXPECT_NE(error.find("unknown 'nobody'"), std::string::npos);
   EXPECT_FALSE(LocalRecipients::parse("domains example.com\nalice\nalice\n", "r", error));
   EXPECT_EQ(error, "r:3: 'alice' is defined twice");
+  EXPECT_FALSE(LocalRecipients::parse("domains example.com\nalice\n*: nobody\n", "r", error));
+  EXPECT_NE(error.find("'*' points to unknown 'nobody'"), std::string::npos);
   EXPECT_FALSE(LocalRecipients::parse("domains bad..domain\n", "r", error));
   EXPECT_EQ(error.substr(0, 4), "r:1:");
 }

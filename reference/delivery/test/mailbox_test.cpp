@@ -5,7 +5,10 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <ctime>
 
 #include <filesystem>
 #include <fstream>
@@ -58,6 +61,18 @@ TEST(Maildir, DeliversDurablyWithUniqueNames) {
   std::string second;
   ASSERT_FALSE(deliver_maildir(storage, t, copy, second));
   EXPECT_NE(name, second);
+}
+
+TEST(Maildir, NeverOverwritesAnExistingMessage) {
+  TempDir dir;
+  refsmtp::queue::PosixStorage storage(dir.path());
+  MaildirTarget t{"md", "h", 5000, 1, 7};  // same pid, time and sequence twice (a restart)
+  std::string first, second;
+  ASSERT_FALSE(deliver_maildir(storage, t, "first\n", first));
+  ASSERT_FALSE(deliver_maildir(storage, t, "second\n", second));
+  EXPECT_NE(first, second);
+  EXPECT_EQ(slurp(dir.path() + "/md/new/" + first), "first\n");
+  EXPECT_EQ(slurp(dir.path() + "/md/new/" + second), "second\n");
 }
 
 TEST(Maildir, CrashBeforeRenameLeavesNoMessage) {
@@ -124,4 +139,56 @@ TEST(Mbox, WaitsForAHeldDotLockThenGivesUp) {
   const auto err = deliver_mbox(box, path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
   EXPECT_EQ(err, std::errc::resource_unavailable_try_again);
   EXPECT_FALSE(std::filesystem::exists(box));
+}
+
+TEST(Mbox, RefusesSymlinksAndHardLinks) {
+  TempDir dir;
+  const std::string target = dir.path() + "/elsewhere";
+  std::ofstream(target) << "precious\n";
+  std::filesystem::create_symlink(target, dir.path() + "/sym.mbox");
+  EXPECT_TRUE(deliver_mbox(dir.path() + "/sym.mbox", path("a", "b"), 0, "x\n"));
+  std::filesystem::create_hard_link(target, dir.path() + "/hard.mbox");
+  EXPECT_EQ(deliver_mbox(dir.path() + "/hard.mbox", path("a", "b"), 0, "x\n"), std::errc::operation_not_permitted);
+  EXPECT_EQ(slurp(target), "precious\n");
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/sym.mbox.lock"));
+}
+
+TEST(Mbox, StaleDotLockIsTakenOver) {
+  TempDir dir;
+  const std::string box = dir.path() + "/bob.mbox";
+  std::ofstream(box + ".lock") << "left by a dead process";
+  std::filesystem::last_write_time(box + ".lock", std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
+  const std::int64_t now_ms = static_cast<std::int64_t>(::time(nullptr)) * 1000;
+  ASSERT_FALSE(deliver_mbox(box, path("a", "b"), now_ms, "x\n", MboxLocking{3, std::chrono::milliseconds(1)}));
+  EXPECT_NE(slurp(box).find("\nx\n"), std::string::npos);
+}
+
+TEST(Mbox, HeldFcntlLockGivesUpAfterBoundedWait) {
+  TempDir dir;
+  const std::string box = dir.path() + "/bob.mbox";
+  std::ofstream(box) << "";
+  int ready[2], done[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(done), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // a mail reader holding the lock
+    const int fd = ::open(box.c_str(), O_RDWR);
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    ::fcntl(fd, F_SETLK, &fl);
+    char c = 'r';
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(done[0], &c, 1);
+    ::_exit(0);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  const auto err = deliver_mbox(box, path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
+  EXPECT_EQ(err, std::errc::resource_unavailable_try_again);
+  (void)!::write(done[1], &c, 1);
+  ::waitpid(pid, nullptr, 0);
+  EXPECT_EQ(slurp(box), "");
+  EXPECT_FALSE(std::filesystem::exists(box + ".lock"));
 }

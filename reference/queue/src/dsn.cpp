@@ -26,10 +26,10 @@ std::string clean(std::string s) {
 }  // namespace
 
 std::string received_header(const TraceInfo& t) {
-  std::string with = t.esmtp ? "ESMTP" : "SMTP";
-  if (t.smtputf8) with = "UTF8" + with;  // RFC 6531 §3.7.4
-  if (t.tls && t.esmtp) with += "S";
-  if (t.authenticated && t.esmtp) with += "A";
+  // RFC 3848 / RFC 6531 §3.7.4: ESMTP, ESMTPS, ESMTPA, ESMTPSA; UTF8SMTP, UTF8SMTPS, ...
+  std::string with = t.smtputf8 ? "UTF8SMTP" : t.esmtp ? "ESMTP" : "SMTP";
+  if ((t.esmtp || t.smtputf8) && t.tls) with += "S";
+  if ((t.esmtp || t.smtputf8) && t.authenticated) with += "A";
   std::string h = "Received: from " + clean(t.helo) + " (" + clean(t.client_address) + ")\r\n\tby " + clean(t.hostname) +
                   " (refsmtp) with " + with + " id " + clean(t.id);
   if (t.recipients.size() == 1) h += "\r\n\tfor " + clean(t.recipients[0].to_string());
@@ -49,7 +49,7 @@ std::string status_of(const std::string& reply_text, bool permanent) {
 }
 
 std::string make_dsn(const DsnInput& in) {
-  const std::string boundary = "refsmtp-dsn-" + in.original_id;
+  const std::string boundary = in.boundary.empty() ? "refsmtp-dsn-" + in.original_id : in.boundary;
   bool all_delayed = true;
   for (const auto& r : in.recipients) all_delayed = all_delayed && r.delayed;
   std::string m;
@@ -87,10 +87,12 @@ std::string make_dsn(const DsnInput& in) {
     if (!r.diagnostic.empty()) m += "Diagnostic-Code: smtp; " + clean(r.diagnostic) + "\r\n";
     m += "Last-Attempt-Date: " + rfc5322_date(in.now_ms) + "\r\n";
   }
-  // Part 3: the original header section (RFC 6522 §3: text/rfc822-headers).
-  m += "\r\n--" + boundary + "\r\nContent-Type: text/rfc822-headers\r\n\r\n";
-  m += in.original_headers;
-  if (!in.original_headers.empty() && !in.original_headers.ends_with("\r\n")) m += "\r\n";
+  // Part 3: the original header section (RFC 6522 §3: text/rfc822-headers), when there is one.
+  if (!in.original_headers.empty()) {
+    m += "\r\n--" + boundary + "\r\nContent-Type: text/rfc822-headers\r\n\r\n";
+    m += in.original_headers;
+    if (!in.original_headers.ends_with("\r\n")) m += "\r\n";
+  }
   m += "\r\n--" + boundary + "--\r\n";
   return m;
 }

@@ -112,6 +112,14 @@ std::error_code MemoryStorage::close(Handle h) {
 }
 
 std::error_code MemoryStorage::rename(const std::string& from, const std::string& to) {
+  return move_entry(from, to, true);
+}
+
+std::error_code MemoryStorage::rename_noreplace(const std::string& from, const std::string& to) {
+  return move_entry(from, to, false);
+}
+
+std::error_code MemoryStorage::move_entry(const std::string& from, const std::string& to, bool replace) {
   if (Fault f = st_->step(); f != Fault::none) return State::as_error(f);
   auto [fdir, fname] = split(from);
   auto [tdir, tname] = split(to);
@@ -120,6 +128,7 @@ std::error_code MemoryStorage::rename(const std::string& from, const std::string
   if (fd == st_->current.end() || td == st_->current.end()) return err(std::errc::no_such_file_or_directory);
   auto entry = fd->second.find(fname);
   if (entry == fd->second.end()) return err(std::errc::no_such_file_or_directory);
+  if (!replace && td->second.count(tname)) return err(std::errc::file_exists);
   auto inode = entry->second;
   fd->second.erase(entry);
   td->second[tname] = inode;

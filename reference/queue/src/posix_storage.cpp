@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include "refsmtp/queue/storage.hpp"
 
@@ -14,7 +15,7 @@ std::error_code last_error() { return {errno, std::generic_category()}; }
 }  // namespace
 
 std::error_code write_durably(Storage& s, const std::string& tmp_dir, const std::string& dir, const std::string& name,
-                              std::string_view data) {
+                              std::string_view data, bool replace) {
   const std::string tmp = tmp_dir + "/" + name;
   s.unlink(tmp);  // a leftover from an interrupted earlier attempt
   Storage::Handle h = -1;
@@ -23,7 +24,7 @@ std::error_code write_durably(Storage& s, const std::string& tmp_dir, const std:
   if (!e) e = s.fsync(h);
   const std::error_code c = s.close(h);
   if (!e) e = c;
-  if (!e) e = s.rename(tmp, dir + "/" + name);
+  if (!e) e = replace ? s.rename(tmp, dir + "/" + name) : s.rename_noreplace(tmp, dir + "/" + name);
   if (e) {
     s.unlink(tmp);
     return e;
@@ -62,6 +63,15 @@ std::error_code PosixStorage::rename(const std::string& from, const std::string&
   return ::rename(full(from).c_str(), full(to).c_str()) == 0 ? std::error_code() : last_error();
 }
 
+std::error_code PosixStorage::rename_noreplace(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, full(from).c_str(), AT_FDCWD, full(to).c_str(), RENAME_NOREPLACE) == 0) return {};
+  if (errno != EINVAL && errno != ENOSYS) return last_error();
+  // File systems without RENAME_NOREPLACE: link() never replaces, then drop the old name.
+  if (::link(full(from).c_str(), full(to).c_str()) != 0) return last_error();
+  ::unlink(full(from).c_str());
+  return {};
+}
+
 std::error_code PosixStorage::unlink(const std::string& path) {
   return ::unlink(full(path).c_str()) == 0 ? std::error_code() : last_error();
 }
@@ -76,14 +86,25 @@ std::error_code PosixStorage::fsync_dir(const std::string& dir) {
 }
 
 std::error_code PosixStorage::mkdirs(const std::string& dir) {
-  std::string path = root_;
+  std::string parent = root_;
   std::size_t pos = 0;
   while (pos <= dir.size()) {
     const std::size_t slash = dir.find('/', pos);
     const std::size_t end = slash == std::string::npos ? dir.size() : slash;
-    path += "/" + dir.substr(pos, end - pos);
-    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return last_error();
+    const std::string path = parent + "/" + dir.substr(pos, end - pos);
+    if (::mkdir(path.c_str(), 0700) == 0) {
+      // A new directory entry is durable only once its parent is synced: without this, a
+      // first-use queue/ or Maildir new/ could vanish in a crash with the mail in it.
+      const int fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) return last_error();
+      const bool ok = ::fsync(fd) == 0;
+      ::close(fd);
+      if (!ok) return last_error();
+    } else if (errno != EEXIST) {
+      return last_error();
+    }
     if (slash == std::string::npos) break;
+    parent = path;
     pos = slash + 1;
   }
   return {};

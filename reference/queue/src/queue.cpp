@@ -2,12 +2,23 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <random>
 
 #include "refsmtp/queue/dsn.hpp"
 
 namespace refsmtp::queue {
 
-Queue::Queue(Storage& storage, QueueConfig config) : spool_(storage), cfg_(std::move(config)) {
+std::string Queue::random_boundary() {
+  // Unpredictable, so header text from the original can never contain it (RFC 2046 §5.1.1).
+  std::uniform_int_distribution<std::uint64_t> dist;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "refsmtp-%016llx%016llx", static_cast<unsigned long long>(dist(rng_)),
+                static_cast<unsigned long long>(dist(rng_)));
+  return buf;
+}
+
+Queue::Queue(Storage& storage, QueueConfig config) : spool_(storage), cfg_(std::move(config)), rng_(std::random_device{}()) {
+  salt_ = static_cast<std::uint32_t>(rng_());
   if (cfg_.postmaster.empty()) cfg_.postmaster = "postmaster@" + cfg_.hostname;
 }
 
@@ -22,13 +33,14 @@ std::error_code Queue::open(std::int64_t, RecoveryReport* report) {
 }
 
 std::string Queue::new_id(std::int64_t now_ms) {
-  // Sortable by arrival: 12 hex digits of milliseconds, then a sequence number. After a restart
-  // in the same millisecond (or a clock stepped back) the sequence starts again, so skip ids the
-  // queue already holds: renaming into queue/ would replace that message.
+  // Sortable by arrival: 12 hex digits of milliseconds, 4 of a random per-process salt (so a
+  // restart in the same millisecond, or a clock stepped back, does not reuse the ids of messages
+  // already gone -- logs and bounces name them), then a sequence number. Ids the queue holds are
+  // skipped outright: renaming into queue/ must never meet an existing message.
   while (true) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%012llX%06X", static_cast<unsigned long long>(now_ms) & 0xFFFFFFFFFFFFULL,
-                  static_cast<unsigned>(seq_++ & 0xFFFFFF));
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%012llX%04X%06X", static_cast<unsigned long long>(now_ms) & 0xFFFFFFFFFFFFULL,
+                  static_cast<unsigned>(salt_ & 0xFFFF), static_cast<unsigned>(seq_++ & 0xFFFFFF));
     if (!msgs_.count(buf)) return buf;
   }
 }
@@ -112,8 +124,10 @@ std::error_code Queue::enqueue_report(const StoredEnvelope& original, const std:
     events_.push_back({original.id, "failed notice to postmaster dropped (no report about a report)"});
     return {};
   }
+  // The original's header section goes in the report (RFC 6522 §3). If the body cannot be read
+  // (damaged on disk), report anyway without it: a failure must never block its own report.
   std::string body;
-  if (auto e = spool_.read_body(original, body)) return e;
+  if (spool_.read_body(original, body)) body.clear();
   const std::size_t end = body.find("\r\n\r\n");
   DsnInput in;
   in.reporting_mta = cfg_.hostname;
@@ -123,7 +137,8 @@ std::error_code Queue::enqueue_report(const StoredEnvelope& original, const std:
   in.arrival_ms = original.arrival_ms;
   in.now_ms = now_ms;
   in.recipients = recipients;
-  in.original_headers = end == std::string::npos ? body : body.substr(0, end + 2);
+  in.original_headers = end == std::string::npos ? std::string() : body.substr(0, end + 2);
+  in.boundary = random_boundary();
   const std::string report = make_dsn(in);
 
   StoredEnvelope e;
@@ -186,8 +201,15 @@ std::error_code Queue::record(const std::string& id, const std::vector<DeliveryO
   }
   // Reports first, then the state change: a crash in between repeats a report, never loses one.
   std::error_code err;
-  if (!failed.empty()) err = enqueue_report(next, failed, now_ms);
-  if (!err && !delayed.empty()) err = enqueue_report(next, delayed, now_ms);
+  bool failures_reported = false, delay_reported = false;
+  if (!failed.empty()) {
+    err = enqueue_report(next, failed, now_ms);
+    failures_reported = !err;
+  }
+  if (!err && !delayed.empty()) {
+    err = enqueue_report(next, delayed, now_ms);
+    delay_reported = !err;
+  }
   const bool done = std::none_of(next.recipients.begin(), next.recipients.end(),
                                  [](const QueuedRecipient& r) { return r.state == RecipientState::pending; });
   bool gone = false;
@@ -199,16 +221,17 @@ std::error_code Queue::record(const std::string& id, const std::vector<DeliveryO
     return err;
   }
   if (err) {
-    // Not durable. Remember in memory only what was delivered -- so this process does not send
-    // it again -- and try to persist soon; failures and deferrals are decided again next time.
+    // Not durable. Remember in memory what happened outside -- deliveries, and failures whose
+    // report is already queued -- so this process neither sends nor reports them again, and
+    // persist it all on the next attempt, soon.
     StoredEnvelope& current = it->second;
-    for (const auto& o : outcomes) {
-      if (o.recipient < current.recipients.size() && o.state == RecipientState::delivered &&
-          current.recipients[o.recipient].state == RecipientState::pending) {
-        current.recipients[o.recipient].state = RecipientState::delivered;
-        current.recipients[o.recipient].last_reply = o.reply;
-      }
+    for (std::size_t i = 0; i < current.recipients.size(); ++i) {
+      QueuedRecipient& r = current.recipients[i];
+      if (r.state != RecipientState::pending) continue;
+      const RecipientState s = next.recipients[i].state;
+      if (s == RecipientState::delivered || (s == RecipientState::failed && failures_reported)) r = next.recipients[i];
     }
+    if (delay_reported) current.delay_notified = true;
     current.next_attempt_ms = now_ms + (cfg_.retry.first.empty() ? cfg_.retry.later : cfg_.retry.first.front()).count();
     events_.push_back({id, "could not record delivery attempt: " + err.message()});
     return err;

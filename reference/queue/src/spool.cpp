@@ -46,17 +46,18 @@ std::error_code Spool::accept(StoredEnvelope& env, std::string_view body) {
   if (!e) e = write_tmp(tmp_env, serialize(env));
   bool body_moved = false, env_moved = false;
   if (!e) {
-    e = s_.rename(tmp_body, std::string(kQueue) + "/" + body_name);
+    // Never replace: an id already in queue/ is another message (defence against id reuse).
+    e = s_.rename_noreplace(tmp_body, std::string(kQueue) + "/" + body_name);
     body_moved = !e;
   }
   if (!e) {
     // The envelope goes last: its presence in queue/ is what commits the message.
-    e = s_.rename(tmp_env, std::string(kQueue) + "/" + env_name);
+    e = s_.rename_noreplace(tmp_env, std::string(kQueue) + "/" + env_name);
     env_moved = !e;
   }
   if (!e) e = commit_queue_dir();
   if (e) {
-    // Not acknowledged: undo what we can. Whatever is left is cleaned up at recovery.
+    // Not acknowledged: undo what we can (only what we moved). Leftovers go at recovery.
     if (env_moved) s_.unlink(std::string(kQueue) + "/" + env_name);
     if (body_moved) s_.unlink(std::string(kQueue) + "/" + body_name);
     s_.unlink(tmp_env);
@@ -113,9 +114,15 @@ std::error_code Spool::read_body(const StoredEnvelope& env, std::string& body) {
 }
 
 std::error_code Spool::quarantine(const std::string& name, std::string_view reason, RecoveryReport& report) {
-  report.quarantined.push_back(name + ": " + std::string(reason));
-  s_.unlink(std::string(kQuarantine) + "/" + name);
-  return s_.rename(std::string(kQueue) + "/" + name, std::string(kQuarantine) + "/" + name);
+  // Never overwrite earlier evidence: the first free name of NAME, NAME.1, NAME.2, ...
+  std::error_code e;
+  for (int n = 0; n < 1000; ++n) {
+    const std::string target = std::string(kQuarantine) + "/" + name + (n ? "." + std::to_string(n) : "");
+    e = s_.rename_noreplace(std::string(kQueue) + "/" + name, target);
+    if (e != std::errc::file_exists) break;
+  }
+  if (!e) report.quarantined.push_back(name + ": " + std::string(reason));
+  return e;
 }
 
 std::error_code Spool::recover(RecoveryReport& report) {
@@ -143,7 +150,9 @@ std::error_code Spool::recover(RecoveryReport& report) {
     }
     (ext == "env" ? ids[id].env : ids[id].body) = true;
   }
-  for (const auto& [id, pair] : ids) {
+  for (const auto& entry : ids) {
+    const std::string& id = entry.first;
+    const Pair& pair = entry.second;
     const std::string env_name = id + ".env", body_name = id + ".body";
     if (!pair.env) {
       // A body without its envelope: an accept that never committed, or a removal half done.
@@ -151,23 +160,23 @@ std::error_code Spool::recover(RecoveryReport& report) {
       changed = true;
       continue;
     }
-    std::string text;
-    if (auto e = s_.read(std::string(kQueue) + "/" + env_name, text)) return e;
-    const RecordResult r = parse_envelope(text);
-    std::string reason;
-    if (!r.envelope) {
-      reason = std::string(describe(*r.error)) + " at line " + std::to_string(r.line);
-    } else if (r.envelope->id != id) {
-      reason = "id does not match the file name";
-    } else if (!pair.body) {
-      reason = "body file missing";
-    } else {
+    // Why this message cannot be recovered, or "" if it can. Read errors (a directory where a
+    // file should be, no permission) set it aside like corruption does: recovery goes on.
+    RecordResult r;
+    const std::string reason = [&]() -> std::string {
+      std::string text;
+      if (auto e = s_.read(std::string(kQueue) + "/" + env_name, text)) return "unreadable: " + e.message();
+      r = parse_envelope(text);
+      if (!r.envelope) return std::string(describe(*r.error)) + " at line " + std::to_string(r.line);
+      if (r.envelope->id != id) return "id does not match the file name";
+      if (!pair.body) return "body file missing";
       std::string body;
-      if (auto e = s_.read(std::string(kQueue) + "/" + body_name, body)) return e;
+      if (auto e = s_.read(std::string(kQueue) + "/" + body_name, body)) return "body unreadable: " + e.message();
       if (body.size() != r.envelope->body_size || fnv1a64(body) != r.envelope->body_hash) {
-        reason = "body does not match its recorded size and hash";
+        return "body does not match its recorded size and hash";
       }
-    }
+      return "";
+    }();
     if (!reason.empty()) {
       if (auto e = quarantine(env_name, reason, report)) return e;
       if (pair.body) {

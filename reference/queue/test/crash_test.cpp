@@ -45,6 +45,8 @@ TEST(CrashPoints, WorkloadWithoutFaultsDeliversEachRecipientOnce) {
   EXPECT_EQ((h.deliveries[{"T0", 0}]), 1);
   EXPECT_EQ((h.deliveries[{"T0", 1}]), 1);
   EXPECT_EQ((h.deliveries[{"T0", 2}]), 0);
+  EXPECT_EQ((h.bounced({"T0", 2})), 1);  // r2 failed: one report, handed out
+  EXPECT_EQ((h.bounced({"T0", 0})), 0);
 }
 
 TEST(CrashPoints, CrashAtEveryOperation) {
@@ -66,6 +68,10 @@ TEST(CrashPoints, CrashAtEveryOperation) {
         EXPECT_GE((h.deliveries[{"T0", i}]), 1) << "crash at op " << k << " rcpt " << i;
         EXPECT_LE((h.deliveries[{"T0", i}]), 2) << "crash at op " << k << " rcpt " << i;
       }
+      // The failing recipient is reported or (retried after the crash and) delivered; a report
+      // is repeated at most once (crash between queueing it and recording the failure).
+      EXPECT_GE((h.bounced({"T0", 2}) + h.deliveries[{"T0", 2}]), 1) << "crash at op " << k;
+      EXPECT_LE((h.bounced({"T0", 2})), 2) << "crash at op " << k;
     }
   }
 }
@@ -81,8 +87,12 @@ TEST(CrashPoints, ErrorAtEveryOperation) {
       finish(h);
       EXPECT_EQ(h.check(), "") << "fault at op " << k;
       EXPECT_EQ(h.queue->size(), 0u) << "fault at op " << k;
-      // No crash: nobody receives anything twice.
+      // No crash: nobody receives anything twice, and the failure is reported exactly once.
       for (const auto& [key, n] : h.deliveries) EXPECT_LE(n, 1) << "fault at op " << k;
+      // (If recording the failure failed, r2 is tried again -- and the retry delivers it.)
+      if (h.acked.count("T0")) {
+        EXPECT_EQ((h.bounced({"T0", 2}) + h.deliveries[{"T0", 2}]), 1) << "fault at op " << k;
+      }
       // A restart afterwards finds a consistent spool (nothing quarantined).
       RecoveryReport report;
       Queue again(h.storage, QueueHarness::config());

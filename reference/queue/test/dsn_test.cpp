@@ -59,3 +59,30 @@ TEST(Dsn, MultipartReportShape) {  // RFC 3464 §2, RFC 6522
     if (m[i] == '\n') ASSERT_TRUE(i > 0 && m[i - 1] == '\r') << i;
   }
 }
+
+TEST(Dsn, ReceivedWithTypes) {  // RFC 3848, RFC 6531 §3.7.4
+  TraceInfo t{"c", "a", "h", "I", true, true, true, false, {}, 0};
+  EXPECT_NE(received_header(t).find(" with ESMTPSA id "), std::string::npos);
+  t.smtputf8 = true;
+  EXPECT_NE(received_header(t).find(" with UTF8SMTPSA id "), std::string::npos);
+  t.tls = t.authenticated = false;
+  EXPECT_NE(received_header(t).find(" with UTF8SMTP id "), std::string::npos);
+  t.smtputf8 = false;
+  t.esmtp = false;
+  EXPECT_NE(received_header(t).find(" with SMTP id "), std::string::npos);
+}
+
+TEST(Dsn, DelayedReportAndBoundary) {  // RFC 3464 §2.3.3 Action: delayed
+  DsnInput in;
+  in.reporting_mta = "mx.test";
+  in.original_id = "Q2";
+  in.to = path("alice", "example.com");
+  in.recipients = {{path("bob", "example.org"), true, "4.4.1", "451 4.4.1 no answer"}};
+  in.boundary = "b-1234";
+  const std::string m = make_dsn(in);
+  EXPECT_NE(m.find("Subject: Delayed Mail (still being retried)"), std::string::npos);
+  EXPECT_NE(m.find("Action: delayed\r\nStatus: 4.4.1\r\n"), std::string::npos);
+  EXPECT_NE(m.find("boundary=\"b-1234\""), std::string::npos);
+  EXPECT_EQ(m.find("text/rfc822-headers"), std::string::npos);  // no original headers: no part 3
+  EXPECT_TRUE(m.ends_with("--b-1234--\r\n"));
+}

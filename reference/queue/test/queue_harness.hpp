@@ -1,6 +1,7 @@
 #pragma once
 // A queue with a fake next hop and an observer's log of what was acknowledged and delivered,
 // over MemoryStorage, so tests can crash it anywhere and check what survives.
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <set>
@@ -23,6 +24,28 @@ struct QueueHarness {
   std::map<std::string, int> recipients_of;                 // token -> recipient count
   std::map<std::pair<std::string, int>, int> deliveries;    // (token, rcpt) -> times delivered
   std::set<std::pair<std::string, int>> recorded_final;     // record() returned ok with a final state
+  std::map<std::pair<std::string, int>, std::set<std::string>> bounces_delivered;  // report ids handed out
+  int bounced(const std::pair<std::string, int>& key) { return static_cast<int>(bounces_delivered[key].size()); }
+
+  // The (token, recipient) pairs a failure report is about.
+  std::vector<std::pair<std::string, int>> reported_in(const std::string& body) const {
+    std::vector<std::pair<std::string, int>> out;
+    const std::size_t at = body.find("X-Refsmtp-Queue-ID: ");
+    if (at == std::string::npos) return out;
+    const std::string id = body.substr(at + 20, body.find("\r\n", at) - at - 20);
+    std::string token;
+    for (const auto& [t, i] : acked) {
+      if (i == id) token = t;
+    }
+    if (token.empty()) return out;
+    std::size_t pos = 0;
+    while ((pos = body.find("Final-Recipient: rfc822; r", pos)) != std::string::npos) {
+      pos += 26;
+      const int rcpt = std::atoi(body.c_str() + pos);
+      if (body.find("Action: failed", pos) < body.find("Final-Recipient", pos)) out.push_back({token, rcpt});
+    }
+    return out;
+  }
 
   static QueueConfig config() {
     QueueConfig c;
@@ -86,6 +109,9 @@ struct QueueHarness {
         continue;
       }
       const std::string token = e->kind == MessageKind::normal ? token_of(body) : std::string();
+      if (e->kind == MessageKind::bounce) {
+        for (const auto& key : reported_in(body)) bounces_delivered[key].insert(id);
+      }
       std::vector<DeliveryOutcome> outs;
       for (std::size_t i = 0; i < e->recipients.size(); ++i) {
         if (e->recipients[i].state != RecipientState::pending) continue;
@@ -110,11 +136,15 @@ struct QueueHarness {
   // The invariants of issue 3, checked against the queue as it now is. Returns "" or a complaint.
   std::string check() {
     std::map<std::string, const StoredEnvelope*> by_token;
+    auto bounces = bounces_delivered;  // report ids, handed out or still queued
     for (const auto& id : queue->due(INT64_MAX)) {
       const StoredEnvelope* e = queue->find(id);
-      if (e->kind != MessageKind::normal) continue;
       std::string body;
       if (queue->read_body(id, body)) return "unreadable body for " + id;
+      if (e->kind == MessageKind::bounce) {
+        for (const auto& key : reported_in(body)) bounces[key].insert(id);
+      }
+      if (e->kind != MessageKind::normal) continue;
       const std::string token = token_of(body);
       // None appears that was not accepted.
       if (!acked.count(token) || acked[token] != id) return "unacknowledged message " + token + " in the queue";
@@ -126,8 +156,17 @@ struct QueueHarness {
         const bool delivered = deliveries.count({token, i}) && deliveries[{token, i}] > 0;
         const bool pending = it != by_token.end() && it->second->recipients[static_cast<std::size_t>(i)].state == RecipientState::pending;
         const bool final_recorded = recorded_final.count({token, i}) > 0;
-        // Every accepted recipient is delivered, failed (and so bounced), or still queued.
-        if (!delivered && !pending && !final_recorded) return "recipient " + std::to_string(i) + " of " + token + " lost";
+        const int bounced = bounces.count({token, i}) ? static_cast<int>(bounces[{token, i}].size()) : 0;
+        // Every accepted recipient is delivered, bounced (the report queued or handed out), or
+        // still queued.
+        if (!delivered && !pending && bounced == 0) {
+          std::string why = "recipient " + std::to_string(i) + " of " + token + " (" + id + ") lost; queue:";
+          for (const auto& q : queue->due(INT64_MAX)) why += " " + q + "/" + std::to_string(static_cast<int>(queue->find(q)->kind));
+          return why;
+        }
+        // Without a crash, a failure is reported exactly once and only for undelivered mail.
+        if (!crashed_ever && bounced > 1) return "recipient " + std::to_string(i) + " of " + token + " bounced twice";
+        if (!crashed_ever && bounced > 0 && delivered) return "recipient " + std::to_string(i) + " of " + token + " delivered and bounced";
         // States never go backwards.
         if (final_recorded && pending) return "recipient " + std::to_string(i) + " of " + token + " went back to pending";
         // Without a crash, nobody gets a message twice.

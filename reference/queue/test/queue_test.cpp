@@ -71,16 +71,21 @@ TEST(Queue, IdsAreUniqueAndSortable) {
 TEST(Queue, NoSpaceIs452AndIoErrorIs451NeverA250) {  // RFC 3463 4.3.1 / 4.3.0
   for (auto [fault, code] : {std::pair{MemoryStorage::Fault::enospc, 452}, std::pair{MemoryStorage::Fault::short_write, 452},
                              std::pair{MemoryStorage::Fault::eio, 451}}) {
-    for (std::size_t op = 0; op < 9; ++op) {
+    // accept = create, write, fsync, close (body); the same (envelope); rename, rename, fsync
+    // queue/: ops 0..10. A fault at any of them must refuse the message.
+    for (std::size_t op = 0; op <= 10; ++op) {
+      if (fault == MemoryStorage::Fault::short_write && op % 4 != 1) continue;  // only writes can be short
       MemoryStorage storage;
       Queue q(storage, config());
-      q.open(0);
+      ASSERT_FALSE(q.open(0));
       storage.inject(storage.operations() + op, fault);
       auto r = q.accept(envelope(path("a", "b"), {"x"}), "x\r\n", kClient, 0);
-      if (!r.id) {
-        EXPECT_EQ(r.reply.code, code) << op;
-        EXPECT_EQ(q.size(), 0u);
-      }
+      ASSERT_FALSE(r.id) << "fault at op " << op << " still acknowledged";
+      EXPECT_EQ(r.reply.code, code) << op;
+      EXPECT_EQ(q.size(), 0u);
+      Queue again(storage, config());
+      ASSERT_FALSE(again.open(0));
+      EXPECT_EQ(again.size(), 0u) << "refused message found at recovery, op " << op;
     }
   }
 }

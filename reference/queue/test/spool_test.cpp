@@ -103,3 +103,25 @@ TEST(Spool, StorageErrorsAtAcceptLeaveNothingBehind) {
     }
   }
 }
+
+TEST(Spool, UnreadableEntriesAreSetAsideAndEvidenceIsKept) {
+  TempDir dir;
+  PosixStorage storage(dir.path());
+  Spool spool(storage);
+  ASSERT_FALSE(spool.init());
+  StoredEnvelope good = envelope("GOOD");
+  ASSERT_FALSE(spool.accept(good, "ok\r\n"));
+  std::filesystem::create_directory(dir.path() + "/queue/WEIRD.env");  // a directory, not a file
+  std::ofstream(dir.path() + "/queue/WEIRD.body") << "x";
+  std::ofstream(dir.path() + "/quarantine/WEIRD.body") << "earlier evidence";
+  RecoveryReport report;
+  ASSERT_FALSE(spool.recover(report));  // does not stop at the bad entry
+  ASSERT_EQ(report.messages.size(), 1u);
+  EXPECT_EQ(report.messages[0].id, "GOOD");
+  EXPECT_EQ(report.quarantined.size(), 2u);
+  EXPECT_TRUE(std::filesystem::is_directory(dir.path() + "/quarantine/WEIRD.env"));
+  std::string earlier;
+  std::getline(std::ifstream(dir.path() + "/quarantine/WEIRD.body"), earlier);
+  EXPECT_EQ(earlier, "earlier evidence");  // not overwritten
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/quarantine/WEIRD.body.1"));
+}

@@ -33,10 +33,12 @@ std::error_code deliver_maildir(queue::Storage& storage, const MaildirTarget& ta
 
 // mbox delivery (RFC 4155, mboxrd quoting): "From SENDER DATE" line, lines matching ^>*From_
 // get one more ">", a blank line after the message. The file is locked with a dot-lock and an
-// fcntl lock, appended, and fsynced; if anything fails, it is truncated back to its old size.
+// fcntl lock (both bounded waits), appended, and fsynced; if anything fails, it is truncated
+// back to its old size. A symlink, a hard-linked file or a non-regular file is refused.
 struct MboxLocking {
-  int attempts = 50;                               // to take the dot-lock, then EAGAIN
-  std::chrono::milliseconds wait{100};             // between attempts
+  int attempts = 50;                     // to take each lock (dot-lock, then fcntl), then EAGAIN
+  std::chrono::milliseconds wait{100};   // between attempts
+  std::chrono::seconds stale{600};       // a dot-lock older than this is taken over
 };
 std::error_code deliver_mbox(const std::string& path, const core::Path& sender, std::int64_t now_ms,
                              std::string_view message_lf, const MboxLocking& locking = {});

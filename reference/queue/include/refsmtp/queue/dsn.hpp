@@ -37,7 +37,8 @@ struct DsnInput {
   std::int64_t arrival_ms = 0;
   std::int64_t now_ms = 0;
   std::vector<DsnRecipient> recipients;
-  std::string original_headers;  // header section of the original, CRLF lines
+  std::string original_headers;  // header section of the original, CRLF lines ("" = leave out)
+  std::string boundary;          // MIME boundary; must be unpredictable (the queue makes one)
 };
 
 // The whole report message (header and body, CRLF lines), ready to be queued with the null

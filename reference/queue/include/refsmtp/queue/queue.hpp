@@ -12,6 +12,7 @@
 // recipient is never sent again (at most the attempt in flight during the crash is repeated).
 #include <cstdint>
 #include <map>
+#include <random>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -82,6 +83,7 @@ class Queue {
 
  private:
   std::string new_id(std::int64_t now_ms);
+  std::string random_boundary();
   std::error_code enqueue_report(const StoredEnvelope& original, const std::vector<DsnRecipient>& recipients,
                                  std::int64_t now_ms);
 
@@ -89,6 +91,8 @@ class Queue {
   QueueConfig cfg_;
   std::map<std::string, StoredEnvelope> msgs_;
   std::uint32_t seq_ = 0;
+  std::uint32_t salt_ = 0;
+  std::mt19937_64 rng_;
   std::vector<QueueEvent> events_;
 };
 

@@ -27,10 +27,13 @@ class Storage {
   virtual std::error_code fsync(Handle h) = 0;
   virtual std::error_code close(Handle h) = 0;
   virtual std::error_code rename(const std::string& from, const std::string& to) = 0;
+  // Like rename, but fails with EEXIST instead of replacing an existing `to`.
+  virtual std::error_code rename_noreplace(const std::string& from, const std::string& to) = 0;
   virtual std::error_code unlink(const std::string& path) = 0;
   // Makes the directory's entries (creates, renames, unlinks) durable.
   virtual std::error_code fsync_dir(const std::string& dir) = 0;
-  // Creates a directory (and its parents); no error if it exists.
+  // Creates a directory (and its parents), durably (each new entry's parent is fsynced); no error
+  // if it exists.
   virtual std::error_code mkdirs(const std::string& dir) = 0;
   virtual std::error_code list(const std::string& dir, std::vector<std::string>& names) = 0;
   virtual std::error_code read(const std::string& path, std::string& data) = 0;
@@ -38,9 +41,10 @@ class Storage {
 
 // Writes `data` to `dir/name` durably: create a temporary in `tmp_dir`, write, fsync, close,
 // rename into place, fsync `dir`. On failure the temporary is removed (best effort) and the
-// target is either absent or its previous version.
+// target is either absent or its previous version. With `replace` false an existing target is
+// never overwritten (EEXIST).
 std::error_code write_durably(Storage& s, const std::string& tmp_dir, const std::string& dir, const std::string& name,
-                              std::string_view data);
+                              std::string_view data, bool replace = true);
 
 class PosixStorage final : public Storage {
  public:
@@ -51,6 +55,7 @@ class PosixStorage final : public Storage {
   std::error_code fsync(Handle h) override;
   std::error_code close(Handle h) override;
   std::error_code rename(const std::string& from, const std::string& to) override;
+  std::error_code rename_noreplace(const std::string& from, const std::string& to) override;
   std::error_code unlink(const std::string& path) override;
   std::error_code fsync_dir(const std::string& dir) override;
   std::error_code mkdirs(const std::string& dir) override;
@@ -67,7 +72,8 @@ class PosixStorage final : public Storage {
 //
 // Durability model (stricter than ext4's data=ordered, so tests are pessimistic): a file's
 // contents survive a crash only as of its last fsync; a directory entry (create, rename, unlink)
-// survives only as of the directory's last fsync_dir. mkdirs is durable at once.
+// survives only as of the directory's last fsync_dir. mkdirs is durable at once (PosixStorage
+// fsyncs the parents of what it creates).
 //
 // Faults: every call to a mutating operation (create, write, fsync, close, rename, unlink,
 // fsync_dir) counts as one operation, numbered from 0. `inject(n, kind)` makes operation n fail:
@@ -90,6 +96,7 @@ class MemoryStorage final : public Storage {
   std::error_code fsync(Handle h) override;
   std::error_code close(Handle h) override;
   std::error_code rename(const std::string& from, const std::string& to) override;
+  std::error_code rename_noreplace(const std::string& from, const std::string& to) override;
   std::error_code unlink(const std::string& path) override;
   std::error_code fsync_dir(const std::string& dir) override;
   std::error_code mkdirs(const std::string& dir) override;
@@ -97,6 +104,7 @@ class MemoryStorage final : public Storage {
   std::error_code read(const std::string& path, std::string& data) override;
 
  private:
+  std::error_code move_entry(const std::string& from, const std::string& to, bool replace);
   struct State;
   std::unique_ptr<State> st_;
 };
