@@ -17,6 +17,7 @@
 
 #include "refsmtp/core/reply.hpp"
 #include "refsmtp/core/server_session.hpp"
+#include "model_mapping.hpp"
 #include "refsmtp/model/smtp_model.hpp"
 
 namespace {
@@ -24,22 +25,7 @@ namespace {
 using namespace refsmtp::core;
 namespace m = refsmtp::model;
 
-m::State to_model(State s) {
-  switch (s) {
-    case State::refused: return m::State::refused;
-    case State::initial: return m::State::initial;
-    case State::ready: return m::State::ready;
-    case State::mail: return m::State::mail;
-    case State::rcpt: return m::State::rcpt;
-    case State::data: return m::State::data;
-    case State::bdat: return m::State::bdat;
-    case State::chunking: return m::State::chunking;
-    case State::auth: return m::State::auth;
-    case State::tls_handshake: return m::State::tls_handshake;
-    case State::closed: return m::State::closed;
-  }
-  std::abort();
-}
+using refsmtp::core::testing::to_model;
 
 // Names the broken oracle before aborting, so a crash report says which property failed.
 #define check(cond)                                                   \

@@ -9,6 +9,7 @@
 #include <rapidcheck/state.h>
 
 #include "refsmtp/core/base64.hpp"
+#include "model_mapping.hpp"
 #include "refsmtp/model/smtp_model.hpp"
 #include "session_driver.hpp"
 
@@ -18,22 +19,7 @@ namespace m = refsmtp::model;
 
 namespace {
 
-m::State to_model(State s) {
-  switch (s) {
-    case State::refused: return m::State::refused;
-    case State::initial: return m::State::initial;
-    case State::ready: return m::State::ready;
-    case State::mail: return m::State::mail;
-    case State::rcpt: return m::State::rcpt;
-    case State::data: return m::State::data;
-    case State::bdat: return m::State::bdat;
-    case State::chunking: return m::State::chunking;
-    case State::auth: return m::State::auth;
-    case State::tls_handshake: return m::State::tls_handshake;
-    case State::closed: return m::State::closed;
-  }
-  return m::State::closed;
-}
+using refsmtp::core::testing::to_model;
 
 struct Model {
   m::State state = m::State::initial;
