@@ -1,0 +1,47 @@
+#pragma once
+// Drives one core::ServerSession over a TCP connection with Boost.Asio, with STARTTLS through
+// OpenSSL. The session makes every protocol decision; this layer only moves bytes, runs the
+// session's deadlines on a timer, performs TLS handshakes, and asks the SessionHost the session's
+// questions. One coroutine per connection.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "refsmtp/core/server_session.hpp"
+
+namespace refsmtp::net {
+
+struct ConnectionInfo {
+  std::uint64_t id = 0;
+  std::string client_address;  // numeric
+  std::string role;            // "mx", ...
+  bool tls = false;
+  std::string helo;
+  std::string auth_identity;
+};
+
+// What the embedding server decides. Called on the connection's executor; answers at once.
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  virtual core::Verdict check_sender(const ConnectionInfo& c, const core::action::CheckSender& q) = 0;
+  virtual core::Verdict check_recipient(const ConnectionInfo& c, const core::action::CheckRecipient& q) = 0;
+  virtual core::Verdict check_auth(const ConnectionInfo& c, const core::action::CheckAuth& q) = 0;
+  // The whole message (body as received, unstuffed). Answer accept only once it is durable.
+  virtual core::Verdict message(const ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) = 0;
+  virtual void log(const ConnectionInfo& c, std::string_view event) = 0;
+};
+
+struct ConnectionOptions {
+  core::ServerConfig session;
+  boost::asio::ssl::context* tls = nullptr;  // for STARTTLS; nullptr: not offered
+  std::string role = "mx";
+};
+
+boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket, ConnectionOptions options,
+                                              SessionHost& host, std::uint64_t id);
+
+}  // namespace refsmtp::net

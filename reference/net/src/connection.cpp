@@ -1,0 +1,134 @@
+#include "refsmtp/net/connection.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <algorithm>
+#include <chrono>
+#include <variant>
+
+namespace refsmtp::net {
+
+namespace asio = boost::asio;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+core::Millis now_ms() {
+  return std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now().time_since_epoch());
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionOptions options, SessionHost& host,
+                                       std::uint64_t id) {
+  ConnectionInfo info;
+  info.id = id;
+  info.role = options.role;
+  boost::system::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  info.client_address = ec ? "unknown" : remote.address().to_string();
+  if (options.tls == nullptr) options.session.starttls = false;
+
+  asio::ssl::context fallback(asio::ssl::context::tls_server);
+  asio::ssl::stream<asio::ip::tcp::socket> stream(std::move(socket), options.tls ? *options.tls : fallback);
+  bool tls = false;
+  core::ServerSession session(options.session, now_ms());
+  asio::steady_timer timer(stream.get_executor());
+  std::string body;
+  char buf[16384];
+  host.log(info, "connect");
+
+  auto write = [&](std::string bytes) -> asio::awaitable<void> {
+    if (tls) {
+      co_await asio::async_write(stream, asio::buffer(bytes), use_awaitable);
+    } else {
+      co_await asio::async_write(stream.next_layer(), asio::buffer(bytes), use_awaitable);
+    }
+  };
+
+  bool closed = false;
+  // Does everything the session asks, in order. Host verdicts are immediate, so a pending
+  // question never outlives one call.
+  auto drain = [&]() -> asio::awaitable<void> {
+    while (auto a = session.next_action()) {
+      if (auto* send = std::get_if<core::action::Send>(&*a)) {
+        co_await write(send->bytes);
+      } else if (std::holds_alternative<core::action::StartTls>(*a)) {
+        auto [hs_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
+        if (hs_ec) {
+          host.log(info, "tls handshake failed: " + hs_ec.message());
+          session.tls_failed();
+        } else {
+          tls = true;
+          info.tls = true;
+          session.tls_started();
+        }
+      } else if (std::holds_alternative<core::action::Close>(*a)) {
+        closed = true;
+      } else if (auto* sender = std::get_if<core::action::CheckSender>(&*a)) {
+        info.helo = session.envelope().helo;
+        session.answer(host.check_sender(info, *sender), now_ms());
+      } else if (auto* rcpt = std::get_if<core::action::CheckRecipient>(&*a)) {
+        session.answer(host.check_recipient(info, *rcpt), now_ms());
+      } else if (auto* auth = std::get_if<core::action::CheckAuth>(&*a)) {
+        session.answer(host.check_auth(info, *auth), now_ms());
+        info.auth_identity = session.auth_identity();
+      } else if (std::holds_alternative<core::action::MessageStart>(*a)) {
+        body.clear();
+      } else if (auto* chunk = std::get_if<core::action::BodyChunk>(&*a)) {
+        body += chunk->data;
+      } else if (auto* done = std::get_if<core::action::MessageComplete>(&*a)) {
+        session.answer(host.message(info, done->envelope, body), now_ms());
+        body.clear();
+        body.shrink_to_fit();
+      } else if (auto* aborted = std::get_if<core::action::MessageAborted>(&*a)) {
+        host.log(info, "message aborted: " + aborted->reason);
+        body.clear();
+      }
+    }
+  };
+
+  try {
+    co_await drain();  // the greeting
+    while (!closed) {
+      // Read, racing the session's deadline (time is an input to the session).
+      const auto deadline = session.deadline();
+      timer.expires_after(deadline ? std::chrono::milliseconds(std::max<std::int64_t>(0, (*deadline - now_ms()).count()))
+                                   : std::chrono::hours(24));
+      std::variant<std::size_t, std::monostate> got;
+      if (tls) {
+        got = co_await (stream.async_read_some(asio::buffer(buf), use_awaitable) || timer.async_wait(use_awaitable));
+      } else {
+        got = co_await (stream.next_layer().async_read_some(asio::buffer(buf), use_awaitable) ||
+                        timer.async_wait(use_awaitable));
+      }
+      session.on_time(now_ms());
+      if (got.index() == 0) {
+        std::string_view rest(buf, std::get<0>(got));
+        // The session may take less than offered while a question is pending; drain answers it.
+        while (!rest.empty() && !closed) {
+          const std::size_t took = session.receive(rest);
+          rest.remove_prefix(took);
+          const bool waiting = session.pending() != core::Question::none;
+          co_await drain();
+          if (took == 0 && !waiting) break;  // nothing more will be taken: never spin
+        }
+      }
+      co_await drain();
+    }
+  } catch (const boost::system::system_error& e) {
+    // Peer reset or went away: a message in flight was never acknowledged.
+    host.log(info, std::string("connection error: ") + e.code().message());
+  }
+  boost::system::error_code ignored;
+  stream.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  stream.next_layer().close(ignored);
+  host.log(info, "disconnect");
+}
+
+}  // namespace refsmtp::net

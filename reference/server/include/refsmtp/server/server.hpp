@@ -1,0 +1,62 @@
+#pragma once
+// The composition root of refsmtpd: listeners with roles, the queue, local recipients and the
+// local delivery loop, all on one Boost.Asio io_context.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "refsmtp/delivery/local_recipients.hpp"
+#include "refsmtp/net/connection.hpp"
+#include "refsmtp/queue/queue.hpp"
+
+namespace refsmtp::server {
+
+struct ListenerSpec {
+  std::string role;      // "mx" (submission and submissions: not yet)
+  std::string address;   // numeric, e.g. 127.0.0.1 or ::1
+  std::uint16_t port = 0;  // 0 picks a free port
+};
+
+struct ServerOptions {
+  std::vector<ListenerSpec> listeners;
+  std::string hostname = "localhost";
+  std::string spool_dir;                 // the queue lives here
+  std::string mail_root;                 // Maildirs at MAIL_ROOT/<mailbox>/Maildir
+  std::string recipients_file;           // a recipient table (see delivery/local_recipients.hpp)
+  std::vector<std::string> domains;      // or: local domains where every safe local part is a mailbox
+  std::string tls_cert, tls_key;         // PEM files; STARTTLS is offered when both are set
+  std::uint64_t max_message_size = 32 * 1024 * 1024;
+  bool test_mode = false;                // keep messages in capture_dir instead of queue/mailboxes
+  std::string capture_dir;
+};
+
+// Parses "ROLE=ADDRESS:PORT" ("[::1]:25" for IPv6); nothing on error with `error` set.
+std::optional<ListenerSpec> parse_listen(const std::string& text, std::string& error);
+
+class Server final : public net::SessionHost {
+ public:
+  Server(boost::asio::io_context& io, ServerOptions options);
+  ~Server() override;
+
+  // Loads the recipients, recovers the queue, binds every listener. Errors name what failed.
+  bool start(std::string& error);
+  // The bound (role, address, port) of each listener, in order, after start().
+  std::vector<ListenerSpec> bound() const;
+  void stop();
+
+  core::Verdict check_sender(const net::ConnectionInfo& c, const core::action::CheckSender& q) override;
+  core::Verdict check_recipient(const net::ConnectionInfo& c, const core::action::CheckRecipient& q) override;
+  core::Verdict check_auth(const net::ConnectionInfo& c, const core::action::CheckAuth& q) override;
+  core::Verdict message(const net::ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) override;
+  void log(const net::ConnectionInfo& c, std::string_view event) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace refsmtp::server

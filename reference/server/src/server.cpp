@@ -1,0 +1,335 @@
+#include "refsmtp/server/server.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "refsmtp/delivery/mailbox.hpp"
+
+namespace refsmtp::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+}  // namespace
+
+std::optional<ListenerSpec> parse_listen(const std::string& text, std::string& error) {
+  const std::size_t eq = text.find('=');
+  const std::size_t colon = text.rfind(':');
+  if (eq == std::string::npos || colon == std::string::npos || colon < eq) {
+    error = "--listen '" + text + "': expected ROLE=ADDRESS:PORT, e.g. mx=127.0.0.1:2525";
+    return std::nullopt;
+  }
+  ListenerSpec l;
+  l.role = text.substr(0, eq);
+  l.address = text.substr(eq + 1, colon - eq - 1);
+  if (l.address.size() >= 2 && l.address.front() == '[' && l.address.back() == ']') l.address = l.address.substr(1, l.address.size() - 2);
+  const std::string port = text.substr(colon + 1);
+  char* end = nullptr;
+  const long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p < 0 || p > 65535) {
+    error = "--listen '" + text + "': bad port '" + port + "'";
+    return std::nullopt;
+  }
+  l.port = static_cast<std::uint16_t>(p);
+  if (l.role != "mx") {
+    error = "--listen '" + text + "': role '" + l.role + "' is not available yet (only mx; submission and submissions come with AUTH)";
+    return std::nullopt;
+  }
+  boost::system::error_code ec;
+  asio::ip::make_address(l.address, ec);
+  if (ec) {
+    error = "--listen '" + text + "': '" + l.address + "' is not a numeric IP address";
+    return std::nullopt;
+  }
+  return l;
+}
+
+struct Server::Impl {
+  asio::io_context& io;
+  ServerOptions opt;
+  std::unique_ptr<queue::PosixStorage> spool_storage, mail_storage;
+  std::unique_ptr<queue::Queue> queue;
+  std::optional<delivery::LocalRecipients> recipients;
+  std::unique_ptr<asio::ssl::context> tls;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<ListenerSpec> bound;
+  std::unique_ptr<asio::steady_timer> delivery_timer;
+  std::uint64_t next_conn = 1, maildir_seq = 0, captured = 0;
+  bool stopping = false;
+
+  Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)) {}
+
+  // Local mailboxes for a recipient, or nothing if it is not ours.
+  std::optional<delivery::Resolution> resolve(const core::Path& p) const {
+    if (recipients) return recipients->resolve(p);
+    if (!p.mailbox) return std::nullopt;
+    const std::string local = lower(p.mailbox->local_part);
+    const bool ours = p.mailbox->domain.empty()
+                          ? local == "postmaster"
+                          : std::find(opt.domains.begin(), opt.domains.end(), lower(p.mailbox->domain)) != opt.domains.end();
+    if (!ours || !delivery::LocalRecipients::safe_mailbox_name(local)) return std::nullopt;
+    return delivery::Resolution{{local}, {}};
+  }
+
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string role, Server& server) {
+    while (!stopping) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) {
+        if (stopping || ec == asio::error::operation_aborted) co_return;
+        continue;
+      }
+      net::ConnectionOptions copt;
+      copt.role = role;
+      copt.session.hostname = opt.hostname;
+      copt.session.limits.message_size = opt.max_message_size;
+      copt.tls = tls.get();
+      copt.session.starttls = tls != nullptr;
+      asio::co_spawn(io, net::serve_connection(std::move(socket), std::move(copt), server, next_conn++), asio::detached);
+    }
+  }
+
+  // Delivers what is due into local Maildirs; runs every second and after each accepted message.
+  void deliver_due() {
+    if (!queue) return;
+    const std::int64_t now = wall_ms();
+    for (const auto& id : queue->due(now)) {
+      const queue::StoredEnvelope* e = queue->find(id);
+      if (!e) continue;
+      std::string body;
+      if (auto err = queue->read_body(id, body)) {
+        std::fprintf(stderr, "refsmtpd: queue=%s cannot read body: %s\n", id.c_str(), err.message().c_str());
+        continue;
+      }
+      const std::string copy = delivery::local_copy(e->reverse_path, body);
+      std::vector<queue::DeliveryOutcome> outcomes;
+      for (std::size_t i = 0; i < e->recipients.size(); ++i) {
+        if (e->recipients[i].state != queue::RecipientState::pending) continue;
+        const auto where = resolve(e->recipients[i].path);
+        if (!where) {
+          outcomes.push_back({i, queue::RecipientState::failed, "550 5.1.1 No such local mailbox"});
+          continue;
+        }
+        if (!where->forwards.empty()) {
+          // Aliases to remote addresses need the relay (issue 6); until then they wait.
+          outcomes.push_back({i, queue::RecipientState::pending, "451 4.4.0 Forwarding to remote addresses is not available yet"});
+          continue;
+        }
+        std::string problem;
+        for (const auto& box : where->mailboxes) {
+          delivery::MaildirTarget t{box + "/Maildir", opt.hostname, now, ++maildir_seq, static_cast<long>(::getpid())};
+          std::string name;
+          if (auto err = delivery::deliver_maildir(*mail_storage, t, copy, name)) problem = box + ": " + err.message();
+        }
+        if (problem.empty()) {
+          outcomes.push_back({i, queue::RecipientState::delivered, "250 2.0.0 Delivered to Maildir"});
+        } else {
+          outcomes.push_back({i, queue::RecipientState::pending, "451 4.3.0 " + problem});
+        }
+      }
+      if (auto err = queue->record(id, outcomes, now)) {
+        std::fprintf(stderr, "refsmtpd: queue=%s could not record delivery: %s\n", id.c_str(), err.message().c_str());
+      }
+    }
+    for (const auto& ev : queue->take_events()) {
+      std::fprintf(stderr, "refsmtpd: queue=%s %s\n", ev.id.c_str(), ev.what.c_str());
+    }
+  }
+
+  void schedule_delivery() {
+    if (stopping || !delivery_timer) return;
+    delivery_timer->expires_after(std::chrono::seconds(1));
+    delivery_timer->async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping) return;
+      deliver_due();
+      schedule_delivery();
+    });
+  }
+};
+
+Server::Server(asio::io_context& io, ServerOptions options) : impl_(std::make_unique<Impl>(io, std::move(options))) {}
+Server::~Server() = default;
+
+bool Server::start(std::string& error) {
+  Impl& s = *impl_;
+  if (s.opt.listeners.empty()) {
+    error = "no --listen given";
+    return false;
+  }
+  if (!s.opt.recipients_file.empty()) {
+    std::ifstream in(s.opt.recipients_file);
+    if (!in) {
+      error = "cannot read recipients file " + s.opt.recipients_file;
+      return false;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    s.recipients = delivery::LocalRecipients::parse(text.str(), s.opt.recipients_file, error);
+    if (!s.recipients) return false;
+  } else if (s.opt.domains.empty()) {
+    error = "give the local domains: --domain DOMAIN (repeatable) or --recipients FILE";
+    return false;
+  }
+  for (auto& d : s.opt.domains) d = lower(d);
+  if (s.opt.test_mode) {
+    if (s.opt.capture_dir.empty()) {
+      error = "--test-mode needs --capture-dir DIR";
+      return false;
+    }
+  } else {
+    if (s.opt.spool_dir.empty() || s.opt.mail_root.empty()) {
+      error = "--spool DIR and --mail-root DIR are required (or --test-mode --capture-dir DIR)";
+      return false;
+    }
+    for (const auto& dir : {s.opt.spool_dir, s.opt.mail_root}) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) {
+        error = "cannot create " + dir + ": " + ec.message();
+        return false;
+      }
+    }
+    s.spool_storage = std::make_unique<queue::PosixStorage>(s.opt.spool_dir);
+    s.mail_storage = std::make_unique<queue::PosixStorage>(s.opt.mail_root);
+    queue::QueueConfig qc;
+    qc.hostname = s.opt.hostname;
+    s.queue = std::make_unique<queue::Queue>(*s.spool_storage, qc);
+    queue::RecoveryReport report;
+    if (auto err = s.queue->open(wall_ms(), &report)) {
+      error = "cannot open the spool in " + s.opt.spool_dir + ": " + err.message();
+      return false;
+    }
+    for (const auto& q : report.quarantined) std::fprintf(stderr, "refsmtpd: recovery quarantined %s\n", q.c_str());
+    std::fprintf(stderr, "refsmtpd: recovered %zu queued message(s)\n", report.messages.size());
+  }
+  if (!s.opt.tls_cert.empty() || !s.opt.tls_key.empty()) {
+    s.tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    s.tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    boost::system::error_code ec;
+    s.tls->use_certificate_chain_file(s.opt.tls_cert, ec);
+    if (!ec) s.tls->use_private_key_file(s.opt.tls_key, asio::ssl::context::pem, ec);
+    if (ec) {
+      error = "TLS certificate/key (" + s.opt.tls_cert + ", " + s.opt.tls_key + "): " + ec.message();
+      return false;
+    }
+  }
+  for (const auto& l : s.opt.listeners) {
+    boost::system::error_code ec;
+    auto acceptor = std::make_unique<tcp::acceptor>(s.io);
+    const tcp::endpoint ep(asio::ip::make_address(l.address), l.port);
+    acceptor->open(ep.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor->bind(ep, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      error = "cannot listen on " + l.address + ":" + std::to_string(l.port) + " (" + l.role + "): " + ec.message();
+      return false;
+    }
+    ListenerSpec b = l;
+    b.port = acceptor->local_endpoint().port();
+    s.bound.push_back(b);
+    asio::co_spawn(s.io, s.accept_loop(*acceptor, l.role, *this), asio::detached);
+    s.acceptors.push_back(std::move(acceptor));
+  }
+  if (s.queue) {
+    s.delivery_timer = std::make_unique<asio::steady_timer>(s.io);
+    s.deliver_due();
+    s.schedule_delivery();
+  }
+  return true;
+}
+
+std::vector<ListenerSpec> Server::bound() const { return impl_->bound; }
+
+void Server::stop() {
+  impl_->stopping = true;
+  boost::system::error_code ec;
+  for (auto& a : impl_->acceptors) a->close(ec);
+  if (impl_->delivery_timer) impl_->delivery_timer->cancel();
+}
+
+core::Verdict Server::check_sender(const net::ConnectionInfo&, const core::action::CheckSender&) {
+  return core::Verdict::accept();  // an MX takes mail from anyone (sender checks are policy, later)
+}
+
+core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::action::CheckRecipient& q) {
+  if (impl_->resolve(q.path)) return core::Verdict::accept();
+  if (q.path.mailbox && !q.path.mailbox->domain.empty()) {
+    const std::string domain = lower(q.path.mailbox->domain);
+    const bool local_domain = impl_->recipients ? impl_->recipients->is_local_domain(domain)
+                                                : std::find(impl_->opt.domains.begin(), impl_->opt.domains.end(), domain) !=
+                                                      impl_->opt.domains.end();
+    if (!local_domain) {
+      log(c, "relay denied for " + q.path.to_string());
+      return core::Verdict::reject(core::make_reply(554, 5, 7, 1, "Relay access denied"));  // RFC 5321 §3.6.2
+    }
+  }
+  return core::Verdict::reject(core::make_reply(550, 5, 1, 1, "No such user here"));
+}
+
+core::Verdict Server::check_auth(const net::ConnectionInfo&, const core::action::CheckAuth&) {
+  return core::Verdict::reject(core::make_reply(535, 5, 7, 8, "Authentication credentials invalid"));
+}
+
+core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) {
+  Impl& s = *impl_;
+  if (s.opt.test_mode) {
+    // One file per message: the envelope in headers a test can read, then the body as received.
+    std::string text = "X-Refsmtp-Mail-From: " + envelope.reverse_path.to_string() + "\r\n";
+    for (const auto& r : envelope.recipients) text += "X-Refsmtp-Rcpt-To: " + r.path.to_string() + "\r\n";
+    text += "\r\n";
+    text += body;
+    char name[64];
+    std::snprintf(name, sizeof name, "%013lld-%06llu.eml", static_cast<long long>(wall_ms()),
+                  static_cast<unsigned long long>(++s.captured));
+    const std::string path = s.opt.capture_dir + "/" + name;
+    std::ofstream out(path + ".tmp", std::ios::binary);
+    out << text;
+    out.close();
+    if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
+      return core::Verdict::reject(core::make_reply(451, 4, 3, 0, "Could not capture the message"));
+    }
+    log(c, std::string("captured ") + name);
+    return core::Verdict::accept(core::make_reply(250, 2, 0, 0, std::string("OK captured as ") + name));
+  }
+  queue::ClientInfo ci{envelope.helo, c.client_address, envelope.esmtp, c.tls, !c.auth_identity.empty()};
+  const auto r = s.queue->accept(envelope, body, ci, wall_ms());
+  for (const auto& ev : s.queue->take_events()) log(c, "queue=" + ev.id + " " + ev.what);
+  if (!r.id) return core::Verdict::reject(r.reply);
+  // Deliver soon, outside this call.
+  asio::post(s.io, [&s] { s.deliver_due(); });
+  return core::Verdict::accept(r.reply);
+}
+
+void Server::log(const net::ConnectionInfo& c, std::string_view event) {
+  std::fprintf(stderr, "refsmtpd: conn=%llu role=%s client=%s %.*s\n", static_cast<unsigned long long>(c.id), c.role.c_str(),
+               c.client_address.c_str(), static_cast<int>(event.size()), event.data());
+}
+
+}  // namespace refsmtp::server

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""refsmtpd on loopback, driven by Python's smtplib (a real, independent SMTP client):
+plain and STARTTLS delivery into Maildir compared byte for byte, relay denial, unknown users,
+pipelined transactions, test mode. Every wait is bounded; the daemon is always stopped."""
+import os
+import shutil
+import smtplib
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+REFSMTPD = sys.argv[1]
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+    else:
+        print("ok:", what)
+
+
+class Daemon:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "mx.test", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()  # "listening role=mx address=127.0.0.1 port=N"
+        if "port=" not in line:
+            err = self.proc.stderr.read()
+            raise SystemExit("refsmtpd did not start: %r %s" % (line, err))
+        self.port = int(line.strip().split("port=")[1])
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_for_files(directory, count, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.isdir(directory) and len(os.listdir(directory)) >= count:
+            return sorted(os.listdir(directory))
+        time.sleep(0.05)
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="refsmtpd-it-")
+    try:
+        spool, mail, capture = (os.path.join(work, d) for d in ("spool", "mail", "capture"))
+        os.makedirs(capture)
+        cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mx.test",
+                        "-days", "2", "-keyout", key, "-out", cert], check=True, capture_output=True)
+        d = Daemon("--spool", spool, "--mail-root", mail, "--domain", "example.test", "--tls-cert", cert, "--tls-key", key)
+        try:
+            body = ("Subject: integration\r\nFrom: a@client.test\r\n\r\nline one\r\n.leading dot\r\n"
+                    "..two dots\r\n" + "x" * 998 + "\r\nend\r\n")
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+                code, ehlo = s.ehlo("client.test")
+                check(code == 250 and b"STARTTLS" in ehlo and b"PIPELINING" in ehlo, "EHLO lists STARTTLS and PIPELINING")
+                refused = s.sendmail("a@client.test", ["bob@example.test"], body.encode())
+                check(refused == {}, "message to bob accepted")
+                try:
+                    s.sendmail("a@client.test", ["someone@elsewhere.test"], b"Subject: relay\r\n\r\nx\r\n")
+                    check(False, "relay to elsewhere.test denied")
+                except smtplib.SMTPRecipientsRefused as e:
+                    code = e.recipients["someone@elsewhere.test"][0]
+                    check(code == 554, "relay to elsewhere.test denied with 554 (got %d)" % code)
+            files = wait_for_files(os.path.join(mail, "bob", "Maildir", "new"), 1)
+            check(len(files) == 1, "one message in bob's Maildir")
+            if files:
+                data = open(os.path.join(mail, "bob", "Maildir", "new", files[0]), "rb").read()
+                expected_tail = body.replace("\r\n", "\n").encode()
+                check(data.startswith(b"Return-Path: <a@client.test>\nReceived: from client.test (127.0.0.1)\n\tby mx.test (refsmtp) with ESMTP id "),
+                      "Return-Path and Received headers lead the stored message")
+                check(data.endswith(expected_tail), "stored body is byte for byte what was sent (LF line ends)")
+
+            # STARTTLS, then mail to two recipients in one transaction (pipelined by smtplib).
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+                s.ehlo("client.test")
+                code, _ = s.starttls(context=ctx)
+                check(code == 220, "STARTTLS answered 220")
+                code, ehlo = s.ehlo("client.test")
+                check(code == 250 and b"STARTTLS" not in ehlo, "after TLS, EHLO no longer offers STARTTLS")
+                refused = s.sendmail("<>", ["carol@example.test", "Dave@Example.Test"], b"Subject: tls\r\n\r\nsecret\r\n")
+                check(refused == {}, "null sender to two recipients over TLS accepted")
+            for user in ("carol", "dave"):
+                files = wait_for_files(os.path.join(mail, user, "Maildir", "new"), 1)
+                check(len(files) == 1, "message in %s's Maildir" % user)
+                if files:
+                    data = open(os.path.join(mail, user, "Maildir", "new", files[0]), "rb").read()
+                    check(b"with ESMTPS id" in data and data.endswith(b"\nsecret\n") and data.startswith(b"Return-Path: <>\n"),
+                          "TLS message stored for %s with ESMTPS trace" % user)
+
+            # Unknown domain part and bad syntax get the right codes; the queue empties.
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+                s.ehlo("client.test")
+                code, _ = s.mail("a@client.test")
+                check(code == 250, "MAIL accepted")
+                code, _ = s.rcpt("a/b@example.test")  # valid syntax, but never a mailbox path
+                check(code == 550, "unsafe local part refused with 550 (got %d)" % code)
+                code, _ = s.rcpt("../etc@example.test")
+                check(code == 501, "leading-dot local part is a syntax error, 501 (got %d)" % code)
+                code, _ = s.docmd("RCPT TO:<broken")
+                check(code == 501, "broken address refused with 501 (got %d)" % code)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and os.listdir(os.path.join(spool, "queue")):
+                time.sleep(0.05)
+            check(os.listdir(os.path.join(spool, "queue")) == [], "queue is empty once delivered")
+        finally:
+            d.stop()
+
+        # Test mode: messages land as files in the capture directory.
+        t = Daemon("--test-mode", "--capture-dir", capture, "--domain", "example.test")
+        try:
+            with smtplib.SMTP("127.0.0.1", t.port, timeout=10) as s:
+                s.sendmail("a@client.test", ["x@example.test"], b"Subject: captured\r\n\r\nhello\r\n")
+            files = wait_for_files(capture, 1)
+            check(len(files) == 1 and files[0].endswith(".eml"), "test mode captured one .eml file")
+            if files:
+                data = open(os.path.join(capture, files[0]), "rb").read()
+                check(data == b"X-Refsmtp-Mail-From: <a@client.test>\r\nX-Refsmtp-Rcpt-To: <x@example.test>\r\n\r\n"
+                              b"Subject: captured\r\n\r\nhello\r\n", "captured file holds envelope and exact body")
+        finally:
+            t.stop()
+
+        # Bad command lines give clear errors and exit codes.
+        bad = subprocess.run([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--domain", "x.test", "--test-mode",
+                              "--capture-dir", capture], capture_output=True, text=True, timeout=10)
+        check(bad.returncode == 2 and "not available yet" in bad.stderr, "unsupported role is refused clearly")
+        bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0"], capture_output=True, text=True, timeout=10)
+        check(bad.returncode == 1 and "--domain" in bad.stderr, "missing domains are refused clearly")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if failures:
+        print("%d check(s) failed" % len(failures))
+        sys.exit(1)
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
