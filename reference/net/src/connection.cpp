@@ -33,6 +33,10 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   const auto remote = socket.remote_endpoint(ec);
   info.client_address = ec ? "unknown" : remote.address().to_string();
   if (options.tls == nullptr) options.session.starttls = false;
+  if (options.implicit_tls) {
+    options.session.tls_active = true;
+    options.session.starttls = false;
+  }
 
   asio::ssl::context fallback(asio::ssl::context::tls_server);
   asio::ssl::stream<asio::ip::tcp::socket> stream(std::move(socket), options.tls ? *options.tls : fallback);
@@ -52,6 +56,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   };
 
   bool closed = false;
+  int auth_failures = 0;
   // Does everything the session asks, in order. Host verdicts are immediate, so a pending
   // question never outlives one call.
   auto drain = [&]() -> asio::awaitable<void> {
@@ -76,8 +81,19 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
       } else if (auto* rcpt = std::get_if<core::action::CheckRecipient>(&*a)) {
         session.answer(host.check_recipient(info, *rcpt), now_ms());
       } else if (auto* auth = std::get_if<core::action::CheckAuth>(&*a)) {
-        session.answer(host.check_auth(info, *auth), now_ms());
+        core::Verdict v = host.check_auth(info, *auth);
+        if (!v.accepted) {
+          host.log(info, "auth failed for " + auth->authcid);
+          if (++auth_failures >= options.max_auth_failures) {
+            v = core::Verdict::reject(core::make_reply(421, 4, 7, 0, "Too many authentication failures"));
+          } else {
+            timer.expires_after(options.auth_failure_delay * auth_failures);
+            co_await timer.async_wait(use_awaitable);
+          }
+        }
+        session.answer(v, now_ms());
         info.auth_identity = session.auth_identity();
+        if (!info.auth_identity.empty()) host.log(info, "authenticated as " + info.auth_identity);
       } else if (std::holds_alternative<core::action::MessageStart>(*a)) {
         body.clear();
       } else if (auto* chunk = std::get_if<core::action::BodyChunk>(&*a)) {
@@ -94,6 +110,14 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   };
 
   try {
+    if (options.implicit_tls) {  // RFC 8314 §3: TLS from the first byte, then the greeting
+      timer.expires_after(std::chrono::seconds(30));
+      auto hs = co_await (stream.async_handshake(asio::ssl::stream_base::server, use_awaitable) ||
+                          timer.async_wait(use_awaitable));
+      if (hs.index() == 1) throw boost::system::system_error(asio::error::timed_out);
+      tls = true;
+      info.tls = true;
+    }
     co_await drain();  // the greeting
     while (!closed) {
       // Read, racing the session's deadline (time is an input to the session).

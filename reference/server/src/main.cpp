@@ -1,31 +1,115 @@
 // refsmtpd: the reference MTA/MDA.
+//
+//   refsmtpd --listen mx=127.0.0.1:2525 --domain example.test --spool DIR --mail-root DIR
+//   refsmtpd passwd USER --credentials FILE        (reads the password from standard input)
+#include <termios.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
 
+#include "refsmtp/server/credentials.hpp"
 #include "refsmtp/server/server.hpp"
 
+namespace {
+
+using namespace refsmtp::server;
+
+int passwd(const std::string& user, const std::string& file, unsigned iterations) {
+  if (!Credentials::valid_user(user)) {
+    std::fprintf(stderr, "refsmtpd passwd: invalid user name '%s' (printable, no spaces or ':')\n", user.c_str());
+    return 2;
+  }
+  const bool tty = ::isatty(STDIN_FILENO);
+  termios old{};
+  if (tty) {
+    std::fprintf(stderr, "Password for %s: ", user.c_str());
+    ::tcgetattr(STDIN_FILENO, &old);
+    termios quiet = old;
+    quiet.c_lflag &= static_cast<tcflag_t>(~ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  }
+  std::string password;
+  std::getline(std::cin, password);
+  if (tty) {
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    std::fprintf(stderr, "\n");
+  }
+  if (password.empty()) {
+    std::fprintf(stderr, "refsmtpd passwd: empty password refused\n");
+    return 2;
+  }
+  std::string text;
+  if (std::ifstream in(file); in) {
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+    std::string error;
+    if (!Credentials::parse(text, file, error)) {
+      std::fprintf(stderr, "refsmtpd passwd: %s\n", error.c_str());
+      return 1;
+    }
+  }
+  const std::string updated = Credentials::upsert(text, Credentials::make_entry(user, password, iterations));
+  const std::string tmp = file + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << updated;
+    if (!out.flush()) {
+      std::fprintf(stderr, "refsmtpd passwd: cannot write %s\n", tmp.c_str());
+      return 1;
+    }
+  }
+  if (std::rename(tmp.c_str(), file.c_str()) != 0) {
+    std::fprintf(stderr, "refsmtpd passwd: cannot replace %s\n", file.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "refsmtpd passwd: %s updated for %s\n", file.c_str(), user.c_str());
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  using namespace refsmtp::server;
-  CLI::App app{"refsmtpd - reference SMTP server (MX role; local delivery to Maildir)"};
+  CLI::App app{"refsmtpd - reference SMTP server: MX, submission (STARTTLS + AUTH) and submissions (implicit TLS),\n"
+               "durable queue, local delivery to Maildir"};
   app.set_version_flag("--version", "refsmtpd 0.1.0");
   ServerOptions opt;
   std::vector<std::string> listen;
-  app.add_option("--listen", listen, "ROLE=ADDRESS:PORT to listen on (repeatable); PORT 0 picks a free port. Roles: mx")
-      ->required();
+  app.add_option("--listen", listen,
+                 "ROLE=ADDRESS:PORT to listen on (repeatable); PORT 0 picks a free port.\n"
+                 "Roles: mx (no AUTH, no relaying), submission (STARTTLS, then AUTH before MAIL),\n"
+                 "submissions (implicit TLS, AUTH before MAIL)");
   app.add_option("--hostname", opt.hostname, "this server's name in greetings and Received: headers")->capture_default_str();
   app.add_option("--spool", opt.spool_dir, "queue directory (created if missing)");
   app.add_option("--mail-root", opt.mail_root, "Maildirs are written to MAIL_ROOT/<mailbox>/Maildir");
   app.add_option("--recipients", opt.recipients_file, "recipient table: domains, mailboxes, aliases")->check(CLI::ExistingFile);
   app.add_option("--domain", opt.domains, "a local domain; every safe local part is a mailbox (repeatable)");
-  app.add_option("--tls-cert", opt.tls_cert, "PEM certificate chain; with --tls-key, STARTTLS is offered")->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", opt.tls_cert, "PEM certificate chain (TLS 1.2+)")->check(CLI::ExistingFile);
   app.add_option("--tls-key", opt.tls_key, "PEM private key")->check(CLI::ExistingFile);
+  app.add_option("--credentials", opt.credentials_file, "AUTH users for the submission roles (see: passwd)");
   app.add_option("--max-size", opt.max_message_size, "largest message accepted, in octets (SIZE)")->capture_default_str();
   app.add_flag("--test-mode", opt.test_mode, "keep each message as a file in --capture-dir instead of queueing it");
   app.add_option("--capture-dir", opt.capture_dir, "where --test-mode writes messages");
+
+  auto* pw = app.add_subcommand("passwd", "add or change a user in a credentials file; the password is read from stdin");
+  std::string pw_user, pw_file;
+  unsigned pw_iterations = 200000;
+  pw->add_option("USER", pw_user, "user name")->required();
+  pw->add_option("--credentials", pw_file, "the credentials file (created if missing)")->required();
+  pw->add_option("--iterations", pw_iterations, "PBKDF2 iterations")->capture_default_str()->check(CLI::Range(1000u, 100000000u));
   CLI11_PARSE(app, argc, argv);
 
+  if (*pw) return passwd(pw_user, pw_file, pw_iterations);
+  if (listen.empty()) {
+    std::fprintf(stderr, "refsmtpd: --listen ROLE=ADDRESS:PORT is required (see --help)\n");
+    return 2;
+  }
   for (const auto& l : listen) {
     std::string error;
     auto spec = parse_listen(l, error);

@@ -57,8 +57,8 @@ std::optional<ListenerSpec> parse_listen(const std::string& text, std::string& e
     return std::nullopt;
   }
   l.port = static_cast<std::uint16_t>(p);
-  if (l.role != "mx") {
-    error = "--listen '" + text + "': role '" + l.role + "' is not available yet (only mx; submission and submissions come with AUTH)";
+  if (l.role != "mx" && l.role != "submission" && l.role != "submissions") {
+    error = "--listen '" + text + "': unknown role '" + l.role + "' (mx, submission, submissions)";
     return std::nullopt;
   }
   boost::system::error_code ec;
@@ -76,6 +76,7 @@ struct Server::Impl {
   std::unique_ptr<queue::PosixStorage> spool_storage, mail_storage;
   std::unique_ptr<queue::Queue> queue;
   std::optional<delivery::LocalRecipients> recipients;
+  std::optional<Credentials> credentials;
   std::unique_ptr<asio::ssl::context> tls;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<ListenerSpec> bound;
@@ -110,6 +111,13 @@ struct Server::Impl {
       copt.session.limits.message_size = opt.max_message_size;
       copt.tls = tls.get();
       copt.session.starttls = tls != nullptr;
+      if (role != "mx") {
+        // RFC 6409 §4.3, RFC 8314: submission needs AUTH before MAIL, and AUTH only over TLS.
+        copt.session.auth_mechanisms = {"PLAIN", "LOGIN"};
+        copt.session.auth_requires_tls = true;
+        copt.session.auth_required = true;
+        copt.implicit_tls = role == "submissions";
+      }
       asio::co_spawn(io, net::serve_connection(std::move(socket), std::move(copt), server, next_conn++), asio::detached);
     }
   }
@@ -196,6 +204,26 @@ bool Server::start(std::string& error) {
     return false;
   }
   for (auto& d : s.opt.domains) d = lower(d);
+  const bool submission = std::any_of(s.opt.listeners.begin(), s.opt.listeners.end(), [](const ListenerSpec& l) { return l.role != "mx"; });
+  if (submission) {
+    if (s.opt.tls_cert.empty() || s.opt.tls_key.empty()) {
+      error = "the submission roles need TLS: give --tls-cert and --tls-key";
+      return false;
+    }
+    if (s.opt.credentials_file.empty()) {
+      error = "the submission roles need --credentials FILE (make entries with: refsmtpd passwd USER --credentials FILE)";
+      return false;
+    }
+    std::ifstream in(s.opt.credentials_file);
+    if (!in) {
+      error = "cannot read credentials file " + s.opt.credentials_file;
+      return false;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    s.credentials = Credentials::parse(text.str(), s.opt.credentials_file, error);
+    if (!s.credentials) return false;
+  }
   if (s.opt.test_mode) {
     if (s.opt.capture_dir.empty()) {
       error = "--test-mode needs --capture-dir DIR";
@@ -280,6 +308,16 @@ core::Verdict Server::check_sender(const net::ConnectionInfo&, const core::actio
 
 core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::action::CheckRecipient& q) {
   if (impl_->resolve(q.path)) return core::Verdict::accept();
+  if (c.role != "mx" && q.path.mailbox && !q.path.mailbox->domain.empty()) {
+    const std::string domain = lower(q.path.mailbox->domain);
+    const bool local_domain = impl_->recipients ? impl_->recipients->is_local_domain(domain)
+                                                : std::find(impl_->opt.domains.begin(), impl_->opt.domains.end(), domain) !=
+                                                      impl_->opt.domains.end();
+    if (!local_domain) {
+      // Authenticated users may send anywhere once the relay exists; until then, say so.
+      return core::Verdict::reject(core::make_reply(550, 5, 7, 1, "Delivery to other domains is not supported by this server yet"));
+    }
+  }
   if (q.path.mailbox && !q.path.mailbox->domain.empty()) {
     const std::string domain = lower(q.path.mailbox->domain);
     const bool local_domain = impl_->recipients ? impl_->recipients->is_local_domain(domain)
@@ -293,8 +331,12 @@ core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::
   return core::Verdict::reject(core::make_reply(550, 5, 1, 1, "No such user here"));
 }
 
-core::Verdict Server::check_auth(const net::ConnectionInfo&, const core::action::CheckAuth&) {
-  return core::Verdict::reject(core::make_reply(535, 5, 7, 8, "Authentication credentials invalid"));
+core::Verdict Server::check_auth(const net::ConnectionInfo&, const core::action::CheckAuth& q) {
+  // RFC 4616 §2: an authorization identity other than the authentication identity is refused.
+  const bool ok = impl_->credentials && (q.authzid.empty() || q.authzid == q.authcid) &&
+                  impl_->credentials->verify(q.authcid, q.password);
+  if (ok) return core::Verdict::accept();
+  return core::Verdict::reject(core::make_reply(535, 5, 7, 8, "Authentication credentials invalid"));  // RFC 4954 §6
 }
 
 core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) {

@@ -121,6 +121,70 @@ def main():
         finally:
             d.stop()
 
+        # Submission (STARTTLS, then AUTH before MAIL) and submissions (implicit TLS).
+        creds = os.path.join(work, "credentials")
+        for user, pw in (("alice", "correct horse"), ("bob", "battery staple")):
+            r = subprocess.run([REFSMTPD, "passwd", user, "--credentials", creds, "--iterations", "1000"],
+                               input=pw + "\n", capture_output=True, text=True, timeout=30)
+            check(r.returncode == 0, "passwd wrote an entry for " + user)
+        check("correct horse" not in open(creds).read(), "the credentials file holds no clear-text password")
+        sub = subprocess.Popen([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--listen", "submissions=127.0.0.1:0",
+                                "--hostname", "mx.test", "--spool", spool, "--mail-root", mail, "--domain", "example.test",
+                                "--tls-cert", cert, "--tls-key", key, "--credentials", creds],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ports = {}
+            for _ in range(2):
+                line = sub.stdout.readline()
+                fields = dict(f.split("=", 1) for f in line.split()[1:])
+                ports[fields["role"]] = int(fields["port"])
+            with smtplib.SMTP("127.0.0.1", ports["submission"], timeout=10) as s:
+                code, ehlo = s.ehlo("client.test")
+                check(b"AUTH" not in ehlo, "no AUTH offered before TLS on submission")
+                code, _ = s.docmd("AUTH", "PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=")
+                check(code == 538, "AUTH before STARTTLS refused with 538 (got %d)" % code)
+                code, _ = s.mail("alice@example.test")
+                check(code == 530, "MAIL before AUTH refused with 530 (got %d)" % code)
+                s.starttls(context=ctx)
+                code, ehlo = s.ehlo("client.test")
+                check(b"AUTH PLAIN LOGIN" in ehlo, "AUTH PLAIN LOGIN offered after STARTTLS")
+                try:
+                    s.login("alice", "wrong")
+                    check(False, "wrong password refused")
+                except smtplib.SMTPAuthenticationError as e:
+                    check(e.smtp_code == 535, "wrong password refused with 535")
+                s.login("alice", "correct horse")
+                refused = s.sendmail("alice@example.test", ["erin@example.test"], b"Subject: submitted\r\n\r\nvia 587\r\n")
+                check(refused == {}, "authenticated submission accepted")
+                try:
+                    s.sendmail("alice@example.test", ["x@elsewhere.test"], b"Subject: out\r\n\r\nx\r\n")
+                    check(False, "remote recipient on submission refused (no relay yet)")
+                except smtplib.SMTPRecipientsRefused as e:
+                    check(e.recipients["x@elsewhere.test"][0] == 550, "remote recipient on submission refused with 550")
+            with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], timeout=10, context=ctx) as s:
+                code, ehlo = s.ehlo("client.test")
+                check(b"AUTH PLAIN LOGIN" in ehlo and b"STARTTLS" not in ehlo, "submissions: implicit TLS, AUTH offered")
+                s.login("bob", "battery staple")
+                check(s.sendmail("bob@example.test", ["erin@example.test"], b"Subject: 465\r\n\r\nvia 465\r\n") == {},
+                      "submissions delivery accepted")
+            files = wait_for_files(os.path.join(mail, "erin", "Maildir", "new"), 2)
+            check(len(files) == 2, "both submitted messages delivered to erin")
+            data = b"".join(open(os.path.join(mail, "erin", "Maildir", "new", f), "rb").read() for f in files)
+            check(b"with ESMTPSA id" in data, "submitted mail is traced as ESMTPSA")
+            # Repeated failures close the connection (421) after a growing delay.
+            with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], timeout=20, context=ctx) as s:
+                s.ehlo("client.test")
+                codes = []
+                for _ in range(3):
+                    try:
+                        codes.append(s.docmd("AUTH", "PLAIN AGFsaWNlAG5vcGU=")[0])
+                    except smtplib.SMTPServerDisconnected:
+                        codes.append("closed")
+                check(codes == [535, 535, 421], "third failed AUTH gets 421 and a close (got %r)" % codes)
+        finally:
+            sub.terminate()
+            sub.wait(timeout=10)
+
         # Test mode: messages land as files in the capture directory.
         t = Daemon("--test-mode", "--capture-dir", capture, "--domain", "example.test")
         try:
@@ -136,9 +200,12 @@ def main():
             t.stop()
 
         # Bad command lines give clear errors and exit codes.
+        bad = subprocess.run([REFSMTPD, "--listen", "relay=127.0.0.1:0", "--domain", "x.test", "--test-mode",
+                              "--capture-dir", capture], capture_output=True, text=True, timeout=10)
+        check(bad.returncode == 2 and "unknown role" in bad.stderr, "unknown role is refused clearly")
         bad = subprocess.run([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-dir", capture], capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 2 and "not available yet" in bad.stderr, "unsupported role is refused clearly")
+        check(bad.returncode == 1 and "need TLS" in bad.stderr, "submission without TLS is refused clearly")
         bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0"], capture_output=True, text=True, timeout=10)
         check(bad.returncode == 1 and "--domain" in bad.stderr, "missing domains are refused clearly")
     finally:

@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -37,8 +38,13 @@ class SessionHost {
 
 struct ConnectionOptions {
   core::ServerConfig session;
-  boost::asio::ssl::context* tls = nullptr;  // for STARTTLS; nullptr: not offered
+  boost::asio::ssl::context* tls = nullptr;  // for STARTTLS or implicit TLS; nullptr: no TLS
+  bool implicit_tls = false;                 // RFC 8314: handshake before the greeting
   std::string role = "mx";
+  // Failed AUTH attempts are answered after a delay that grows with each failure; at the limit
+  // the connection is closed with 421 (RFC 4954 §4 leaves the policy to the server).
+  std::chrono::milliseconds auth_failure_delay{500};
+  int max_auth_failures = 3;
 };
 
 boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket, ConnectionOptions options,

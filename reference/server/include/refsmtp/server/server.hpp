@@ -12,11 +12,12 @@
 #include "refsmtp/delivery/local_recipients.hpp"
 #include "refsmtp/net/connection.hpp"
 #include "refsmtp/queue/queue.hpp"
+#include "refsmtp/server/credentials.hpp"
 
 namespace refsmtp::server {
 
 struct ListenerSpec {
-  std::string role;      // "mx" (submission and submissions: not yet)
+  std::string role;      // "mx", "submission" (STARTTLS, then AUTH) or "submissions" (implicit TLS)
   std::string address;   // numeric, e.g. 127.0.0.1 or ::1
   std::uint16_t port = 0;  // 0 picks a free port
 };
@@ -29,6 +30,7 @@ struct ServerOptions {
   std::string recipients_file;           // a recipient table (see delivery/local_recipients.hpp)
   std::vector<std::string> domains;      // or: local domains where every safe local part is a mailbox
   std::string tls_cert, tls_key;         // PEM files; STARTTLS is offered when both are set
+  std::string credentials_file;          // for AUTH on submission(s): see credentials.hpp
   std::uint64_t max_message_size = 32 * 1024 * 1024;
   bool test_mode = false;                // keep messages in capture_dir instead of queue/mailboxes
   std::string capture_dir;
