@@ -37,6 +37,14 @@ std::error_code deliver_maildir(queue::Storage& s, const MaildirTarget& t, std::
   }
   const long long seconds = t.now_ms / 1000;
   const long long micros = (t.now_ms % 1000) * 1000;
+  if (!t.idempotency_key.empty()) {
+    std::string key;
+    for (char c : t.idempotency_key) key += (c == '/' || c == ':' || c == '.') ? '_' : c;
+    name = std::to_string(seconds) + ".K" + key + "." + host;
+    // Already there: an earlier attempt got this far before a crash. It is the same message.
+    const auto e = queue::write_durably(s, t.dir + "/tmp", t.dir + "/new", name, message, /*replace=*/false);
+    return e == std::errc::file_exists ? std::error_code() : e;
+  }
   std::error_code e;
   // A name already in new/ (pid and sequence reused after a restart, clock stepped back) is
   // never overwritten: try the following sequence numbers instead.

@@ -50,7 +50,7 @@ TEST(Maildir, DeliversDurablyWithUniqueNames) {
   TempDir dir;
   refsmtp::queue::PosixStorage storage(dir.path());
   const std::string copy = local_copy(path("alice", "example.com"), kMessage);
-  MaildirTarget t{"mail/bob/Maildir", "mx.test:25/x", 1'795'912'276'123, 7, 4242};
+  MaildirTarget t{"mail/bob/Maildir", "mx.test:25/x", 1'795'912'276'123, 7, 4242, ""};
   std::string name;
   ASSERT_FALSE(deliver_maildir(storage, t, copy, name));
   EXPECT_EQ(name, "1795912276.M123000P4242Q7.mx.test\\07225\\057x");
@@ -66,7 +66,7 @@ TEST(Maildir, DeliversDurablyWithUniqueNames) {
 TEST(Maildir, NeverOverwritesAnExistingMessage) {
   TempDir dir;
   refsmtp::queue::PosixStorage storage(dir.path());
-  MaildirTarget t{"md", "h", 5000, 1, 7};  // same pid, time and sequence twice (a restart)
+  MaildirTarget t{"md", "h", 5000, 1, 7, ""};  // same pid, time and sequence twice (a restart)
   std::string first, second;
   ASSERT_FALSE(deliver_maildir(storage, t, "first\n", first));
   ASSERT_FALSE(deliver_maildir(storage, t, "second\n", second));
@@ -75,9 +75,22 @@ TEST(Maildir, NeverOverwritesAnExistingMessage) {
   EXPECT_EQ(slurp(dir.path() + "/md/new/" + second), "second\n");
 }
 
+TEST(Maildir, IdempotentDeliveryLeavesOneCopy) {
+  TempDir dir;
+  refsmtp::queue::PosixStorage storage(dir.path());
+  MaildirTarget t{"md", "h", 5000, 1, 7, "Q123-0"};
+  std::string first, again;
+  ASSERT_FALSE(deliver_maildir(storage, t, "message\n", first));
+  EXPECT_EQ(first, "5.KQ123-0.h");
+  t.sequence = 99;  // a later process, after a crash
+  ASSERT_FALSE(deliver_maildir(storage, t, "message\n", again));
+  EXPECT_EQ(again, first);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path() + "/md/new"), std::filesystem::directory_iterator{}), 1);
+}
+
 TEST(Maildir, CrashBeforeRenameLeavesNoMessage) {
   refsmtp::queue::MemoryStorage storage;
-  MaildirTarget t{"m", "h", 0, 1, 1};
+  MaildirTarget t{"m", "h", 0, 1, 1, ""};
   // write_durably: unlink(tmp), create, write, fsync, close, rename, fsync_dir = ops 0..6
   for (std::size_t op = 0; op <= 6; ++op) {
     refsmtp::queue::MemoryStorage s;

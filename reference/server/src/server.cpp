@@ -150,7 +150,8 @@ struct Server::Impl {
         }
         std::string problem;
         for (const auto& box : where->mailboxes) {
-          delivery::MaildirTarget t{box + "/Maildir", opt.hostname, now, ++maildir_seq, static_cast<long>(::getpid())};
+          delivery::MaildirTarget t{box + "/Maildir", opt.hostname, e->arrival_ms, ++maildir_seq, static_cast<long>(::getpid()),
+                                    id + "-" + std::to_string(i)};
           std::string name;
           if (auto err = delivery::deliver_maildir(*mail_storage, t, copy, name)) problem = box + ": " + err.message();
         }

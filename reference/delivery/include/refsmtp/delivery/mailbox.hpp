@@ -23,11 +23,16 @@ struct MaildirTarget {
   std::int64_t now_ms = 0;
   std::uint64_t sequence = 0;  // distinct per delivery within a process
   long pid = 0;
+  // When set (e.g. queue id + recipient), the name is derived from it alone, and a message of
+  // that name already in new/ counts as delivered: a delivery repeated after a crash does not
+  // leave a second copy (exactly once into the mailbox).
+  std::string idempotency_key;
 };
 
 // Maildir delivery: write tmp/NAME, fsync, rename to new/NAME, fsync new/ (the Maildir protocol,
-// made durable). NAME is "SECONDS.MMICROSPPIDQSEQ.HOST" with "/" and ":" in HOST encoded as
-// \057 and \072. Returns the file name written under new/.
+// made durable). NAME is "SECONDS.MMICROSPPIDQSEQ.HOST", or "SECONDS.KKEY.HOST" with an
+// idempotency key, with "/" and ":" in HOST encoded as \057 and \072. Returns the file name
+// under new/. (The new/ entry is noticed by readers only once renamed: never a partial file.)
 std::error_code deliver_maildir(queue::Storage& storage, const MaildirTarget& target, std::string_view message_lf,
                                 std::string& name);
 
