@@ -95,23 +95,28 @@ bool write_all(int fd, std::string_view data) {
 }  // namespace
 
 LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const core::OutgoingMessage& message, const LmtpOptions& options) {
+  core::ClientConfig cfg;
+  cfg.lmtp = true;
+  cfg.tls = core::TlsPolicy::none;  // a local MDA socket
+  cfg.helo_name = options.lhlo_name;
+  return send_message(endpoint, cfg, message, options.connect_timeout);
+}
+
+LmtpOutcome send_message(const LmtpEndpoint& endpoint, const core::ClientConfig& cfg, const core::OutgoingMessage& message,
+                         std::chrono::milliseconds connect_timeout) {
   LmtpOutcome out;
   auto defer_all = [&](const std::string& why) {
     out.error = why;
     out.results.clear();
     for (const auto& r : message.recipients) {
-      out.results.push_back({r, core::DeliveryStatus::deferred, core::make_reply(451, 4, 4, 1, "LMTP: " + why)});
+      out.results.push_back({r, core::DeliveryStatus::deferred, core::make_reply(451, 4, 4, 1, why)});
     }
     return out;
   };
   std::string error;
-  const int fd = connect_to(endpoint, options.connect_timeout, error);
+  const int fd = connect_to(endpoint, connect_timeout, error);
   if (fd < 0) return defer_all(error);
 
-  core::ClientConfig cfg;
-  cfg.lmtp = true;
-  cfg.tls = core::TlsPolicy::none;  // a local MDA socket
-  cfg.helo_name = options.lhlo_name;
   core::ClientSession session(cfg, now_ms());
   bool sent = false, have_result = false, closed = false;
   char buf[16384];
@@ -119,6 +124,8 @@ LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const core::OutgoingMessa
     while (auto a = session.next_action()) {
       if (auto* s = std::get_if<core::client_action::Send>(&*a)) {
         if (!write_all(fd, s->bytes)) session.connection_lost();
+      } else if (std::holds_alternative<core::client_action::StartTls>(*a)) {
+        session.tls_failed();  // no TLS on this path
       } else if (std::holds_alternative<core::client_action::Ready>(*a)) {
         if (!sent) {
           sent = true;

@@ -29,4 +29,9 @@ struct LmtpOutcome {
 
 LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const core::OutgoingMessage& message, const LmtpOptions& options);
 
+// The same over plain SMTP (or LMTP with config.lmtp): one message, one connection, blocking.
+// No TLS on this path: a STARTTLS the policy asks for fails the connection (use TlsPolicy::none).
+LmtpOutcome send_message(const LmtpEndpoint& endpoint, const core::ClientConfig& config,
+                         const core::OutgoingMessage& message, std::chrono::milliseconds connect_timeout);
+
 }  // namespace refsmtp::delivery
