@@ -8,6 +8,7 @@
 #include <boost/asio/write.hpp>
 #include <algorithm>
 #include <chrono>
+#include <tuple>
 #include <variant>
 
 namespace refsmtp::net {
@@ -57,6 +58,9 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
 
   bool closed = false;
   int auth_failures = 0;
+  const core::Millis started = now_ms();
+  const std::shared_ptr<ConnectionControl> control = options.control;
+  if (control) control->wake = [&timer] { timer.cancel(); };
   // Does everything the session asks, in order. Host verdicts are immediate, so a pending
   // question never outlives one call.
   auto drain = [&]() -> asio::awaitable<void> {
@@ -120,20 +124,38 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
     }
     co_await drain();  // the greeting
     while (!closed) {
-      // Read, racing the session's deadline (time is an input to the session).
-      const auto deadline = session.deadline();
-      timer.expires_after(deadline ? std::chrono::milliseconds(std::max<std::int64_t>(0, (*deadline - now_ms()).count()))
-                                   : std::chrono::hours(24));
-      std::variant<std::size_t, std::monostate> got;
+      // Shutdown: an idle session is told 421 now; a transaction may finish unless forced.
+      const bool idle = session.envelope().recipients.empty() && session.state() != core::State::mail &&
+                        session.state() != core::State::data && session.state() != core::State::bdat;
+      if (control) control->idle = idle;
+      if (control && (control->force || (control->draining && idle))) {
+        session.shutdown();
+        co_await drain();
+        continue;
+      }
+      if (now_ms() >= started + options.max_duration) {
+        session.shutdown(core::make_reply(421, 4, 4, 2, options.session.hostname + " Connection time limit reached"));
+        co_await drain();
+        continue;
+      }
+      // Read, racing the session's deadline (time is an input to the session) and the
+      // connection's time limit; a server shutdown wakes the wait too.
+      auto deadline = session.deadline().value_or(now_ms() + std::chrono::hours(24));
+      deadline = std::min(deadline, started + core::Millis(options.max_duration.count()));
+      timer.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, (deadline - now_ms()).count())));
+      std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> got;
       if (tls) {
-        got = co_await (stream.async_read_some(asio::buffer(buf), use_awaitable) || timer.async_wait(use_awaitable));
+        got = co_await (stream.async_read_some(asio::buffer(buf), asio::as_tuple(use_awaitable)) ||
+                        timer.async_wait(asio::as_tuple(use_awaitable)));
       } else {
-        got = co_await (stream.next_layer().async_read_some(asio::buffer(buf), use_awaitable) ||
-                        timer.async_wait(use_awaitable));
+        got = co_await (stream.next_layer().async_read_some(asio::buffer(buf), asio::as_tuple(use_awaitable)) ||
+                        timer.async_wait(asio::as_tuple(use_awaitable)));
       }
       session.on_time(now_ms());
       if (got.index() == 0) {
-        std::string_view rest(buf, std::get<0>(got));
+        const auto [read_ec, n] = std::get<0>(got);
+        if (read_ec) throw boost::system::system_error(read_ec);
+        std::string_view rest(buf, n);
         // The session may take less than offered while a question is pending; drain answers it.
         while (!rest.empty() && !closed) {
           const std::size_t took = session.receive(rest);
@@ -149,6 +171,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
     // Peer reset or went away: a message in flight was never acknowledged.
     host.log(info, std::string("connection error: ") + e.code().message());
   }
+  if (control) control->wake = nullptr;
   boost::system::error_code ignored;
   stream.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   stream.next_layer().close(ignored);

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -94,6 +95,16 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", opt.tls_key, "PEM private key")->check(CLI::ExistingFile);
   app.add_option("--credentials", opt.credentials_file, "AUTH users for the submission roles (see: passwd)");
   app.add_option("--max-size", opt.max_message_size, "largest message accepted, in octets (SIZE)")->capture_default_str();
+  app.add_option("--max-connections", opt.max_connections, "connections at once; more get 421 4.7.0")->capture_default_str();
+  app.add_option("--max-connections-per-client", opt.max_connections_per_client, "connections at once from one address")
+      ->capture_default_str();
+  app.add_option("--timeout-command", opt.command_timeout_s, "seconds to wait for a command (RFC 5321 §4.5.3.2.7)")
+      ->capture_default_str();
+  app.add_option("--timeout-data", opt.data_timeout_s, "seconds to wait for more message data")->capture_default_str();
+  app.add_option("--max-connection-time", opt.max_connection_time_s, "seconds a connection may last in all")
+      ->capture_default_str();
+  app.add_option("--drain-timeout", opt.drain_timeout_s, "on SIGTERM, seconds transactions may take to finish")
+      ->capture_default_str();
   app.add_flag("--test-mode", opt.test_mode, "keep each message as a file in --capture-dir instead of queueing it");
   app.add_option("--capture-dir", opt.capture_dir, "where --test-mode writes messages");
 
@@ -130,12 +141,34 @@ int main(int argc, char** argv) {
     std::printf("listening role=%s address=%s port=%u\n", b.role.c_str(), b.address.c_str(), b.port);
   }
   std::fflush(stdout);
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code, int sig) {
-    std::fprintf(stderr, "refsmtpd: signal %d, stopping\n", sig);
-    server.stop();
-    io.stop();
-  });
+  // SIGTERM/SIGINT: drain (idle sessions get 421, transactions may finish); a second one stops
+  // at once. SIGHUP: reload the TLS certificate and key.
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  bool draining = false;
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      std::string reload_error;
+      if (server.reload_tls(reload_error)) {
+        std::fprintf(stderr, "refsmtpd: SIGHUP: TLS certificate reloaded\n");
+      } else {
+        std::fprintf(stderr, "refsmtpd: SIGHUP: %s (keeping the old one)\n", reload_error.c_str());
+      }
+    } else if (!draining) {
+      draining = true;
+      std::fprintf(stderr, "refsmtpd: signal %d: draining %zu connection(s)\n", sig, server.connections());
+      server.drain([&] {
+        std::fprintf(stderr, "refsmtpd: drained, exiting\n");
+        io.stop();
+      });
+    } else {
+      std::fprintf(stderr, "refsmtpd: signal %d again: stopping now\n", sig);
+      io.stop();
+      return;
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
   io.run();
   return 0;
 }

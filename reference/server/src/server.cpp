@@ -9,7 +9,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <algorithm>
+#include <list>
+#include <map>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -77,7 +80,12 @@ struct Server::Impl {
   std::unique_ptr<queue::Queue> queue;
   std::optional<delivery::LocalRecipients> recipients;
   std::optional<Credentials> credentials;
-  std::unique_ptr<asio::ssl::context> tls;
+  std::shared_ptr<asio::ssl::context> tls;
+  std::map<std::string, std::size_t> per_client;
+  std::size_t active = 0;
+  std::list<std::shared_ptr<net::ConnectionControl>> controls;
+  std::function<void()> on_drained;
+  std::unique_ptr<asio::steady_timer> drain_timer;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<ListenerSpec> bound;
   std::unique_ptr<asio::steady_timer> delivery_timer;
@@ -105,12 +113,26 @@ struct Server::Impl {
         if (stopping || ec == asio::error::operation_aborted) co_return;
         continue;
       }
+      boost::system::error_code pec;
+      const auto peer = socket.remote_endpoint(pec);
+      const std::string client = pec ? std::string("unknown") : peer.address().to_string();
+      if (active >= opt.max_connections || per_client[client] >= opt.max_connections_per_client) {
+        // Over a limit: one 421 and close, without starting a session (RFC 5321 §3.8).
+        std::fprintf(stderr, "refsmtpd: role=%s client=%s refused: too many connections\n", role.c_str(), client.c_str());
+        asio::co_spawn(io, refuse(std::move(socket)), asio::detached);
+        continue;
+      }
       net::ConnectionOptions copt;
       copt.role = role;
       copt.session.hostname = opt.hostname;
       copt.session.limits.message_size = opt.max_message_size;
-      copt.tls = tls.get();
+      copt.session.command_timeout = std::chrono::seconds(opt.command_timeout_s);
+      copt.session.data_timeout = std::chrono::seconds(opt.data_timeout_s);
+      copt.max_duration = std::chrono::seconds(opt.max_connection_time_s);
+      copt.tls = tls;
       copt.session.starttls = tls != nullptr;
+      copt.control = std::make_shared<net::ConnectionControl>();
+      controls.push_back(copt.control);
       if (role != "mx") {
         // RFC 6409 §4.3, RFC 8314: submission needs AUTH before MAIL, and AUTH only over TLS.
         copt.session.auth_mechanisms = {"PLAIN", "LOGIN"};
@@ -118,8 +140,49 @@ struct Server::Impl {
         copt.session.auth_required = true;
         copt.implicit_tls = role == "submissions";
       }
-      asio::co_spawn(io, net::serve_connection(std::move(socket), std::move(copt), server, next_conn++), asio::detached);
+      ++active;
+      ++per_client[client];
+      auto control = copt.control;
+      asio::co_spawn(io, tracked(net::serve_connection(std::move(socket), std::move(copt), server, next_conn++), client, control),
+                     asio::detached);
     }
+  }
+
+  asio::awaitable<void> tracked(asio::awaitable<void> conn, std::string client, std::shared_ptr<net::ConnectionControl> control) {
+    co_await std::move(conn);
+    --active;
+    if (--per_client[client] == 0) per_client.erase(client);
+    controls.remove(control);
+    if (active == 0 && on_drained) {
+      auto done = std::move(on_drained);
+      on_drained = nullptr;
+      if (drain_timer) drain_timer->cancel();
+      done();
+    }
+  }
+
+  asio::awaitable<void> refuse(tcp::socket socket) {
+    const std::string msg = "421 4.7.0 " + opt.hostname + " Too many connections, try again later\r\n";
+    co_await asio::async_write(socket, asio::buffer(msg), asio::as_tuple(asio::use_awaitable));
+    boost::system::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+  }
+
+  bool load_tls(std::string& error) {
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    boost::system::error_code ec;
+    ctx->use_certificate_chain_file(opt.tls_cert, ec);
+    if (!ec) ctx->use_private_key_file(opt.tls_key, asio::ssl::context::pem, ec);
+    if (!ec && !SSL_CTX_check_private_key(ctx->native_handle())) ec = asio::error::invalid_argument;
+    if (ec) {
+      error = "TLS certificate/key (" + opt.tls_cert + ", " + opt.tls_key + "): " + ec.message();
+      return false;
+    }
+    tls = std::move(ctx);
+    return true;
   }
 
   // Delivers what is due into local Maildirs; runs every second and after each accepted message.
@@ -257,16 +320,7 @@ bool Server::start(std::string& error) {
     std::fprintf(stderr, "refsmtpd: recovered %zu queued message(s)\n", report.messages.size());
   }
   if (!s.opt.tls_cert.empty() || !s.opt.tls_key.empty()) {
-    s.tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
-    s.tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-    boost::system::error_code ec;
-    s.tls->use_certificate_chain_file(s.opt.tls_cert, ec);
-    if (!ec) s.tls->use_private_key_file(s.opt.tls_key, asio::ssl::context::pem, ec);
-    if (ec) {
-      error = "TLS certificate/key (" + s.opt.tls_cert + ", " + s.opt.tls_key + "): " + ec.message();
-      return false;
-    }
+    if (!s.load_tls(error)) return false;
   }
   for (const auto& l : s.opt.listeners) {
     boost::system::error_code ec;
@@ -295,6 +349,41 @@ bool Server::start(std::string& error) {
 }
 
 std::vector<ListenerSpec> Server::bound() const { return impl_->bound; }
+
+std::size_t Server::connections() const { return impl_->active; }
+
+bool Server::reload_tls(std::string& error) {
+  if (!impl_->tls) {
+    error = "TLS is not configured";
+    return false;
+  }
+  return impl_->load_tls(error);
+}
+
+void Server::drain(std::function<void()> done) {
+  Impl& s = *impl_;
+  s.stopping = true;
+  boost::system::error_code ec;
+  for (auto& a : s.acceptors) a->close(ec);
+  if (s.delivery_timer) s.delivery_timer->cancel();
+  if (s.active == 0) {
+    done();
+    return;
+  }
+  s.on_drained = std::move(done);
+  for (auto& c : s.controls) {
+    c->draining = true;
+    if (c->wake) c->wake();
+  }
+  s.drain_timer = std::make_unique<asio::steady_timer>(s.io, std::chrono::seconds(s.opt.drain_timeout_s));
+  s.drain_timer->async_wait([&s](boost::system::error_code timer_ec) {
+    if (timer_ec) return;
+    for (auto& c : s.controls) {  // time is up: close what is left
+      c->force = true;
+      if (c->wake) c->wake();
+    }
+  });
+}
 
 void Server::stop() {
   impl_->stopping = true;

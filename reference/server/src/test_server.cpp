@@ -24,7 +24,7 @@ struct TestServer::Impl final : net::SessionHost {
   TestServerOptions opt;
   asio::io_context io;
   tcp::acceptor acceptor{io};
-  std::unique_ptr<asio::ssl::context> tls;
+  std::shared_ptr<asio::ssl::context> tls;
   std::thread thread;
   std::uint16_t port = 0;
   std::uint64_t next_conn = 1;
@@ -69,7 +69,7 @@ struct TestServer::Impl final : net::SessionHost {
       copt.role = "test";
       copt.session.hostname = opt.hostname;
       copt.session.limits.message_size = opt.max_message_size;
-      copt.tls = tls.get();
+      copt.tls = tls;
       asio::co_spawn(io, net::serve_connection(std::move(socket), std::move(copt), *this, next_conn++), asio::detached);
     }
   }
@@ -79,7 +79,7 @@ TestServer::TestServer(TestServerOptions options) : impl_(std::make_unique<Impl>
   Impl& s = *impl_;
   s.opt = std::move(options);
   if (!s.opt.tls_cert.empty() && !s.opt.tls_key.empty()) {
-    s.tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    s.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
     s.tls->use_certificate_chain_file(s.opt.tls_cert);
     s.tls->use_private_key_file(s.opt.tls_key, asio::ssl::context::pem);
   }

@@ -8,6 +8,8 @@
 #include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -36,15 +38,30 @@ class SessionHost {
   virtual void log(const ConnectionInfo& c, std::string_view event) = 0;
 };
 
+// Lets the server reach a running connection: to drain it at shutdown. Shared between the
+// connection coroutine and the server; touched only on the connection's executor.
+struct ConnectionControl {
+  bool draining = false;  // close when idle (421 4.3.2); a transaction in progress may finish
+  bool force = false;     // close now with 421
+  std::function<void()> wake;  // set by the connection: interrupts its wait for input
+  bool idle = true;       // no transaction in progress (read by the server)
+};
+
 struct ConnectionOptions {
   core::ServerConfig session;
-  boost::asio::ssl::context* tls = nullptr;  // for STARTTLS or implicit TLS; nullptr: no TLS
+  // For STARTTLS or implicit TLS; empty: no TLS. Shared so a certificate reload (a new context)
+  // leaves connections already running on the old one untouched.
+  std::shared_ptr<boost::asio::ssl::context> tls;
   bool implicit_tls = false;                 // RFC 8314: handshake before the greeting
   std::string role = "mx";
   // Failed AUTH attempts are answered after a delay that grows with each failure; at the limit
   // the connection is closed with 421 (RFC 4954 §4 leaves the policy to the server).
   std::chrono::milliseconds auth_failure_delay{500};
   int max_auth_failures = 3;
+  // Slow-client protection beside the session's per-read timeouts: the whole connection may
+  // last at most this long, however steadily the client trickles bytes.
+  std::chrono::milliseconds max_duration{std::chrono::hours(1)};
+  std::shared_ptr<ConnectionControl> control;  // optional
 };
 
 boost::asio::awaitable<void> serve_connection(boost::asio::ip::tcp::socket socket, ConnectionOptions options,

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,14 @@ struct ServerOptions {
   std::uint64_t max_message_size = 32 * 1024 * 1024;
   bool test_mode = false;                // keep messages in capture_dir instead of queue/mailboxes
   std::string capture_dir;
+
+  // Limits (RFC 5321 §4.5.3.2 timeouts; connection counts answered 421 4.7.0 when exceeded).
+  std::size_t max_connections = 200;
+  std::size_t max_connections_per_client = 20;
+  std::uint32_t command_timeout_s = 300;  // §4.5.3.2.7
+  std::uint32_t data_timeout_s = 300;
+  std::uint32_t max_connection_time_s = 3600;
+  std::uint32_t drain_timeout_s = 30;     // at shutdown, how long transactions may finish
 };
 
 // Parses "ROLE=ADDRESS:PORT" ("[::1]:25" for IPv6); nothing on error with `error` set.
@@ -49,6 +58,13 @@ class Server final : public net::SessionHost {
   // The bound (role, address, port) of each listener, in order, after start().
   std::vector<ListenerSpec> bound() const;
   void stop();
+  // Graceful shutdown: stop accepting, tell idle sessions 421, let transactions finish for up to
+  // drain_timeout_s, then close the rest with 421; `done` runs when no connection is left.
+  void drain(std::function<void()> done);
+  // Re-reads the TLS certificate and key for new connections (SIGHUP); false with `error` set
+  // if they do not load, in which case the old ones stay in use.
+  bool reload_tls(std::string& error);
+  std::size_t connections() const;
 
   core::Verdict check_sender(const net::ConnectionInfo& c, const core::action::CheckSender& q) override;
   core::Verdict check_recipient(const net::ConnectionInfo& c, const core::action::CheckRecipient& q) override;

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""refsmtpd operations: connection limits, idle and slow-client timeouts, graceful drain on
+SIGTERM, certificate reload on SIGHUP. Every wait is bounded; daemons are always stopped."""
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+REFSMTPD = sys.argv[1]
+failures = []
+
+
+def check(cond, what):
+    print(("ok: " if cond else "FAIL: ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def start(*args):
+    p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "mx.test", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if "port=" not in line:
+        p.kill()
+        raise SystemExit("refsmtpd did not start: " + p.stderr.read())
+    return p, int(line.strip().split("port=")[1])
+
+
+def stop(p):
+    if p.poll() is None:
+        p.kill()
+    p.wait(timeout=10)
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return s, s.makefile("rb")
+
+
+def reply(f):
+    """One whole reply (possibly multi-line) as bytes, or b'' at EOF."""
+    out = b""
+    while True:
+        line = f.readline()
+        out += line
+        if not line or line[3:4] != b"-":
+            return out
+
+
+def make_cert(path_cert, path_key, cn):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + cn, "-days", "2",
+                    "-keyout", path_key, "-out", path_cert], check=True, capture_output=True)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="refsmtpd-ops-")
+    capture = os.path.join(work, "capture")
+    os.makedirs(capture)
+    base = ["--test-mode", "--capture-dir", capture, "--domain", "example.test"]
+    try:
+        # Connection limits: the third connection from one address gets 421 4.7.0.
+        p, port = start(*base, "--max-connections-per-client", "2")
+        try:
+            a, fa = connect(port)
+            b, fb = connect(port)
+            check(reply(fa).startswith(b"220 ") and reply(fb).startswith(b"220 "), "two connections greeted")
+            c, fc = connect(port)
+            r = reply(fc)
+            check(r.startswith(b"421 4.7.0"), "third connection refused with 421 4.7.0 (got %r)" % r)
+            check(fc.readline() == b"", "and closed")
+            for s in (a, b, c):
+                s.close()
+        finally:
+            stop(p)
+
+        # Idle timeout (§4.5.3.2.7, set to 1 s): 421 4.4.2 and close.
+        p, port = start(*base, "--timeout-command", "1")
+        try:
+            a, fa = connect(port)
+            reply(fa)
+            t0 = time.monotonic()
+            r = reply(fa)
+            check(r.startswith(b"421 4.4.2") and time.monotonic() - t0 < 5, "idle client timed out with 421 4.4.2")
+            a.close()
+        finally:
+            stop(p)
+
+        # A client trickling NOOPs still meets the connection time limit.
+        p, port = start(*base, "--timeout-command", "2", "--max-connection-time", "2")
+        try:
+            a, fa = connect(port)
+            reply(fa)
+            got = b""
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                a.sendall(b"NOOP\r\n")
+                r = reply(fa)
+                if not r.startswith(b"250"):
+                    got = r
+                    break
+                time.sleep(0.3)  # the client's pace: slow, never idle long enough to time out
+            check(got.startswith(b"421 4.4.2") and b"time limit" in got, "trickling client cut off at the time limit")
+            a.close()
+        finally:
+            stop(p)
+
+        # SIGTERM drains: an idle session gets 421 at once; a transaction in progress finishes.
+        p, port = start(*base)
+        try:
+            idle, fi = connect(port)
+            reply(fi)
+            idle.sendall(b"EHLO idle.test\r\n")
+            reply(fi)
+            busy, fb = connect(port)
+            reply(fb)
+            for cmd in (b"EHLO busy.test\r\n", b"MAIL FROM:<a@client.test>\r\n", b"RCPT TO:<b@example.test>\r\n", b"DATA\r\n"):
+                busy.sendall(cmd)
+                reply(fb)
+            busy.sendall(b"Subject: drain\r\n\r\nfirst half\r\n")
+            p.send_signal(signal.SIGTERM)
+            r = reply(fi)
+            check(r.startswith(b"421 4.3.2"), "idle session told 421 4.3.2 on SIGTERM (got %r)" % r)
+            busy.sendall(b"second half\r\n.\r\n")
+            r = reply(fb)
+            check(r.startswith(b"250 "), "transaction in progress finished with 250 during the drain (got %r)" % r)
+            r = reply(fb)
+            check(r.startswith(b"421 4.3.2"), "then that session got 421 too")
+            try:
+                p.wait(timeout=10)
+                check(p.returncode == 0, "refsmtpd exited cleanly after draining")
+            except subprocess.TimeoutExpired:
+                check(False, "refsmtpd exited after draining")
+            files = os.listdir(capture)
+            check(len(files) == 1, "the drained transaction's message was kept")
+            idle.close()
+            busy.close()
+        finally:
+            stop(p)
+
+        # SIGHUP reloads the certificate for new connections.
+        cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+        make_cert(cert, key, "first.test")
+        p, port = start(*base, "--tls-cert", cert, "--tls-key", key)
+        try:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+
+            def served_cert():
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                    s.ehlo("client.test")
+                    s.starttls(context=ctx)
+                    return s.sock.getpeercert(binary_form=True)
+
+            first = served_cert()
+            check(first == ssl.PEM_cert_to_DER_cert(open(cert).read()), "the first certificate is served")
+            make_cert(cert + ".new", key + ".new", "second.test")
+            os.replace(key + ".new", key)
+            os.replace(cert + ".new", cert)
+            p.send_signal(signal.SIGHUP)
+            expected = ssl.PEM_cert_to_DER_cert(open(cert).read())
+            deadline = time.monotonic() + 10
+            second = first
+            while time.monotonic() < deadline and second != expected:
+                second = served_cert()
+            check(second == expected, "after SIGHUP the new certificate is served")
+        finally:
+            stop(p)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
