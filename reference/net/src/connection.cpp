@@ -46,7 +46,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   asio::steady_timer timer(stream.get_executor());
   std::string body;
   char buf[16384];
-  host.log(info, "connect");
+  host.log(info, "connect", {});
 
   auto write = [&](std::string bytes) -> asio::awaitable<void> {
     if (tls) {
@@ -70,7 +70,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
       } else if (std::holds_alternative<core::action::StartTls>(*a)) {
         auto [hs_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
         if (hs_ec) {
-          host.log(info, "tls handshake failed: " + hs_ec.message());
+          host.log(info, "tls_failed", {{"error", hs_ec.message()}});
           session.tls_failed();
         } else {
           tls = true;
@@ -87,7 +87,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
       } else if (auto* auth = std::get_if<core::action::CheckAuth>(&*a)) {
         core::Verdict v = host.check_auth(info, *auth);
         if (!v.accepted) {
-          host.log(info, "auth failed for " + auth->authcid);
+          host.log(info, "auth", {{"user", auth->authcid}, {"result", "fail"}});
           if (++auth_failures >= options.max_auth_failures) {
             v = core::Verdict::reject(core::make_reply(421, 4, 7, 0, "Too many authentication failures"));
           } else {
@@ -97,7 +97,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
         }
         session.answer(v, now_ms());
         info.auth_identity = session.auth_identity();
-        if (!info.auth_identity.empty()) host.log(info, "authenticated as " + info.auth_identity);
+        if (!info.auth_identity.empty()) host.log(info, "auth", {{"user", info.auth_identity}, {"result", "ok"}});
       } else if (std::holds_alternative<core::action::MessageStart>(*a)) {
         body.clear();
       } else if (auto* chunk = std::get_if<core::action::BodyChunk>(&*a)) {
@@ -107,7 +107,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
         body.clear();
         body.shrink_to_fit();
       } else if (auto* aborted = std::get_if<core::action::MessageAborted>(&*a)) {
-        host.log(info, "message aborted: " + aborted->reason);
+        host.log(info, "message_aborted", {{"reason", aborted->reason}});
         body.clear();
       }
     }
@@ -169,13 +169,13 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
     }
   } catch (const boost::system::system_error& e) {
     // Peer reset or went away: a message in flight was never acknowledged.
-    host.log(info, std::string("connection error: ") + e.code().message());
+    host.log(info, "connection_error", {{"error", e.code().message()}});
   }
   if (control) control->wake = nullptr;
   boost::system::error_code ignored;
   stream.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   stream.next_layer().close(ignored);
-  host.log(info, "disconnect");
+  host.log(info, "disconnect", {});
 }
 
 }  // namespace refsmtp::net

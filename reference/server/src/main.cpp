@@ -2,13 +2,19 @@
 //
 //   refsmtpd --listen mx=127.0.0.1:2525 --domain example.test --spool DIR --mail-root DIR
 //   refsmtpd passwd USER --credentials FILE        (reads the password from standard input)
+#include <grp.h>
+#include <pwd.h>
+#include <sys/types.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 #include <fstream>
 #include <iostream>
@@ -21,7 +27,35 @@ namespace {
 
 using namespace refsmtp::server;
 
-int passwd(const std::string& user, const std::string& file, unsigned iterations) {
+// Gives the spool and mail directories to `user`, then becomes that user for good (groups, gid,
+// uid in that order, and checks that root cannot be regained).
+bool drop_privileges(const std::string& user, const std::vector<std::string>& dirs, std::string& error) {
+  const passwd* pw = ::getpwnam(user.c_str());
+  if (!pw) {
+    error = "--user " + user + ": no such user";
+    return false;
+  }
+  for (const auto& d : dirs) {
+    if (d.empty()) continue;
+    std::error_code ec;
+    std::filesystem::create_directories(d, ec);
+    if (::chown(d.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+      error = "--user " + user + ": cannot give " + d + " to the user: " + std::strerror(errno);
+      return false;
+    }
+  }
+  if (::setgroups(0, nullptr) != 0 || ::setgid(pw->pw_gid) != 0 || ::setuid(pw->pw_uid) != 0) {
+    error = "--user " + user + ": cannot drop privileges: " + std::strerror(errno);
+    return false;
+  }
+  if (pw->pw_uid != 0 && ::setuid(0) == 0) {
+    error = "--user " + user + ": root privileges could be regained";
+    return false;
+  }
+  return true;
+}
+
+int run_passwd(const std::string& user, const std::string& file, unsigned iterations) {
   if (!Credentials::valid_user(user)) {
     std::fprintf(stderr, "refsmtpd passwd: invalid user name '%s' (printable, no spaces or ':')\n", user.c_str());
     return 2;
@@ -105,6 +139,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--drain-timeout", opt.drain_timeout_s, "on SIGTERM, seconds transactions may take to finish")
       ->capture_default_str();
+  app.add_flag("--log-json", opt.log_json, "log one JSON object per line (default: key=value text)");
+  std::string run_as;
+  app.add_option("--user", run_as, "after binding the listeners, drop root privileges to this user");
+  app.set_config("--config", "", "read options from a TOML file (keys are the long option names)");
   app.add_flag("--test-mode", opt.test_mode, "keep each message as a file in --capture-dir instead of queueing it");
   app.add_option("--capture-dir", opt.capture_dir, "where --test-mode writes messages");
 
@@ -116,7 +154,7 @@ int main(int argc, char** argv) {
   pw->add_option("--iterations", pw_iterations, "PBKDF2 iterations")->capture_default_str()->check(CLI::Range(1000u, 100000000u));
   CLI11_PARSE(app, argc, argv);
 
-  if (*pw) return passwd(pw_user, pw_file, pw_iterations);
+  if (*pw) return run_passwd(pw_user, pw_file, pw_iterations);
   if (listen.empty()) {
     std::fprintf(stderr, "refsmtpd: --listen ROLE=ADDRESS:PORT is required (see --help)\n");
     return 2;
@@ -129,6 +167,11 @@ int main(int argc, char** argv) {
       return 2;
     }
     opt.listeners.push_back(*spec);
+  }
+  if (!run_as.empty()) {
+    opt.after_bind = [run_as, dirs = std::vector<std::string>{opt.spool_dir, opt.mail_root, opt.capture_dir}](std::string& error) {
+      return drop_privileges(run_as, dirs, error);
+    };
   }
   boost::asio::io_context io;
   Server server(io, opt);
@@ -150,19 +193,19 @@ int main(int argc, char** argv) {
     if (sig == SIGHUP) {
       std::string reload_error;
       if (server.reload_tls(reload_error)) {
-        std::fprintf(stderr, "refsmtpd: SIGHUP: TLS certificate reloaded\n");
+        server.note("tls_reload", {{"result", "ok"}});
       } else {
-        std::fprintf(stderr, "refsmtpd: SIGHUP: %s (keeping the old one)\n", reload_error.c_str());
+        server.note("tls_reload", {{"result", "fail"}, {"error", reload_error + " (keeping the old one)"}});
       }
     } else if (!draining) {
       draining = true;
-      std::fprintf(stderr, "refsmtpd: signal %d: draining %zu connection(s)\n", sig, server.connections());
+      server.note("shutdown", {{"signal", std::to_string(sig)}, {"connections", std::to_string(server.connections())}});
       server.drain([&] {
-        std::fprintf(stderr, "refsmtpd: drained, exiting\n");
+        server.note("drained", {});
         io.stop();
       });
     } else {
-      std::fprintf(stderr, "refsmtpd: signal %d again: stopping now\n", sig);
+      server.note("shutdown", {{"signal", std::to_string(sig)}, {"now", "1"}});
       io.stop();
       return;
     }

@@ -11,6 +11,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <algorithm>
+#include <ctime>
+#include <nlohmann/json.hpp>
 #include <list>
 #include <map>
 #include <chrono>
@@ -94,6 +96,49 @@ struct Server::Impl {
 
   Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)) {}
 
+  // One line per event on stderr: "refsmtpd event=NAME k=v ..." or a JSON object.
+  void write_log(std::string_view event, const net::LogFields& fields) const {
+    std::string line;
+    if (opt.log_json) {
+      nlohmann::ordered_json j;
+      j["ts"] = rfc3339_now();
+      j["event"] = event;
+      for (const auto& [k, v] : fields) j[k] = v;
+      line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    } else {
+      line = "refsmtpd event=" + std::string(event);
+      for (const auto& [k, v] : fields) {
+        const bool quote = v.empty() || v.find_first_of(" \"=") != std::string::npos;
+        line += " " + k + "=";
+        if (!quote) {
+          line += v;
+          continue;
+        }
+        line += '"';
+        for (char ch : v) {
+          if (ch == '"' || ch == '\\') line += '\\';
+          line += (static_cast<unsigned char>(ch) < 32) ? '?' : ch;
+        }
+        line += '"';
+      }
+    }
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), stderr);
+  }
+
+  static std::string rfc3339_now() {
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char out[80];
+    std::snprintf(out, sizeof out, "%s.%03lldZ", buf, static_cast<long long>(ms));
+    return out;
+  }
+
   // Local mailboxes for a recipient, or nothing if it is not ours.
   std::optional<delivery::Resolution> resolve(const core::Path& p) const {
     if (recipients) return recipients->resolve(p);
@@ -118,7 +163,7 @@ struct Server::Impl {
       const std::string client = pec ? std::string("unknown") : peer.address().to_string();
       if (active >= opt.max_connections || per_client[client] >= opt.max_connections_per_client) {
         // Over a limit: one 421 and close, without starting a session (RFC 5321 §3.8).
-        std::fprintf(stderr, "refsmtpd: role=%s client=%s refused: too many connections\n", role.c_str(), client.c_str());
+        write_log("refused", {{"role", role}, {"client", client}, {"verdict", "421 4.7.0 too many connections"}});
         asio::co_spawn(io, refuse(std::move(socket)), asio::detached);
         continue;
       }
@@ -194,7 +239,7 @@ struct Server::Impl {
       if (!e) continue;
       std::string body;
       if (auto err = queue->read_body(id, body)) {
-        std::fprintf(stderr, "refsmtpd: queue=%s cannot read body: %s\n", id.c_str(), err.message().c_str());
+        write_log("queue", {{"queue_id", id}, {"error", "cannot read body: " + err.message()}});
         continue;
       }
       const std::string copy = delivery::local_copy(e->reverse_path, body);
@@ -225,12 +270,10 @@ struct Server::Impl {
         }
       }
       if (auto err = queue->record(id, outcomes, now)) {
-        std::fprintf(stderr, "refsmtpd: queue=%s could not record delivery: %s\n", id.c_str(), err.message().c_str());
+        write_log("queue", {{"queue_id", id}, {"error", "could not record delivery: " + err.message()}});
       }
     }
-    for (const auto& ev : queue->take_events()) {
-      std::fprintf(stderr, "refsmtpd: queue=%s %s\n", ev.id.c_str(), ev.what.c_str());
-    }
+    for (const auto& ev : queue->take_events()) write_log("queue", {{"queue_id", ev.id}, {"what", ev.what}});
   }
 
   void schedule_delivery() {
@@ -306,18 +349,6 @@ bool Server::start(std::string& error) {
         return false;
       }
     }
-    s.spool_storage = std::make_unique<queue::PosixStorage>(s.opt.spool_dir);
-    s.mail_storage = std::make_unique<queue::PosixStorage>(s.opt.mail_root);
-    queue::QueueConfig qc;
-    qc.hostname = s.opt.hostname;
-    s.queue = std::make_unique<queue::Queue>(*s.spool_storage, qc);
-    queue::RecoveryReport report;
-    if (auto err = s.queue->open(wall_ms(), &report)) {
-      error = "cannot open the spool in " + s.opt.spool_dir + ": " + err.message();
-      return false;
-    }
-    for (const auto& q : report.quarantined) std::fprintf(stderr, "refsmtpd: recovery quarantined %s\n", q.c_str());
-    std::fprintf(stderr, "refsmtpd: recovered %zu queued message(s)\n", report.messages.size());
   }
   if (!s.opt.tls_cert.empty() || !s.opt.tls_key.empty()) {
     if (!s.load_tls(error)) return false;
@@ -340,6 +371,22 @@ bool Server::start(std::string& error) {
     asio::co_spawn(s.io, s.accept_loop(*acceptor, l.role, *this), asio::detached);
     s.acceptors.push_back(std::move(acceptor));
   }
+  // Privileges may be dropped here (refsmtpd --user): after binding, before touching the spool.
+  if (s.opt.after_bind && !s.opt.after_bind(error)) return false;
+  if (!s.opt.test_mode) {
+    s.spool_storage = std::make_unique<queue::PosixStorage>(s.opt.spool_dir);
+    s.mail_storage = std::make_unique<queue::PosixStorage>(s.opt.mail_root);
+    queue::QueueConfig qc;
+    qc.hostname = s.opt.hostname;
+    s.queue = std::make_unique<queue::Queue>(*s.spool_storage, qc);
+    queue::RecoveryReport report;
+    if (auto err = s.queue->open(wall_ms(), &report)) {
+      error = "cannot open the spool in " + s.opt.spool_dir + ": " + err.message();
+      return false;
+    }
+    for (const auto& q : report.quarantined) s.write_log("recovery", {{"quarantined", q}});
+    s.write_log("recovery", {{"queued", std::to_string(report.messages.size())}});
+  }
   if (s.queue) {
     s.delivery_timer = std::make_unique<asio::steady_timer>(s.io);
     s.deliver_due();
@@ -351,6 +398,8 @@ bool Server::start(std::string& error) {
 std::vector<ListenerSpec> Server::bound() const { return impl_->bound; }
 
 std::size_t Server::connections() const { return impl_->active; }
+
+void Server::note(std::string_view event, const net::LogFields& fields) const { impl_->write_log(event, fields); }
 
 bool Server::reload_tls(std::string& error) {
   if (!impl_->tls) {
@@ -414,7 +463,7 @@ core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::
                                                 : std::find(impl_->opt.domains.begin(), impl_->opt.domains.end(), domain) !=
                                                       impl_->opt.domains.end();
     if (!local_domain) {
-      log(c, "relay denied for " + q.path.to_string());
+      log(c, "rcpt", {{"rcpt", q.path.to_string()}, {"verdict", "554 5.7.1 relay denied"}});
       return core::Verdict::reject(core::make_reply(554, 5, 7, 1, "Relay access denied"));  // RFC 5321 §3.6.2
     }
   }
@@ -447,21 +496,27 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
     if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
       return core::Verdict::reject(core::make_reply(451, 4, 3, 0, "Could not capture the message"));
     }
-    log(c, std::string("captured ") + name);
+    log(c, "message", {{"from", envelope.reverse_path.to_string()}, {"rcpts", std::to_string(envelope.recipients.size())},
+                       {"size", std::to_string(body.size())}, {"captured", name}, {"verdict", "250"}});
     return core::Verdict::accept(core::make_reply(250, 2, 0, 0, std::string("OK captured as ") + name));
   }
   queue::ClientInfo ci{envelope.helo, c.client_address, envelope.esmtp, c.tls, !c.auth_identity.empty()};
   const auto r = s.queue->accept(envelope, body, ci, wall_ms());
-  for (const auto& ev : s.queue->take_events()) log(c, "queue=" + ev.id + " " + ev.what);
+  s.queue->take_events();  // the message line below says it all
+  log(c, "message", {{"queue_id", r.id.value_or("")}, {"from", envelope.reverse_path.to_string()},
+                     {"rcpts", std::to_string(envelope.recipients.size())}, {"size", std::to_string(body.size())},
+                     {"verdict", r.reply.format().substr(0, r.reply.format().size() - 2)}});
   if (!r.id) return core::Verdict::reject(r.reply);
   // Deliver soon, outside this call.
   asio::post(s.io, [&s] { s.deliver_due(); });
   return core::Verdict::accept(r.reply);
 }
 
-void Server::log(const net::ConnectionInfo& c, std::string_view event) {
-  std::fprintf(stderr, "refsmtpd: conn=%llu role=%s client=%s %.*s\n", static_cast<unsigned long long>(c.id), c.role.c_str(),
-               c.client_address.c_str(), static_cast<int>(event.size()), event.data());
+void Server::log(const net::ConnectionInfo& c, std::string_view event, const net::LogFields& fields) {
+  net::LogFields all{{"conn", std::to_string(c.id)}, {"role", c.role}, {"client", c.client_address}};
+  if (c.tls) all.emplace_back("tls", "1");
+  all.insert(all.end(), fields.begin(), fields.end());
+  impl_->write_log(event, all);
 }
 
 }  // namespace refsmtp::server

@@ -59,7 +59,7 @@ struct TestServer::Impl final : net::SessionHost {
     cv.notify_all();
     return core::Verdict::accept();
   }
-  void log(const net::ConnectionInfo&, std::string_view) override {}
+  void log(const net::ConnectionInfo&, std::string_view, const net::LogFields&) override {}
 
   asio::awaitable<void> accept_loop() {
     while (true) {

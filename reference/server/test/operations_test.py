@@ -143,6 +143,70 @@ def main():
         finally:
             stop(p)
 
+        # Logs: key=value text by default, JSON lines with --log-json; one line per transaction.
+        for fmt in ("text", "json"):
+            p, port = start(*base, *(["--log-json"] if fmt == "json" else []))
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                s.sendmail("a@client.test", ["b@example.test"], b"Subject: log\r\n\r\nx\r\n")
+            p.terminate()
+            _, err = p.communicate(timeout=15)
+            lines = [l for l in err.splitlines() if l.strip()]
+            if fmt == "json":
+                import json
+                events = [json.loads(l) for l in lines]
+                msg = [e for e in events if e.get("event") == "message"]
+                check(len(msg) == 1 and msg[0]["from"] == "<a@client.test>" and msg[0]["rcpts"] == "1"
+                      and msg[0]["verdict"] == "250" and msg[0]["client"] == "127.0.0.1" and "ts" in msg[0],
+                      "JSON log: one message event with sender, recipients, verdict")
+            else:
+                check(any(l.startswith("refsmtpd event=connect conn=1 role=mx client=127.0.0.1") for l in lines),
+                      "text log: connect line with conn, role and client")
+                check(any("event=message" in l and "from=<a@client.test>" in l for l in lines), "text log: message line")
+
+        # A TOML config file gives the same options as the command line.
+        conf = os.path.join(work, "refsmtpd.toml")
+        open(conf, "w").write('listen = ["mx=127.0.0.1:0"]\nhostname = "cfg.test"\ndomain = ["example.test"]\n'
+                              'test-mode = true\ncapture-dir = "%s"\n' % capture)
+        p = subprocess.Popen([REFSMTPD, "--config", conf], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            check("port=" in line, "started from a config file")
+            if "port=" in line:
+                a, fa = connect(int(line.strip().split("port=")[1]))
+                check(reply(fa).startswith(b"220 cfg.test "), "config file's hostname in the greeting")
+                a.close()
+        finally:
+            stop(p)
+
+        # --user: bind as root, then run as an unprivileged user (CI runs as root).
+        if os.geteuid() == 0:
+            import pwd
+            nobody = pwd.getpwnam("nobody")
+            spool, mail = os.path.join(work, "u-spool"), os.path.join(work, "u-mail")
+            os.chmod(work, 0o755)
+            p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--user", "nobody", "--spool", spool,
+                                  "--mail-root", mail, "--domain", "example.test"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                line = p.stdout.readline()
+                check("port=" in line, "started with --user nobody")
+                status = open("/proc/%d/status" % p.pid).read()
+                uid = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]
+                check(all(int(u) == nobody.pw_uid for u in uid), "running as nobody (real, effective, saved uid)")
+                with smtplib.SMTP("127.0.0.1", int(line.strip().split("port=")[1]), timeout=10) as s:
+                    s.sendmail("a@client.test", ["u@example.test"], b"Subject: unprivileged\r\n\r\nx\r\n")
+                d = os.path.join(mail, "u", "Maildir", "new")
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not (os.path.isdir(d) and os.listdir(d)):
+                    time.sleep(0.05)
+                files = os.listdir(d) if os.path.isdir(d) else []
+                check(len(files) == 1 and os.stat(os.path.join(d, files[0])).st_uid == nobody.pw_uid,
+                      "the unprivileged daemon delivered, as nobody")
+            finally:
+                stop(p)
+        else:
+            print("note: not root, --user not exercised")
+
         # SIGHUP reloads the certificate for new connections.
         cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
         make_cert(cert, key, "first.test")

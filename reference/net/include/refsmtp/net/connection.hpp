@@ -12,6 +12,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "refsmtp/core/server_session.hpp"
 
@@ -26,6 +28,8 @@ struct ConnectionInfo {
   std::string auth_identity;
 };
 
+using LogFields = std::vector<std::pair<std::string, std::string>>;
+
 // What the embedding server decides. Called on the connection's executor; answers at once.
 class SessionHost {
  public:
@@ -35,7 +39,8 @@ class SessionHost {
   virtual core::Verdict check_auth(const ConnectionInfo& c, const core::action::CheckAuth& q) = 0;
   // The whole message (body as received, unstuffed). Answer accept only once it is durable.
   virtual core::Verdict message(const ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) = 0;
-  virtual void log(const ConnectionInfo& c, std::string_view event) = 0;
+  // One structured event: a name and key/value fields (the server writes text or JSON lines).
+  virtual void log(const ConnectionInfo& c, std::string_view event, const LogFields& fields) = 0;
 };
 
 // Lets the server reach a running connection: to drain it at shutdown. Shared between the

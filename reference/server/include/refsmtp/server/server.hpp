@@ -43,6 +43,11 @@ struct ServerOptions {
   std::uint32_t data_timeout_s = 300;
   std::uint32_t max_connection_time_s = 3600;
   std::uint32_t drain_timeout_s = 30;     // at shutdown, how long transactions may finish
+
+  bool log_json = false;                  // log lines as JSON objects (else key=value text)
+  // Runs after the listeners are bound and before the spool is opened: where refsmtpd drops
+  // root privileges. Returns false with `error` set to abort the start.
+  std::function<bool(std::string& error)> after_bind;
 };
 
 // Parses "ROLE=ADDRESS:PORT" ("[::1]:25" for IPv6); nothing on error with `error` set.
@@ -65,12 +70,14 @@ class Server final : public net::SessionHost {
   // if they do not load, in which case the old ones stay in use.
   bool reload_tls(std::string& error);
   std::size_t connections() const;
+  // Writes one log line in the configured format (for events outside connections).
+  void note(std::string_view event, const net::LogFields& fields) const;
 
   core::Verdict check_sender(const net::ConnectionInfo& c, const core::action::CheckSender& q) override;
   core::Verdict check_recipient(const net::ConnectionInfo& c, const core::action::CheckRecipient& q) override;
   core::Verdict check_auth(const net::ConnectionInfo& c, const core::action::CheckAuth& q) override;
   core::Verdict message(const net::ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) override;
-  void log(const net::ConnectionInfo& c, std::string_view event) override;
+  void log(const net::ConnectionInfo& c, std::string_view event, const net::LogFields& fields) override;
 
  private:
   struct Impl;
