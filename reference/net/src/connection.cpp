@@ -1,6 +1,7 @@
 #include "refsmtp/net/connection.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -25,6 +26,11 @@ core::Millis now_ms() {
 
 }  // namespace
 
+void ConnectionControl::wake() {
+  std::lock_guard lock(m);
+  if (waker) waker();
+}
+
 asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionOptions options, SessionHost& host,
                                        std::uint64_t id) {
   ConnectionInfo info;
@@ -43,7 +49,9 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   asio::ssl::stream<asio::ip::tcp::socket> stream(std::move(socket), options.tls ? *options.tls : fallback);
   bool tls = false;
   core::ServerSession session(options.session, now_ms());
-  asio::steady_timer timer(stream.get_executor());
+  // Shared, so a wake-up posted from another thread can never outlive it.
+  auto timer_ptr = std::make_shared<asio::steady_timer>(stream.get_executor());
+  asio::steady_timer& timer = *timer_ptr;
   std::string body;
   char buf[16384];
   host.log(info, "connect", {});
@@ -60,7 +68,10 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   int auth_failures = 0;
   const core::Millis started = now_ms();
   const std::shared_ptr<ConnectionControl> control = options.control;
-  if (control) control->wake = [&timer] { timer.cancel(); };
+  if (control) {
+    std::lock_guard lock(control->m);
+    control->waker = [timer_ptr, ex = stream.get_executor()] { asio::post(ex, [timer_ptr] { timer_ptr->cancel(); }); };
+  }
   // Does everything the session asks, in order. Host verdicts are immediate, so a pending
   // question never outlives one call.
   auto drain = [&]() -> asio::awaitable<void> {
@@ -127,7 +138,6 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
       // Shutdown: an idle session is told 421 now; a transaction may finish unless forced.
       const bool idle = session.envelope().recipients.empty() && session.state() != core::State::mail &&
                         session.state() != core::State::data && session.state() != core::State::bdat;
-      if (control) control->idle = idle;
       if (control && (control->force || (control->draining && idle))) {
         session.shutdown();
         co_await drain();
@@ -171,7 +181,10 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
     // Peer reset or went away: a message in flight was never acknowledged.
     host.log(info, "connection_error", {{"error", e.code().message()}});
   }
-  if (control) control->wake = nullptr;
+  if (control) {
+    std::lock_guard lock(control->m);
+    control->waker = nullptr;
+  }
   boost::system::error_code ignored;
   stream.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   stream.next_layer().close(ignored);

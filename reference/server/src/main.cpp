@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "refsmtp/server/credentials.hpp"
 #include "refsmtp/server/server.hpp"
@@ -139,6 +140,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--drain-timeout", opt.drain_timeout_s, "on SIGTERM, seconds transactions may take to finish")
       ->capture_default_str();
+  app.add_option("--threads", opt.threads, "io threads")->capture_default_str()->check(CLI::Range(1u, 64u));
   app.add_flag("--log-json", opt.log_json, "log one JSON object per line (default: key=value text)");
   std::string run_as;
   app.add_option("--user", run_as, "after binding the listeners, drop root privileges to this user");
@@ -212,6 +214,9 @@ int main(int argc, char** argv) {
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < opt.threads; ++i) pool.emplace_back([&io] { io.run(); });
   io.run();
+  for (auto& t : pool) t.join();
   return 0;
 }

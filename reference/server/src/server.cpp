@@ -8,9 +8,12 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <list>
@@ -82,17 +85,25 @@ struct Server::Impl {
   std::unique_ptr<queue::Queue> queue;
   std::optional<delivery::LocalRecipients> recipients;
   std::optional<Credentials> credentials;
+  // Threads: connections run on strands of their own; the acceptors, the delivery timer and
+  // shutdown run on this strand; the queue and the connection table are guarded by mutexes.
+  asio::strand<asio::io_context::executor_type> strand{asio::make_strand(io)};
+  std::mutex tls_m;
   std::shared_ptr<asio::ssl::context> tls;
+  mutable std::mutex state_m;
   std::map<std::string, std::size_t> per_client;
   std::size_t active = 0;
   std::list<std::shared_ptr<net::ConnectionControl>> controls;
   std::function<void()> on_drained;
   std::unique_ptr<asio::steady_timer> drain_timer;
+  std::mutex queue_m;  // Queue is single-threaded: accepts and delivery passes take turns
+  std::atomic<std::uint64_t> captured_count{0};
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<ListenerSpec> bound;
   std::unique_ptr<asio::steady_timer> delivery_timer;
-  std::uint64_t next_conn = 1, maildir_seq = 0, captured = 0;
-  bool stopping = false;
+  std::atomic<std::uint64_t> next_conn{1};
+  std::uint64_t maildir_seq = 0;  // under queue_m
+  std::atomic<bool> stopping{false};
 
   Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)) {}
 
@@ -153,7 +164,8 @@ struct Server::Impl {
 
   asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string role, Server& server) {
     while (!stopping) {
-      auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+      auto conn_strand = asio::make_strand(io);  // the connection's own: its socket and timers live on it
+      auto [ec, socket] = co_await acceptor.async_accept(conn_strand, asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) co_return;
         continue;
@@ -161,10 +173,15 @@ struct Server::Impl {
       boost::system::error_code pec;
       const auto peer = socket.remote_endpoint(pec);
       const std::string client = pec ? std::string("unknown") : peer.address().to_string();
-      if (active >= opt.max_connections || per_client[client] >= opt.max_connections_per_client) {
+      bool over = false;
+      {
+        std::lock_guard lock(state_m);
+        over = active >= opt.max_connections || per_client[client] >= opt.max_connections_per_client;
+      }
+      if (over) {
         // Over a limit: one 421 and close, without starting a session (RFC 5321 §3.8).
         write_log("refused", {{"role", role}, {"client", client}, {"verdict", "421 4.7.0 too many connections"}});
-        asio::co_spawn(io, refuse(std::move(socket)), asio::detached);
+        asio::co_spawn(conn_strand, refuse(std::move(socket)), asio::detached);
         continue;
       }
       net::ConnectionOptions copt;
@@ -174,10 +191,12 @@ struct Server::Impl {
       copt.session.command_timeout = std::chrono::seconds(opt.command_timeout_s);
       copt.session.data_timeout = std::chrono::seconds(opt.data_timeout_s);
       copt.max_duration = std::chrono::seconds(opt.max_connection_time_s);
-      copt.tls = tls;
-      copt.session.starttls = tls != nullptr;
+      {
+        std::lock_guard lock(tls_m);
+        copt.tls = tls;
+      }
+      copt.session.starttls = copt.tls != nullptr;
       copt.control = std::make_shared<net::ConnectionControl>();
-      controls.push_back(copt.control);
       if (role != "mx") {
         // RFC 6409 §4.3, RFC 8314: submission needs AUTH before MAIL, and AUTH only over TLS.
         copt.session.auth_mechanisms = {"PLAIN", "LOGIN"};
@@ -185,23 +204,35 @@ struct Server::Impl {
         copt.session.auth_required = true;
         copt.implicit_tls = role == "submissions";
       }
-      ++active;
-      ++per_client[client];
+      {
+        std::lock_guard lock(state_m);
+        ++active;
+        ++per_client[client];
+        controls.push_back(copt.control);
+      }
       auto control = copt.control;
-      asio::co_spawn(io, tracked(net::serve_connection(std::move(socket), std::move(copt), server, next_conn++), client, control),
+      asio::co_spawn(conn_strand, tracked(net::serve_connection(std::move(socket), std::move(copt), server, next_conn++), client, control),
                      asio::detached);
     }
   }
 
   asio::awaitable<void> tracked(asio::awaitable<void> conn, std::string client, std::shared_ptr<net::ConnectionControl> control) {
     co_await std::move(conn);
-    --active;
-    if (--per_client[client] == 0) per_client.erase(client);
-    controls.remove(control);
-    if (active == 0 && on_drained) {
-      auto done = std::move(on_drained);
-      on_drained = nullptr;
-      if (drain_timer) drain_timer->cancel();
+    std::function<void()> done;
+    {
+      std::lock_guard lock(state_m);
+      --active;
+      if (--per_client[client] == 0) per_client.erase(client);
+      controls.remove(control);
+      if (active == 0 && on_drained) {
+        done = std::move(on_drained);
+        on_drained = nullptr;
+      }
+    }
+    if (done) {
+      asio::post(strand, [this] {
+        if (drain_timer) drain_timer->cancel();
+      });
       done();
     }
   }
@@ -226,6 +257,7 @@ struct Server::Impl {
       error = "TLS certificate/key (" + opt.tls_cert + ", " + opt.tls_key + "): " + ec.message();
       return false;
     }
+    std::lock_guard lock(tls_m);
     tls = std::move(ctx);
     return true;
   }
@@ -233,6 +265,7 @@ struct Server::Impl {
   // Delivers what is due into local Maildirs; runs every second and after each accepted message.
   void deliver_due() {
     if (!queue) return;
+    std::lock_guard lock(queue_m);
     const std::int64_t now = wall_ms();
     for (const auto& id : queue->due(now)) {
       const queue::StoredEnvelope* e = queue->find(id);
@@ -278,7 +311,7 @@ struct Server::Impl {
 
   void schedule_delivery() {
     if (stopping || !delivery_timer) return;
-    delivery_timer->expires_after(std::chrono::seconds(1));
+    delivery_timer->expires_after(std::chrono::seconds(1));  // on `strand`
     delivery_timer->async_wait([this](boost::system::error_code ec) {
       if (ec || stopping) return;
       deliver_due();
@@ -368,7 +401,7 @@ bool Server::start(std::string& error) {
     ListenerSpec b = l;
     b.port = acceptor->local_endpoint().port();
     s.bound.push_back(b);
-    asio::co_spawn(s.io, s.accept_loop(*acceptor, l.role, *this), asio::detached);
+    asio::co_spawn(s.strand, s.accept_loop(*acceptor, l.role, *this), asio::detached);
     s.acceptors.push_back(std::move(acceptor));
   }
   // Privileges may be dropped here (refsmtpd --user): after binding, before touching the spool.
@@ -388,7 +421,7 @@ bool Server::start(std::string& error) {
     s.write_log("recovery", {{"queued", std::to_string(report.messages.size())}});
   }
   if (s.queue) {
-    s.delivery_timer = std::make_unique<asio::steady_timer>(s.io);
+    s.delivery_timer = std::make_unique<asio::steady_timer>(s.strand);
     s.deliver_due();
     s.schedule_delivery();
   }
@@ -397,7 +430,10 @@ bool Server::start(std::string& error) {
 
 std::vector<ListenerSpec> Server::bound() const { return impl_->bound; }
 
-std::size_t Server::connections() const { return impl_->active; }
+std::size_t Server::connections() const {
+  std::lock_guard lock(impl_->state_m);
+  return impl_->active;
+}
 
 void Server::note(std::string_view event, const net::LogFields& fields) const { impl_->write_log(event, fields); }
 
@@ -410,35 +446,41 @@ bool Server::reload_tls(std::string& error) {
 }
 
 void Server::drain(std::function<void()> done) {
-  Impl& s = *impl_;
-  s.stopping = true;
-  boost::system::error_code ec;
-  for (auto& a : s.acceptors) a->close(ec);
-  if (s.delivery_timer) s.delivery_timer->cancel();
-  if (s.active == 0) {
-    done();
-    return;
-  }
-  s.on_drained = std::move(done);
-  for (auto& c : s.controls) {
-    c->draining = true;
-    if (c->wake) c->wake();
-  }
-  s.drain_timer = std::make_unique<asio::steady_timer>(s.io, std::chrono::seconds(s.opt.drain_timeout_s));
-  s.drain_timer->async_wait([&s](boost::system::error_code timer_ec) {
-    if (timer_ec) return;
-    for (auto& c : s.controls) {  // time is up: close what is left
-      c->force = true;
-      if (c->wake) c->wake();
+  // On the server strand, where the acceptors and timers live.
+  asio::post(impl_->strand, [this, done = std::move(done)]() mutable {
+    Impl& s = *impl_;
+    s.stopping = true;
+    boost::system::error_code ec;
+    for (auto& a : s.acceptors) a->close(ec);
+    if (s.delivery_timer) s.delivery_timer->cancel();
+    std::list<std::shared_ptr<net::ConnectionControl>> controls;
+    {
+      std::lock_guard lock(s.state_m);
+      if (s.active == 0) {
+        done();
+        return;
+      }
+      s.on_drained = std::move(done);
+      controls = s.controls;
     }
+    for (auto& c : controls) {
+      c->draining = true;
+      c->wake();
+    }
+    s.drain_timer = std::make_unique<asio::steady_timer>(s.strand, std::chrono::seconds(s.opt.drain_timeout_s));
+    s.drain_timer->async_wait([&s](boost::system::error_code timer_ec) {
+      if (timer_ec) return;
+      std::list<std::shared_ptr<net::ConnectionControl>> left;
+      {
+        std::lock_guard lock(s.state_m);
+        left = s.controls;
+      }
+      for (auto& c : left) {  // time is up: close what is left
+        c->force = true;
+        c->wake();
+      }
+    });
   });
-}
-
-void Server::stop() {
-  impl_->stopping = true;
-  boost::system::error_code ec;
-  for (auto& a : impl_->acceptors) a->close(ec);
-  if (impl_->delivery_timer) impl_->delivery_timer->cancel();
 }
 
 core::Verdict Server::check_sender(const net::ConnectionInfo&, const core::action::CheckSender&) {
@@ -488,7 +530,7 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
     text += body;
     char name[64];
     std::snprintf(name, sizeof name, "%013lld-%06llu.eml", static_cast<long long>(wall_ms()),
-                  static_cast<unsigned long long>(++s.captured));
+                  static_cast<unsigned long long>(++s.captured_count));
     const std::string path = s.opt.capture_dir + "/" + name;
     std::ofstream out(path + ".tmp", std::ios::binary);
     out << text;
@@ -501,14 +543,18 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
     return core::Verdict::accept(core::make_reply(250, 2, 0, 0, std::string("OK captured as ") + name));
   }
   queue::ClientInfo ci{envelope.helo, c.client_address, envelope.esmtp, c.tls, !c.auth_identity.empty()};
-  const auto r = s.queue->accept(envelope, body, ci, wall_ms());
-  s.queue->take_events();  // the message line below says it all
+  queue::AcceptResult r;
+  {
+    std::lock_guard lock(s.queue_m);
+    r = s.queue->accept(envelope, body, ci, wall_ms());
+    s.queue->take_events();  // the message line below says it all
+  }
   log(c, "message", {{"queue_id", r.id.value_or("")}, {"from", envelope.reverse_path.to_string()},
                      {"rcpts", std::to_string(envelope.recipients.size())}, {"size", std::to_string(body.size())},
                      {"verdict", r.reply.format().substr(0, r.reply.format().size() - 2)}});
   if (!r.id) return core::Verdict::reject(r.reply);
   // Deliver soon, outside this call.
-  asio::post(s.io, [&s] { s.deliver_due(); });
+  asio::post(s.strand, [&s] { s.deliver_due(); });
   return core::Verdict::accept(r.reply);
 }
 

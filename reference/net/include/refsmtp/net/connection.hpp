@@ -6,7 +6,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,13 +45,16 @@ class SessionHost {
   virtual void log(const ConnectionInfo& c, std::string_view event, const LogFields& fields) = 0;
 };
 
-// Lets the server reach a running connection: to drain it at shutdown. Shared between the
-// connection coroutine and the server; touched only on the connection's executor.
+// Lets the server reach a running connection, from any thread: to drain it at shutdown.
 struct ConnectionControl {
-  bool draining = false;  // close when idle (421 4.3.2); a transaction in progress may finish
-  bool force = false;     // close now with 421
-  std::function<void()> wake;  // set by the connection: interrupts its wait for input
-  bool idle = true;       // no transaction in progress (read by the server)
+  std::atomic<bool> draining{false};  // close when idle (421 4.3.2); a transaction may finish
+  std::atomic<bool> force{false};     // close now with 421
+  // Interrupts the connection's wait for input; safe from any thread (it posts to the
+  // connection's strand). Does nothing once the connection has ended.
+  void wake();
+
+  std::mutex m;
+  std::function<void()> waker;  // set and cleared by the connection
 };
 
 struct ConnectionOptions {

@@ -45,6 +45,7 @@ struct ServerOptions {
   std::uint32_t drain_timeout_s = 30;     // at shutdown, how long transactions may finish
 
   bool log_json = false;                  // log lines as JSON objects (else key=value text)
+  unsigned threads = 2;                   // io threads (refsmtpd runs io_context::run on each)
   // Runs after the listeners are bound and before the spool is opened: where refsmtpd drops
   // root privileges. Returns false with `error` set to abort the start.
   std::function<bool(std::string& error)> after_bind;
