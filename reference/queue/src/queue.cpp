@@ -23,6 +23,7 @@ Queue::Queue(Storage& storage, QueueConfig config) : spool_(storage), cfg_(std::
 }
 
 std::error_code Queue::open(std::int64_t, RecoveryReport* report) {
+  std::lock_guard lock(m_);
   RecoveryReport local;
   RecoveryReport& r = report ? *report : local;
   if (auto e = spool_.recover(r)) return e;
@@ -41,7 +42,7 @@ std::string Queue::new_id(std::int64_t now_ms) {
     char buf[40];
     std::snprintf(buf, sizeof buf, "%012llX%04X%06X", static_cast<unsigned long long>(now_ms) & 0xFFFFFFFFFFFFULL,
                   static_cast<unsigned>(salt_ & 0xFFFF), static_cast<unsigned>(seq_++ & 0xFFFFFF));
-    if (!msgs_.count(buf)) return buf;
+    if (!msgs_.count(buf) && !reserved_.count(buf)) return buf;
   }
 }
 
@@ -60,14 +61,23 @@ AcceptResult Queue::accept(const core::Envelope& envelope, std::string_view body
   e.next_attempt_ms = now_ms;
   std::error_code err;
   for (int tries = 0; tries < 3; ++tries) {  // an id collision (clock stepped back) gets a fresh id
-    e.id = new_id(now_ms);
+    {
+      std::lock_guard lock(m_);
+      e.id = new_id(now_ms);
+      reserved_.insert(e.id);
+    }
     TraceInfo t{client.helo, client.address, cfg_.hostname, e.id, client.esmtp, client.tls, client.authenticated,
                 envelope.params.smtputf8, {}, now_ms};
     for (const auto& r : envelope.recipients) t.recipients.push_back(r.path);
     const std::string stored = received_header(t) + std::string(body);
+    // The slow, durable part runs without the lock, so concurrent accepts can share the
+    // spool's group commit.
     err = spool_.accept(e, stored);
+    std::lock_guard lock(m_);
+    reserved_.erase(e.id);
     if (err != std::errc::file_exists) break;
   }
+  std::lock_guard lock(m_);
   if (err) {
     events_.push_back({e.id, "accept failed: " + err.message()});
     // RFC 3463: 4.3.1 mail system full; 4.3.0 other mail system problem.
@@ -81,6 +91,7 @@ AcceptResult Queue::accept(const core::Envelope& envelope, std::string_view body
 }
 
 std::vector<std::string> Queue::due(std::int64_t now_ms) const {
+  std::lock_guard lock(m_);
   std::vector<std::string> out;
   for (const auto& [id, m] : msgs_) {
     if (m.next_attempt_ms <= now_ms) out.push_back(id);
@@ -89,6 +100,7 @@ std::vector<std::string> Queue::due(std::int64_t now_ms) const {
 }
 
 std::optional<std::int64_t> Queue::next_wakeup() const {
+  std::lock_guard lock(m_);
   std::optional<std::int64_t> t;
   for (const auto& [id, m] : msgs_) {
     if (!t || m.next_attempt_ms < *t) t = m.next_attempt_ms;
@@ -97,11 +109,13 @@ std::optional<std::int64_t> Queue::next_wakeup() const {
 }
 
 const StoredEnvelope* Queue::find(const std::string& id) const {
+  std::lock_guard lock(m_);
   auto it = msgs_.find(id);
   return it == msgs_.end() ? nullptr : &it->second;
 }
 
 std::error_code Queue::read_body(const std::string& id, std::string& body) {
+  std::lock_guard lock(m_);
   auto it = msgs_.find(id);
   if (it == msgs_.end()) return std::make_error_code(std::errc::no_such_file_or_directory);
   return spool_.read_body(it->second, body);
@@ -162,6 +176,7 @@ std::error_code Queue::enqueue_report(const StoredEnvelope& original, const std:
 }
 
 std::error_code Queue::record(const std::string& id, const std::vector<DeliveryOutcome>& outcomes, std::int64_t now_ms) {
+  std::lock_guard lock(m_);
   auto it = msgs_.find(id);
   if (it == msgs_.end()) return std::make_error_code(std::errc::no_such_file_or_directory);
   StoredEnvelope next = it->second;  // changes are committed only once durable
@@ -247,6 +262,7 @@ std::error_code Queue::record(const std::string& id, const std::vector<DeliveryO
 }
 
 std::vector<QueueEvent> Queue::take_events() {
+  std::lock_guard lock(m_);
   std::vector<QueueEvent> out;
   out.swap(events_);
   return out;

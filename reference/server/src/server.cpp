@@ -96,7 +96,7 @@ struct Server::Impl {
   std::list<std::shared_ptr<net::ConnectionControl>> controls;
   std::function<void()> on_drained;
   std::unique_ptr<asio::steady_timer> drain_timer;
-  std::mutex queue_m;  // Queue is single-threaded: accepts and delivery passes take turns
+  std::mutex queue_m;  // one delivery pass at a time (accepts do not take it)
   std::atomic<std::uint64_t> captured_count{0};
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<ListenerSpec> bound;
@@ -306,7 +306,10 @@ struct Server::Impl {
         write_log("queue", {{"queue_id", id}, {"error", "could not record delivery: " + err.message()}});
       }
     }
-    for (const auto& ev : queue->take_events()) write_log("queue", {{"queue_id", ev.id}, {"what", ev.what}});
+    for (const auto& ev : queue->take_events()) {
+      if (ev.what.starts_with("accepted")) continue;  // said by the connection's message line
+      write_log("queue", {{"queue_id", ev.id}, {"what", ev.what}});
+    }
   }
 
   void schedule_delivery() {
@@ -543,12 +546,9 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
     return core::Verdict::accept(core::make_reply(250, 2, 0, 0, std::string("OK captured as ") + name));
   }
   queue::ClientInfo ci{envelope.helo, c.client_address, envelope.esmtp, c.tls, !c.auth_identity.empty()};
-  queue::AcceptResult r;
-  {
-    std::lock_guard lock(s.queue_m);
-    r = s.queue->accept(envelope, body, ci, wall_ms());
-    s.queue->take_events();  // the message line below says it all
-  }
+  // Queue::accept is thread-safe and writes outside its lock: concurrent connections share the
+  // spool's group commit.
+  const queue::AcceptResult r = s.queue->accept(envelope, body, ci, wall_ms());
   log(c, "message", {{"queue_id", r.id.value_or("")}, {"from", envelope.reverse_path.to_string()},
                      {"rcpts", std::to_string(envelope.recipients.size())}, {"size", std::to_string(body.size())},
                      {"verdict", r.reply.format().substr(0, r.reply.format().size() - 2)}});

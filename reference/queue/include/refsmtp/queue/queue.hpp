@@ -4,7 +4,9 @@
 // the time, and runs deliveries however it likes (issue 4's daemon, or a test loop).
 //
 // One Queue owns a spool directory: two processes on the same spool would overwrite each
-// other's messages (ids are unique per owner).
+// other's messages (ids are unique per owner). Its methods may be called from several threads:
+// accept() does its durable writing outside the queue's lock, so concurrent accepts share the
+// spool's group commit. Pointers from find() stay valid until that message is recorded done.
 //
 // Lifecycle of a message: accepted (durable, 250 sent) -> due -> attempted -> each recipient
 // delivered / failed / still pending -> retried until none is pending or the give-up time, then
@@ -12,6 +14,8 @@
 // recipient is never sent again (at most the attempt in flight during the crash is repeated).
 #include <cstdint>
 #include <map>
+#include <mutex>
+#include <set>
 #include <random>
 #include <optional>
 #include <string>
@@ -90,6 +94,8 @@ class Queue {
   Spool spool_;
   QueueConfig cfg_;
   std::map<std::string, StoredEnvelope> msgs_;
+  mutable std::mutex m_;  // guards everything below
+  std::set<std::string> reserved_;  // ids of accepts being written
   std::uint32_t seq_ = 0;
   std::uint32_t salt_ = 0;
   std::mt19937_64 rng_;

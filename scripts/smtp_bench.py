@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Messages per second over SMTP on loopback, measured with Postfix's smtp-source (1 KiB
+messages), against: refsmtpd durable (queue + Maildir), refsmtpd --test-mode, Postfix's
+smtp-sink (protocol only: the ceiling) and a private Postfix delivering to Maildir. Servers
+alternate within each repetition; the median of REPEAT runs is reported.
+
+  scripts/bench smtp [MESSAGES]          (called by scripts/bench; MESSAGES default 2000)
+"""
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REFSMTPD = sys.argv[1]
+MESSAGES = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+REPEAT = int(os.environ.get("REPEAT", "1"))
+SBIN = "/usr/sbin"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def run_source(port, sessions):
+    cmd = [os.path.join(SBIN, "smtp-source"), "-s", str(sessions), "-m", str(MESSAGES), "-l", "1024",
+           "-f", "bench@client.test", "-t", "user@example.test", "127.0.0.1:%d" % port]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, timeout=600)
+    elapsed = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError("smtp-source failed: %s" % r.stderr.decode()[-300:])
+    return MESSAGES / elapsed
+
+
+class Refsmtpd:
+    def __init__(self, work, test_mode):
+        self.name = "refsmtpd --test-mode" if test_mode else "refsmtpd (durable: queue + Maildir)"
+        self.work, self.test_mode = work, test_mode
+
+    def start(self):
+        d = tempfile.mkdtemp(dir=self.work)
+        args = [REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "bench.test", "--domain", "example.test",
+                "--max-connections-per-client", "1000", "--max-connections", "1000"]
+        if self.test_mode:
+            os.makedirs(os.path.join(d, "capture"))
+            args += ["--test-mode", "--capture-dir", os.path.join(d, "capture")]
+        else:
+            args += ["--spool", os.path.join(d, "spool"), "--mail-root", os.path.join(d, "mail")]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return int(self.proc.stdout.readline().strip().split("port=")[1])
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class Sink:
+    name = "smtp-sink (protocol only, stores nothing)"
+
+    def start(self):
+        port = free_port()
+        # As root, smtp-sink insists on a user to run as.
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        self.proc = subprocess.Popen([os.path.join(SBIN, "smtp-sink"), *user, "127.0.0.1:%d" % port, "256"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port)
+        return port
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Postfix:
+    name = "Postfix (private instance, Maildir)"
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "postfix")
+
+    def start(self):
+        r = subprocess.run([os.path.join(ROOT, "scripts", "peers"), "start", "postfix", self.dir], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("postfix peer did not start: " + r.stdout[-300:] + r.stderr[-300:])
+        fields = dict(l.split("=", 1) for l in r.stdout.split() if "=" in l)
+        return int(fields["port"])
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts", "peers"), "stop", "postfix", self.dir], capture_output=True, timeout=60)
+
+
+def main():
+    if not os.path.exists(os.path.join(SBIN, "smtp-source")):
+        raise SystemExit("smtp-source not found: it comes with Debian's postfix package (scripts/deps installs it)")
+    work = tempfile.mkdtemp(prefix="refsmtp-bench-")
+    servers = [Refsmtpd(work, False), Refsmtpd(work, True), Sink(), Postfix(work)]
+    results = {}
+    try:
+        for rep in range(REPEAT):
+            for server in servers:
+                for sessions in (1, 20):
+                    try:
+                        port = server.start()
+                    except Exception as e:  # a peer that cannot run here is reported, not fatal
+                        results.setdefault((server.name, sessions), []).append(None)
+                        print("skip %s: %s" % (server.name, e), file=sys.stderr)
+                        continue
+                    try:
+                        rate = run_source(port, sessions)
+                    finally:
+                        server.stop()
+                    results.setdefault((server.name, sessions), []).append(rate)
+                    print("%-42s sessions=%-2d %8.0f msgs/s" % (server.name, sessions, rate), file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n%d x 1 KiB messages with smtp-source, median of %d run(s):\n" % (MESSAGES, REPEAT))
+    print("| Server | 1 session | 20 sessions |")
+    print("|---|---|---|")
+    for server in servers:
+        cells = []
+        for sessions in (1, 20):
+            vals = [v for v in results.get((server.name, sessions), []) if v is not None]
+            cells.append("%.0f msgs/s" % statistics.median(vals) if vals else "n/a")
+        print("| %s | %s | %s |" % (server.name, cells[0], cells[1]))
+
+
+if __name__ == "__main__":
+    main()
