@@ -113,6 +113,7 @@ def main():
     if not os.path.exists(os.path.join(SBIN, "smtp-source")):
         raise SystemExit("smtp-source not found: it comes with Debian's postfix package (scripts/deps installs it)")
     work = tempfile.mkdtemp(prefix="refsmtp-bench-")
+    os.chmod(work, 0o755)  # peers deliver as unprivileged users, who must reach their directories
     servers = [Refsmtpd(work, False), Refsmtpd(work, True), Sink(), Postfix(work)]
     results = {}
     try:
