@@ -124,6 +124,11 @@ int main(int argc, char** argv) {
   app.add_option("--hostname", opt.hostname, "this server's name in greetings and Received: headers")->capture_default_str();
   app.add_option("--spool", opt.spool_dir, "queue directory (created if missing)");
   app.add_option("--mail-root", opt.mail_root, "Maildirs are written to MAIL_ROOT/<mailbox>/Maildir");
+  std::string delivery = "maildir", lmtp;
+  app.add_option("--delivery", delivery, "local delivery: maildir (MAIL_ROOT/<box>/Maildir), mbox (MAIL_ROOT/<box>.mbox), lmtp")
+      ->check(CLI::IsMember({"maildir", "mbox", "lmtp"}))
+      ->capture_default_str();
+  app.add_option("--lmtp", lmtp, "with --delivery lmtp: the LMTP server, ADDRESS:PORT (numeric) or a Unix socket path");
   app.add_option("--recipients", opt.recipients_file, "recipient table: domains, mailboxes, aliases")->check(CLI::ExistingFile);
   app.add_option("--domain", opt.domains, "a local domain; every safe local part is a mailbox (repeatable)");
   app.add_option("--tls-cert", opt.tls_cert, "PEM certificate chain (TLS 1.2+)")->check(CLI::ExistingFile);
@@ -157,6 +162,27 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*pw) return run_passwd(pw_user, pw_file, pw_iterations);
+  opt.delivery = delivery == "mbox" ? Delivery::mbox : delivery == "lmtp" ? Delivery::lmtp : Delivery::maildir;
+  if (opt.delivery == Delivery::lmtp) {
+    if (lmtp.empty()) {
+      std::fprintf(stderr, "refsmtpd: --delivery lmtp needs --lmtp ADDRESS:PORT or --lmtp /path/to/socket\n");
+      return 2;
+    }
+    if (lmtp.front() == '/') {
+      opt.lmtp.unix_path = lmtp;
+    } else {
+      const auto colon = lmtp.rfind(':');
+      char* end = nullptr;
+      const long port = colon == std::string::npos ? -1 : std::strtol(lmtp.c_str() + colon + 1, &end, 10);
+      if (port <= 0 || port > 65535 || *end != '\0') {
+        std::fprintf(stderr, "refsmtpd: --lmtp '%s': expected ADDRESS:PORT\n", lmtp.c_str());
+        return 2;
+      }
+      opt.lmtp.host = lmtp.substr(0, colon);
+      if (opt.lmtp.host.size() > 2 && opt.lmtp.host.front() == '[') opt.lmtp.host = opt.lmtp.host.substr(1, opt.lmtp.host.size() - 2);
+      opt.lmtp.port = static_cast<std::uint16_t>(port);
+    }
+  }
   if (listen.empty()) {
     std::fprintf(stderr, "refsmtpd: --listen ROLE=ADDRESS:PORT is required (see --help)\n");
     return 2;

@@ -24,6 +24,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "refsmtp/delivery/lmtp.hpp"
 #include "refsmtp/delivery/mailbox.hpp"
 
 namespace refsmtp::server {
@@ -148,6 +149,13 @@ struct Server::Impl {
     char out[80];
     std::snprintf(out, sizeof out, "%s.%03lldZ", buf, static_cast<long long>(ms));
     return out;
+  }
+
+  // The domain to name a mailbox with at the LMTP server: the recipient's own, else the first
+  // local domain (for the domainless <Postmaster>).
+  std::string primary_domain(const core::Path& p) const {
+    if (p.mailbox && !p.mailbox->domain.empty()) return lower(p.mailbox->domain);
+    return opt.domains.empty() ? opt.hostname : opt.domains.front();
   }
 
   // Local mailboxes for a recipient, or nothing if it is not ours.
@@ -277,6 +285,9 @@ struct Server::Impl {
       }
       const std::string copy = delivery::local_copy(e->reverse_path, body);
       std::vector<queue::DeliveryOutcome> outcomes;
+      // LMTP: every local recipient of the message in one transaction (RFC 2033), one reply each.
+      core::OutgoingMessage lmtp_msg;
+      std::vector<std::size_t> lmtp_index;
       for (std::size_t i = 0; i < e->recipients.size(); ++i) {
         if (e->recipients[i].state != queue::RecipientState::pending) continue;
         const auto where = resolve(e->recipients[i].path);
@@ -289,18 +300,57 @@ struct Server::Impl {
           outcomes.push_back({i, queue::RecipientState::pending, "451 4.4.0 Forwarding to remote addresses is not available yet"});
           continue;
         }
+        if (opt.delivery == Delivery::lmtp) {
+          for (const auto& box : where->mailboxes) {
+            core::Path p;
+            p.mailbox = core::Mailbox{box, primary_domain(e->recipients[i].path), false};
+            lmtp_msg.recipients.push_back(p);
+            lmtp_index.push_back(i);
+          }
+          continue;
+        }
         std::string problem;
         for (const auto& box : where->mailboxes) {
-          delivery::MaildirTarget t{box + "/Maildir", opt.hostname, e->arrival_ms, ++maildir_seq, static_cast<long>(::getpid()),
-                                    id + "-" + std::to_string(i)};
-          std::string name;
-          if (auto err = delivery::deliver_maildir(*mail_storage, t, copy, name)) problem = box + ": " + err.message();
+          std::error_code err;
+          if (opt.delivery == Delivery::mbox) {
+            // mbox cannot tell a repeated append after a crash: at least once, not exactly once.
+            err = delivery::deliver_mbox(opt.mail_root + "/" + box + ".mbox", e->reverse_path, now, copy);
+          } else {
+            delivery::MaildirTarget t{box + "/Maildir", opt.hostname, e->arrival_ms, ++maildir_seq,
+                                      static_cast<long>(::getpid()), id + "-" + std::to_string(i)};
+            std::string name;
+            err = delivery::deliver_maildir(*mail_storage, t, copy, name);
+          }
+          if (err) problem = box + ": " + err.message();
         }
         if (problem.empty()) {
-          outcomes.push_back({i, queue::RecipientState::delivered, "250 2.0.0 Delivered to Maildir"});
+          outcomes.push_back({i, queue::RecipientState::delivered,
+                              opt.delivery == Delivery::mbox ? "250 2.0.0 Delivered to mbox" : "250 2.0.0 Delivered to Maildir"});
         } else {
           outcomes.push_back({i, queue::RecipientState::pending, "451 4.3.0 " + problem});
         }
+      }
+      if (!lmtp_msg.recipients.empty()) {
+        lmtp_msg.reverse_path = e->reverse_path;
+        lmtp_msg.body = body;
+        delivery::LmtpOptions lo;
+        lo.lhlo_name = opt.hostname;
+        const auto res = delivery::lmtp_deliver(opt.lmtp, lmtp_msg, lo);
+        // A recipient expanded to several mailboxes is delivered only when all of them are.
+        std::map<std::size_t, queue::DeliveryOutcome> merged;
+        for (std::size_t k = 0; k < res.results.size() && k < lmtp_index.size(); ++k) {
+          const auto& r = res.results[k];
+          const auto state = r.status == core::DeliveryStatus::delivered ? queue::RecipientState::delivered
+                             : r.status == core::DeliveryStatus::failed  ? queue::RecipientState::failed
+                                                                         : queue::RecipientState::pending;
+          std::string text = r.reply.format();
+          text.resize(text.size() - 2);
+          auto [it, fresh] = merged.try_emplace(lmtp_index[k], queue::DeliveryOutcome{lmtp_index[k], state, text});
+          if (!fresh && state != queue::RecipientState::delivered && it->second.state == queue::RecipientState::delivered) {
+            it->second = {lmtp_index[k], state, text};
+          }
+        }
+        for (auto& [i, o] : merged) outcomes.push_back(o);
       }
       if (auto err = queue->record(id, outcomes, now)) {
         write_log("queue", {{"queue_id", id}, {"error", "could not record delivery: " + err.message()}});
@@ -373,10 +423,11 @@ bool Server::start(std::string& error) {
       return false;
     }
   } else {
-    if (s.opt.spool_dir.empty() || s.opt.mail_root.empty()) {
-      error = "--spool DIR and --mail-root DIR are required (or --test-mode --capture-dir DIR)";
+    if (s.opt.spool_dir.empty() || (s.opt.mail_root.empty() && s.opt.delivery != Delivery::lmtp)) {
+      error = "--spool DIR and --mail-root DIR are required (or --test-mode --capture-dir DIR; with --lmtp no --mail-root)";
       return false;
     }
+    if (s.opt.mail_root.empty()) s.opt.mail_root = s.opt.spool_dir + "/unused-mail-root";
     for (const auto& dir : {s.opt.spool_dir, s.opt.mail_root}) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);

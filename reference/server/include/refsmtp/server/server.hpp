@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "refsmtp/delivery/lmtp.hpp"
 #include "refsmtp/delivery/local_recipients.hpp"
 #include "refsmtp/net/connection.hpp"
 #include "refsmtp/queue/queue.hpp"
@@ -23,11 +24,15 @@ struct ListenerSpec {
   std::uint16_t port = 0;  // 0 picks a free port
 };
 
+enum class Delivery { maildir, mbox, lmtp };
+
 struct ServerOptions {
   std::vector<ListenerSpec> listeners;
   std::string hostname = "localhost";
   std::string spool_dir;                 // the queue lives here
-  std::string mail_root;                 // Maildirs at MAIL_ROOT/<mailbox>/Maildir
+  std::string mail_root;                 // Maildirs at MAIL_ROOT/<mailbox>/Maildir, or MAIL_ROOT/<mailbox>.mbox
+  Delivery delivery = Delivery::maildir;
+  delivery::LmtpEndpoint lmtp;           // with Delivery::lmtp
   std::string recipients_file;           // a recipient table (see delivery/local_recipients.hpp)
   std::vector<std::string> domains;      // or: local domains where every safe local part is a mailbox
   std::string tls_cert, tls_key;         // PEM files; STARTTLS is offered when both are set
