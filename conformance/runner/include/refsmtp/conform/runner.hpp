@@ -1,0 +1,42 @@
+#pragma once
+// Runs conformance scripts against a server on a host:port and reports per RFC requirement.
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "refsmtp/conform/script.hpp"
+
+namespace refsmtp::conform {
+
+enum class TlsMode { none, implicit };
+
+struct Target {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 25;
+  TlsMode tls = TlsMode::none;
+  std::chrono::milliseconds step_timeout{10000};
+  std::map<std::string, std::string> profile;  // variables for ${...}
+};
+
+enum class Outcome { pass, fail, skip, error };
+std::string_view outcome_name(Outcome o);
+
+struct CaseResult {
+  const Script* script = nullptr;
+  Outcome outcome = Outcome::pass;
+  std::string reason;      // why it failed or was skipped
+  std::string transcript;  // what was sent (C:) and received (S:)
+  double seconds = 0;
+};
+
+CaseResult run_case(const Script& script, const Target& target);
+
+// Reports: "text" (per RFC summary), "junit" (JUnit XML), "json", "tap".
+std::string report(const std::vector<CaseResult>& results, const std::string& format, const Target& target);
+
+// The profile file: "name = value" lines, "#" comments. Defaults for anything not given.
+std::map<std::string, std::string> default_profile();
+bool parse_profile(const std::string& text, const std::string& file, std::map<std::string, std::string>& out, std::string& error);
+
+}  // namespace refsmtp::conform

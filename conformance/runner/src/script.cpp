@@ -1,0 +1,226 @@
+#include "refsmtp/conform/script.hpp"
+
+#include <regex>
+
+namespace refsmtp::conform {
+
+std::string_view level_name(Level l) {
+  switch (l) {
+    case Level::must: return "MUST";
+    case Level::should: return "SHOULD";
+    case Level::may: return "MAY";
+  }
+  return "MUST";
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+bool is_code_pattern(std::string_view c) {
+  if (c.size() != 3 || c[0] < '2' || c[0] > '5') return false;
+  const bool cls = c[1] == 'x' && c[2] == 'x';
+  const bool exact = c[1] >= '0' && c[1] <= '9' && c[2] >= '0' && c[2] <= '9';
+  return cls || exact;
+}
+
+bool parse_expect(std::string_view s, Expect& e, std::string& why) {
+  s = trim(s);
+  if (s == "closed") {
+    e.kind = Expect::Kind::closed;
+    return true;
+  }
+  if (s.starts_with("none")) {
+    e.kind = Expect::Kind::none;
+    const std::string ms(trim(s.substr(4)));
+    e.silence_ms = ms.empty() ? 1000 : std::atoi(ms.c_str());
+    if (e.silence_ms <= 0 || e.silence_ms > 60000) {
+      why = "none needs a time in milliseconds (1-60000)";
+      return false;
+    }
+    return true;
+  }
+  // CODES [ENHANCED] [/REGEX/]
+  const std::size_t slash = s.find('/');
+  if (slash != std::string_view::npos) {
+    if (s.back() != '/' || s.size() - slash < 2) {
+      why = "a regex is written /.../ at the end";
+      return false;
+    }
+    e.regex = std::string(s.substr(slash + 1, s.size() - slash - 2));
+    try {
+      std::regex check(e.regex);
+    } catch (const std::regex_error&) {
+      why = "invalid regex /" + e.regex + "/";
+      return false;
+    }
+    s = trim(s.substr(0, slash));
+  }
+  const std::size_t sp = s.find(' ');
+  std::string_view codes = s.substr(0, sp);
+  if (sp != std::string_view::npos) e.enhanced = std::string(trim(s.substr(sp + 1)));
+  while (!codes.empty()) {
+    const std::size_t bar = codes.find('|');
+    const std::string_view c = codes.substr(0, bar);
+    if (!is_code_pattern(c)) {
+      why = "bad reply code '" + std::string(c) + "' (like 250, 2xx or 550|553)";
+      return false;
+    }
+    e.codes.emplace_back(c);
+    codes = bar == std::string_view::npos ? std::string_view() : codes.substr(bar + 1);
+  }
+  if (e.codes.empty()) {
+    why = "S: needs a reply code, 'closed' or 'none MS'";
+    return false;
+  }
+  if (!e.enhanced.empty()) {
+    // c.s.d with digits or x
+    int dots = 0;
+    for (char ch : e.enhanced) {
+      if (ch == '.') ++dots;
+      else if (!(ch >= '0' && ch <= '9') && ch != 'x') dots = 99;
+    }
+    if (dots != 2) {
+      why = "bad enhanced status '" + e.enhanced + "' (like 5.1.1 or 5.x.x)";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string> unescape_raw(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\') {
+      out += s[i];
+      continue;
+    }
+    if (++i >= s.size()) return std::nullopt;
+    switch (s[i]) {
+      case 'r': out += '\r'; break;
+      case 'n': out += '\n'; break;
+      case 't': out += '\t'; break;
+      case '0': out += '\0'; break;
+      case '\\': out += '\\'; break;
+      case 'x': {
+        if (i + 2 >= s.size()) return std::nullopt;
+        auto hex = [](char c) { return (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1; };
+        const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        break;
+      }
+      default: return std::nullopt;
+    }
+  }
+  return out;
+}
+
+std::string substitute(std::string_view s, const std::map<std::string, std::string>& vars, std::string& missing) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const std::size_t open = s.find("${", i);
+    if (open == std::string_view::npos) break;
+    const std::size_t close = s.find('}', open);
+    if (close == std::string_view::npos) break;
+    out += s.substr(i, open - i);
+    const std::string name(s.substr(open + 2, close - open - 2));
+    auto it = vars.find(name);
+    if (it == vars.end()) {
+      missing = name;
+    } else {
+      out += it->second;
+    }
+    i = close + 1;
+  }
+  out += s.substr(i);
+  return out;
+}
+
+std::optional<Script> parse_script(std::string_view text, const std::string& file, ParseError& error) {
+  Script sc;
+  sc.file = file;
+  std::size_t lineno = 0;
+  auto fail = [&](const std::string& what) {
+    error.message = file + ":" + std::to_string(lineno) + ": " + what;
+    return std::nullopt;
+  };
+  while (!text.empty()) {
+    ++lineno;
+    const std::size_t lf = text.find('\n');
+    std::string_view line = text.substr(0, lf);
+    text = lf == std::string_view::npos ? std::string_view() : text.substr(lf + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (trim(line).empty()) continue;
+    if (line.starts_with("#")) {
+      std::string_view h = trim(line.substr(1));
+      const std::size_t colon = h.find(':');
+      if (colon == std::string_view::npos) continue;  // a plain comment
+      const std::string key(trim(h.substr(0, colon)));
+      const std::string value(trim(h.substr(colon + 1)));
+      if (key == "case") sc.name = value;
+      else if (key == "rfc") sc.rfc = value;
+      else if (key == "title") sc.title = value;
+      else if (key == "level") {
+        if (value == "MUST") sc.level = Level::must;
+        else if (value == "SHOULD") sc.level = Level::should;
+        else if (value == "MAY") sc.level = Level::may;
+        else return fail("level must be MUST, SHOULD or MAY");
+      } else if (key == "needs") {
+        std::string_view v = value;
+        while (!v.empty()) {
+          const std::size_t sp = v.find(' ');
+          if (!v.substr(0, sp).empty()) sc.needs.emplace_back(v.substr(0, sp));
+          v = sp == std::string_view::npos ? std::string_view() : trim(v.substr(sp + 1));
+        }
+      }
+      continue;
+    }
+    Step st;
+    st.line = lineno;
+    auto arg = [&](std::size_t n) { return line.substr(n); };
+    if (line.starts_with("C: ") || line == "C:") {
+      st.kind = Step::Kind::send;
+      st.text = std::string(line.size() > 3 ? arg(3) : std::string_view());
+    } else if (line.starts_with("RAW: ")) {
+      st.kind = Step::Kind::raw;
+      auto raw = unescape_raw(arg(5));
+      if (!raw) return fail("bad escape in RAW: (use \\r \\n \\t \\0 \\\\ \\xHH)");
+      st.text = *raw;
+    } else if (line.starts_with("S: ")) {
+      st.kind = Step::Kind::expect;
+      std::string why;
+      if (!parse_expect(arg(3), st.expect, why)) return fail(why);
+    } else if (line.starts_with("CAP: ")) {
+      st.kind = Step::Kind::cap;
+      st.text = std::string(trim(arg(5)));
+    } else if (line.starts_with("NOCAP: ")) {
+      st.kind = Step::Kind::nocap;
+      st.text = std::string(trim(arg(7)));
+    } else if (trim(line) == "STARTTLS") {
+      st.kind = Step::Kind::starttls;
+    } else if (line.starts_with("SLEEP: ")) {
+      st.kind = Step::Kind::sleep;
+      st.ms = std::atoi(std::string(arg(7)).c_str());
+      if (st.ms <= 0 || st.ms > 60000) return fail("SLEEP: takes milliseconds (1-60000)");
+    } else {
+      return fail("unknown step '" + std::string(line.substr(0, 20)) + "' (C:, RAW:, S:, CAP:, NOCAP:, STARTTLS, SLEEP:)");
+    }
+    sc.steps.push_back(std::move(st));
+  }
+  lineno = 0;
+  if (sc.name.empty()) return fail("missing '# case:' header");
+  if (sc.rfc.empty()) return fail("missing '# rfc:' header");
+  if (sc.steps.empty()) return fail("no steps");
+  return sc;
+}
+
+}  // namespace refsmtp::conform

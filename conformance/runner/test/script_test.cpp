@@ -1,0 +1,69 @@
+// The conformance script format: every suite file parses; errors name file and line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "refsmtp/conform/script.hpp"
+
+using namespace refsmtp::conform;
+
+TEST(Suites, EveryCaseParsesAndNamesItsRfc) {
+  std::size_t count = 0;
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(REFSMTP_SUITES_DIR)) {
+    if (e.path().extension() != ".smtp") continue;
+    std::ifstream in(e.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ParseError error;
+    auto s = parse_script(ss.str(), e.path().string(), error);
+    ASSERT_TRUE(s) << error.message;
+    EXPECT_TRUE(s->rfc.starts_with("RFC ")) << e.path();
+    EXPECT_FALSE(s->title.empty()) << e.path();
+    EXPECT_TRUE(names.insert(s->name).second) << "duplicate case name " << s->name;
+    ++count;
+  }
+  EXPECT_GE(count, 30u);
+}
+
+TEST(Script, StepsAndExpectations) {
+  ParseError error;
+  auto s = parse_script(
+      "# case: x\n# rfc: RFC 5321 §1\n# level: SHOULD\n# needs: PIPELINING STARTTLS\n# title: t\n"
+      "S: 220\nC: EHLO a\nS: 250 2.x.x /hello/\nS: 550|553\nS: 2xx\nRAW: a\\r\\n\\x00\nCAP: SIZE\nSTARTTLS\nS: closed\nS: none 300\nSLEEP: 10\n",
+      "f.smtp", error);
+  ASSERT_TRUE(s) << error.message;
+  EXPECT_EQ(s->level, Level::should);
+  EXPECT_EQ(s->needs, (std::vector<std::string>{"PIPELINING", "STARTTLS"}));
+  ASSERT_EQ(s->steps.size(), 11u);
+  EXPECT_EQ(s->steps[2].expect.enhanced, "2.x.x");
+  EXPECT_EQ(s->steps[2].expect.regex, "hello");
+  EXPECT_EQ(s->steps[3].expect.codes, (std::vector<std::string>{"550", "553"}));
+  EXPECT_EQ(s->steps[5].text, std::string("a\r\n\0", 4));
+  EXPECT_EQ(s->steps[8].expect.kind, Expect::Kind::closed);
+  EXPECT_EQ(s->steps[9].expect.silence_ms, 300);
+}
+
+TEST(Script, ErrorsNameFileAndLine) {
+  ParseError error;
+  EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250\nS: 25\n", "bad.smtp", error));
+  EXPECT_EQ(error.message.substr(0, 11), "bad.smtp:4:");
+  EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nQ: what\n", "bad.smtp", error));
+  EXPECT_EQ(error.message.substr(0, 11), "bad.smtp:3:");
+  EXPECT_FALSE(parse_script("# rfc: RFC 1\nS: 220\n", "bad.smtp", error));
+  EXPECT_NE(error.message.find("missing '# case:'"), std::string::npos);
+  EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nRAW: \\q\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /[/\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\n# level: OFTEN\nS: 250\n", "bad.smtp", error));
+}
+
+TEST(Script, Substitution) {
+  std::string missing;
+  EXPECT_EQ(substitute("MAIL FROM:<${sender}>", {{"sender", "a@b"}}, missing), "MAIL FROM:<a@b>");
+  EXPECT_TRUE(missing.empty());
+  substitute("${nope}", {}, missing);
+  EXPECT_EQ(missing, "nope");
+}
