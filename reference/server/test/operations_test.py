@@ -143,6 +143,25 @@ def main():
         finally:
             stop(p)
 
+        # An oversized message is read to its end and refused with 552 (RFC 1870 §6.3), and the
+        # connection stays in step for the next transaction.
+        p, port = start(*base, "--max-size", "2000")
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                s.ehlo("client.test")
+                # No SIZE= on MAIL (smtplib would send one and be refused up front): the limit
+                # must then be enforced while the data streams in.
+                s.mail("a@client.test")
+                s.rcpt("b@example.test")
+                code, _ = s.data(b"Subject: big\r\n\r\n" + (b"y" * 70 + b"\r\n") * 60)
+                check(code == 552, "oversized message read to its end, then refused with 552 (got %d)" % code)
+                code, _ = s.mail("a@client.test", ["SIZE=99999"])
+                check(code == 552, "a declared SIZE over the limit is refused at MAIL with 552 (got %d)" % code)
+                check(s.sendmail("a@client.test", ["b@example.test"], b"Subject: small\r\n\r\nok\r\n") == {},
+                      "the next message on the same connection is accepted")
+        finally:
+            stop(p)
+
         # Logs: key=value text by default, JSON lines with --log-json; one line per transaction.
         for fmt in ("text", "json"):
             p, port = start(*base, *(["--log-json"] if fmt == "json" else []))
