@@ -56,7 +56,7 @@ def main():
                 i = 0
                 while not stop.is_set() and i < 500:
                     try:
-                        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+                        with smtplib.SMTP("127.0.0.1", port, timeout=5, local_hostname="client.test") as s:
                             for _ in range(2):
                                 token = "tok-%d-%d-%d" % (rnd, n, i)
                                 i += 1

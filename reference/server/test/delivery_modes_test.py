@@ -48,7 +48,7 @@ def main():
         spool, mail = os.path.join(work, "spool"), os.path.join(work, "mail")
         p, port = start("--spool", spool, "--mail-root", mail, "--delivery", "mbox")
         try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
                 s.sendmail("a@client.test", ["box@example.test"], b"Subject: one\r\n\r\nFrom here\r\n")
                 s.sendmail("<>", ["box@example.test"], b"Subject: two\r\n\r\nsecond\r\n")
             path = os.path.join(mail, "box.mbox")
@@ -73,7 +73,7 @@ def main():
             spool2 = os.path.join(work, "spool2")
             p, port = start("--spool", spool2, "--delivery", "lmtp", "--lmtp", "127.0.0.1:" + fields["port"])
             try:
-                with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
                     s.sendmail("a@client.test", ["alice@example.test", "bob@example.test"],
                                b"Subject: via lmtp\r\n\r\nhanded to dovecot\r\n..dot\r\n")
                 for user in ("alice", "bob"):
@@ -83,7 +83,7 @@ def main():
                     if got:
                         data = open(os.path.join(d, os.listdir(d)[0]), "rb").read()
                         check(b"Subject: via lmtp\n" in data and b"\n\nhanded to dovecot\n..dot\n" in data
-                              and b"by mx.test (refsmtp) with ESMTP id" in data,
+                              and b"Received: from client.test (127.0.0.1)" in data and b"by mx.test (refsmtp) with ESMTP id" in data,
                               "%s's copy carries our Received: header and the exact body" % user)
                 check(wait(lambda: os.listdir(os.path.join(spool2, "queue")) == []), "the queue emptied after LMTP delivery")
             finally:

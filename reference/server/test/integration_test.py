@@ -63,7 +63,7 @@ def main():
         try:
             body = ("Subject: integration\r\nFrom: a@client.test\r\n\r\nline one\r\n.leading dot\r\n"
                     "..two dots\r\n" + "x" * 998 + "\r\nend\r\n")
-            with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=10, local_hostname="client.test") as s:
                 code, ehlo = s.ehlo("client.test")
                 check(code == 250 and b"STARTTLS" in ehlo and b"PIPELINING" in ehlo, "EHLO lists STARTTLS and PIPELINING")
                 refused = s.sendmail("a@client.test", ["bob@example.test"], body.encode())
@@ -87,7 +87,7 @@ def main():
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-            with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=10, local_hostname="client.test") as s:
                 s.ehlo("client.test")
                 code, _ = s.starttls(context=ctx)
                 check(code == 220, "STARTTLS answered 220")
@@ -104,7 +104,7 @@ def main():
                           "TLS message stored for %s with ESMTPS trace" % user)
 
             # Unknown domain part and bad syntax get the right codes; the queue empties.
-            with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=10, local_hostname="client.test") as s:
                 s.ehlo("client.test")
                 code, _ = s.mail("a@client.test")
                 check(code == 250, "MAIL accepted")
@@ -138,7 +138,7 @@ def main():
                 line = sub.stdout.readline()
                 fields = dict(f.split("=", 1) for f in line.split()[1:])
                 ports[fields["role"]] = int(fields["port"])
-            with smtplib.SMTP("127.0.0.1", ports["submission"], timeout=10) as s:
+            with smtplib.SMTP("127.0.0.1", ports["submission"], timeout=10, local_hostname="client.test") as s:
                 code, ehlo = s.ehlo("client.test")
                 check(b"AUTH" not in ehlo, "no AUTH offered before TLS on submission")
                 code, _ = s.docmd("AUTH", "PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=")
@@ -161,7 +161,7 @@ def main():
                     check(False, "remote recipient on submission refused (no relay yet)")
                 except smtplib.SMTPRecipientsRefused as e:
                     check(e.recipients["x@elsewhere.test"][0] == 550, "remote recipient on submission refused with 550")
-            with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], timeout=10, context=ctx) as s:
+            with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], timeout=10, context=ctx, local_hostname="client.test") as s:
                 code, ehlo = s.ehlo("client.test")
                 check(b"AUTH PLAIN LOGIN" in ehlo and b"STARTTLS" not in ehlo, "submissions: implicit TLS, AUTH offered")
                 s.login("bob", "battery staple")
@@ -172,7 +172,7 @@ def main():
             data = b"".join(open(os.path.join(mail, "erin", "Maildir", "new", f), "rb").read() for f in files)
             check(b"with ESMTPSA id" in data, "submitted mail is traced as ESMTPSA")
             # Repeated failures close the connection (421) after a growing delay.
-            with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], timeout=20, context=ctx) as s:
+            with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], timeout=20, context=ctx, local_hostname="client.test") as s:
                 s.ehlo("client.test")
                 codes = []
                 for _ in range(3):
@@ -188,7 +188,7 @@ def main():
         # Test mode: messages land as files in the capture directory.
         t = Daemon("--test-mode", "--capture-dir", capture, "--domain", "example.test")
         try:
-            with smtplib.SMTP("127.0.0.1", t.port, timeout=10) as s:
+            with smtplib.SMTP("127.0.0.1", t.port, timeout=10, local_hostname="client.test") as s:
                 s.sendmail("a@client.test", ["x@example.test"], b"Subject: captured\r\n\r\nhello\r\n")
             files = wait_for_files(capture, 1)
             check(len(files) == 1 and files[0].endswith(".eml"), "test mode captured one .eml file")

@@ -147,7 +147,7 @@ def main():
         # connection stays in step for the next transaction.
         p, port = start(*base, "--max-size", "2000")
         try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
                 s.ehlo("client.test")
                 # No SIZE= on MAIL (smtplib would send one and be refused up front): the limit
                 # must then be enforced while the data streams in.
@@ -165,7 +165,7 @@ def main():
         # Logs: key=value text by default, JSON lines with --log-json; one line per transaction.
         for fmt in ("text", "json"):
             p, port = start(*base, *(["--log-json"] if fmt == "json" else []))
-            with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
                 s.sendmail("a@client.test", ["b@example.test"], b"Subject: log\r\n\r\nx\r\n")
             p.terminate()
             _, err = p.communicate(timeout=15)
@@ -212,7 +212,7 @@ def main():
                 status = open("/proc/%d/status" % p.pid).read()
                 uid = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]
                 check(all(int(u) == nobody.pw_uid for u in uid), "running as nobody (real, effective, saved uid)")
-                with smtplib.SMTP("127.0.0.1", int(line.strip().split("port=")[1]), timeout=10) as s:
+                with smtplib.SMTP("127.0.0.1", int(line.strip().split("port=")[1]), timeout=10, local_hostname="client.test") as s:
                     s.sendmail("a@client.test", ["u@example.test"], b"Subject: unprivileged\r\n\r\nx\r\n")
                 d = os.path.join(mail, "u", "Maildir", "new")
                 deadline = time.monotonic() + 10
@@ -236,7 +236,7 @@ def main():
             ctx.verify_mode = ssl.CERT_NONE
 
             def served_cert():
-                with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
                     s.ehlo("client.test")
                     s.starttls(context=ctx)
                     return s.sock.getpeercert(binary_form=True)
