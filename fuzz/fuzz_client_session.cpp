@@ -12,19 +12,14 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "fuzz_check.hpp"
+
 #include "refsmtp/core/client_session.hpp"
 
 namespace {
 
 using namespace refsmtp::core;
 
-#define check(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "oracle failed: %s (line %d)\n", #cond, __LINE__); \
-      std::abort();                                                            \
-    }                                                                          \
-  } while (0)
 
 OutgoingMessage make_message(std::uint8_t seed) {
   OutgoingMessage m;

@@ -15,6 +15,8 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "fuzz_check.hpp"
+
 #include "refsmtp/core/reply.hpp"
 #include "refsmtp/core/server_session.hpp"
 #include "model_mapping.hpp"
@@ -27,14 +29,6 @@ namespace m = refsmtp::model;
 
 using refsmtp::core::testing::to_model;
 
-// Names the broken oracle before aborting, so a crash report says which property failed.
-#define check(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      std::fprintf(stderr, "oracle failed: %s (line %d)\n", #cond, __LINE__); \
-      std::abort();                                                   \
-    }                                                                 \
-  } while (0)
 
 struct Harness {
   ServerSession session;
