@@ -61,8 +61,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> inputs;
   unsigned jobs = 4, timeout_ms = 10000;
   app.add_option("--target", target_text, "HOST:PORT of the server under test")->capture_default_str();
-  app.add_option("--tls", tls, "none or implicit (TLS from the first byte, e.g. port 465)")
-      ->check(CLI::IsMember({"none", "implicit"}))->capture_default_str();
+  app.add_option("--tls", tls, "none; implicit (TLS from the first byte, e.g. port 465); or starttls (every case runs\n"
+                 "over TLS after an EHLO + STARTTLS the runner does first)")
+      ->check(CLI::IsMember({"none", "implicit", "starttls"}))->capture_default_str();
   app.add_option("--profile", profile_file, "variables for the scripts (name = value lines)")->check(CLI::ExistingFile);
   app.add_option("--filter", filter, "run only cases whose name or file matches this glob")->capture_default_str();
   app.add_option("--level", level, "lowest requirement level to run: must, should or may")
@@ -83,7 +84,7 @@ int main(int argc, char** argv) {
   target.host = target_text.substr(0, colon);
   if (target.host.size() > 2 && target.host.front() == '[') target.host = target.host.substr(1, target.host.size() - 2);
   target.port = static_cast<std::uint16_t>(std::atoi(target_text.c_str() + colon + 1));
-  target.tls = tls == "implicit" ? TlsMode::implicit : TlsMode::none;
+  target.tls = tls == "implicit" ? TlsMode::implicit : tls == "starttls" ? TlsMode::starttls : TlsMode::none;
   target.step_timeout = std::chrono::milliseconds(timeout_ms);
   target.profile = default_profile();
   if (!profile_file.empty()) {

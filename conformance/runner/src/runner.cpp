@@ -221,6 +221,23 @@ CaseResult run_case(const Script& script, const Target& target) {
   std::string error;
   if (!conn.connect(target.host, target.port, target.step_timeout, error)) return finish(Outcome::error, error);
   if (target.tls == TlsMode::implicit && !conn.start_tls(error)) return finish(Outcome::error, error);
+  std::size_t first_step = 0;
+  if (target.tls == TlsMode::starttls) {
+    bool closed = false, timed_out = false;
+    auto greeting = conn.read_reply(target.step_timeout, closed, timed_out);
+    if (greeting.empty() || !greeting.front().starts_with("220")) return finish(Outcome::error, "no 220 greeting before STARTTLS");
+    conn.send("EHLO " + vars["helo"] + "\r\n");
+    conn.read_reply(target.step_timeout, closed, timed_out);
+    conn.send("STARTTLS\r\n");
+    auto ready = conn.read_reply(target.step_timeout, closed, timed_out);
+    if (ready.empty() || !ready.front().starts_with("220")) {
+      return finish(Outcome::error, "STARTTLS refused: " + (ready.empty() ? std::string("no reply") : ready.front()));
+    }
+    if (!conn.start_tls(error)) return finish(Outcome::error, error);
+    r.transcript += "-- greeting, EHLO and STARTTLS done; TLS --\n";
+    // The case's opening greeting step stands for the greeting already read.
+    if (!script.steps.empty() && script.steps.front().kind == Step::Kind::expect) first_step = 1;
+  }
 
   std::vector<std::string> last;  // the last reply's lines
   std::string pending;            // C: lines waiting to go out in one write
@@ -230,7 +247,8 @@ CaseResult run_case(const Script& script, const Target& target) {
     pending.clear();
     return ok;
   };
-  for (const Step& st : script.steps) {
+  for (std::size_t si = first_step; si < script.steps.size(); ++si) {
+    const Step& st = script.steps[si];
     const std::string where = script.file + ":" + std::to_string(st.line) + ": ";
     switch (st.kind) {
       case Step::Kind::send: {

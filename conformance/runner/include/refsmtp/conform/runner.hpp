@@ -9,7 +9,10 @@
 
 namespace refsmtp::conform {
 
-enum class TlsMode { none, implicit };
+// How the runner reaches the target: in the clear; TLS from the first byte (e.g. port 465); or
+// STARTTLS first (greeting, EHLO, STARTTLS, handshake), after which each case runs over TLS from
+// its own EHLO on -- its greeting step is taken as the one already received.
+enum class TlsMode { none, implicit, starttls };
 
 struct Target {
   std::string host = "127.0.0.1";
