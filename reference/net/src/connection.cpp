@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <tuple>
 #include <variant>
 
@@ -24,6 +25,11 @@ core::Millis now_ms() {
   return std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
+}  // namespace
+
+namespace {
+constexpr std::size_t kReadSize = 16384;
+thread_local char thread_buf[kReadSize];
 }  // namespace
 
 void ConnectionControl::wake() {
@@ -45,22 +51,26 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
     options.session.starttls = false;
   }
 
-  asio::ssl::context fallback(asio::ssl::context::tls_server);
-  asio::ssl::stream<asio::ip::tcp::socket> stream(std::move(socket), options.tls ? *options.tls : fallback);
+  // The TLS stream (OpenSSL state and ~34 KiB of record buffers) exists only once TLS starts:
+  // an idle plain-text connection costs a few KiB, not tens.
+  asio::ip::tcp::socket sock(std::move(socket));
+  sock.non_blocking(true);  // reads happen only after a readiness wait
+  std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> stream;
+  auto make_tls = [&] { stream.emplace(sock, *options.tls); };
   bool tls = false;
   core::ServerSession session(options.session, now_ms());
   // Shared, so a wake-up posted from another thread can never outlive it.
-  auto timer_ptr = std::make_shared<asio::steady_timer>(stream.get_executor());
+  auto timer_ptr = std::make_shared<asio::steady_timer>(sock.get_executor());
   asio::steady_timer& timer = *timer_ptr;
   std::string body;
-  char buf[16384];
+  std::unique_ptr<char[]> tls_buf;  // only for TLS connections
   host.log(info, "connect", {});
 
   auto write = [&](std::string bytes) -> asio::awaitable<void> {
     if (tls) {
-      co_await asio::async_write(stream, asio::buffer(bytes), use_awaitable);
+      co_await asio::async_write(*stream, asio::buffer(bytes), use_awaitable);
     } else {
-      co_await asio::async_write(stream.next_layer(), asio::buffer(bytes), use_awaitable);
+      co_await asio::async_write(sock, asio::buffer(bytes), use_awaitable);
     }
   };
 
@@ -70,7 +80,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   const std::shared_ptr<ConnectionControl> control = options.control;
   if (control) {
     std::lock_guard lock(control->m);
-    control->waker = [timer_ptr, ex = stream.get_executor()] { asio::post(ex, [timer_ptr] { timer_ptr->cancel(); }); };
+    control->waker = [timer_ptr, ex = sock.get_executor()] { asio::post(ex, [timer_ptr] { timer_ptr->cancel(); }); };
   }
   // Does everything the session asks, in order. Host verdicts are immediate, so a pending
   // question never outlives one call.
@@ -79,7 +89,8 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
       if (auto* send = std::get_if<core::action::Send>(&*a)) {
         co_await write(send->bytes);
       } else if (std::holds_alternative<core::action::StartTls>(*a)) {
-        auto [hs_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
+        make_tls();
+        auto [hs_ec] = co_await stream->async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
         if (hs_ec) {
           host.log(info, "tls_failed", {{"error", hs_ec.message()}});
           session.tls_failed();
@@ -125,9 +136,11 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   };
 
   try {
+    if (options.implicit_tls && !options.tls) throw boost::system::system_error(asio::error::invalid_argument);
     if (options.implicit_tls) {  // RFC 8314 §3: TLS from the first byte, then the greeting
       timer.expires_after(std::chrono::seconds(30));
-      auto hs = co_await (stream.async_handshake(asio::ssl::stream_base::server, use_awaitable) ||
+      make_tls();
+      auto hs = co_await (stream->async_handshake(asio::ssl::stream_base::server, use_awaitable) ||
                           timer.async_wait(use_awaitable));
       if (hs.index() == 1) throw boost::system::system_error(asio::error::timed_out);
       tls = true;
@@ -153,23 +166,47 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
       auto deadline = session.deadline().value_or(now_ms() + std::chrono::hours(24));
       deadline = std::min(deadline, started + core::Millis(options.max_duration.count()));
       timer.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, (deadline - now_ms()).count())));
+      // In the clear, an idle connection waits for readability without a buffer of its own and
+      // then reads into this thread's buffer; over TLS the stream needs one to read into.
       std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> got;
+      std::string_view fresh;
       if (tls) {
-        got = co_await (stream.async_read_some(asio::buffer(buf), asio::as_tuple(use_awaitable)) ||
+        if (!tls_buf) tls_buf = std::make_unique<char[]>(kReadSize);
+        got = co_await (stream->async_read_some(asio::buffer(tls_buf.get(), kReadSize), asio::as_tuple(use_awaitable)) ||
                         timer.async_wait(asio::as_tuple(use_awaitable)));
+        if (got.index() == 0 && !std::get<0>(std::get<0>(got))) fresh = std::string_view(tls_buf.get(), std::get<1>(std::get<0>(got)));
       } else {
-        got = co_await (stream.next_layer().async_read_some(asio::buffer(buf), asio::as_tuple(use_awaitable)) ||
-                        timer.async_wait(asio::as_tuple(use_awaitable)));
+        auto ready = co_await (sock.async_wait(asio::ip::tcp::socket::wait_read, asio::as_tuple(use_awaitable)) ||
+                               timer.async_wait(asio::as_tuple(use_awaitable)));
+        if (ready.index() == 0) {
+          boost::system::error_code read_ec = std::get<0>(std::get<0>(ready));
+          std::size_t n = 0;
+          if (!read_ec) n = sock.read_some(asio::buffer(thread_buf, kReadSize), read_ec);
+          if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
+            read_ec = {};
+            n = 0;
+          }
+          got = std::make_tuple(read_ec, n);  // the peer closing shows as asio::error::eof
+          fresh = std::string_view(thread_buf, n);
+        } else {
+          got = std::make_tuple(boost::system::error_code());
+        }
       }
       session.on_time(now_ms());
       if (got.index() == 0) {
-        const auto [read_ec, n] = std::get<0>(got);
+        const auto read_ec = std::get<0>(std::get<0>(got));
         if (read_ec) throw boost::system::system_error(read_ec);
-        std::string_view rest(buf, n);
-        // The session may take less than offered while a question is pending; drain answers it.
+        // thread_buf belongs to this thread: whatever the session did not take is copied before
+        // any co_await, after which this coroutine may resume elsewhere.
+        std::string held;
+        std::string_view rest = fresh;
         while (!rest.empty() && !closed) {
           const std::size_t took = session.receive(rest);
           rest.remove_prefix(took);
+          if (!rest.empty() && held.empty()) {
+            held.assign(rest);
+            rest = held;
+          }
           const bool waiting = session.pending() != core::Question::none;
           co_await drain();
           if (took == 0 && !waiting) break;  // nothing more will be taken: never spin
@@ -186,8 +223,8 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
     control->waker = nullptr;
   }
   boost::system::error_code ignored;
-  stream.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  stream.next_layer().close(ignored);
+  sock.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  sock.close(ignored);
   host.log(info, "disconnect", {});
 }
 
