@@ -109,6 +109,36 @@ class Postfix:
         subprocess.run([os.path.join(ROOT, "scripts", "peers"), "stop", "postfix", self.dir], capture_output=True, timeout=60)
 
 
+def idle_rss(connections):
+    """RSS of a --test-mode refsmtpd holding `connections` idle connections (greeted, silent)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, connections + 100)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    connections = min(connections, want - 100)
+    work = tempfile.mkdtemp(prefix="refsmtp-idle-")
+    p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--domain", "example.test", "--test-mode",
+                          "--capture-dir", work, "--max-connections", str(connections + 10),
+                          "--max-connections-per-client", str(connections + 10)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    socks = []
+    try:
+        port = int(p.stdout.readline().strip().split("port=")[1])
+        for _ in range(connections):
+            socks.append(socket.create_connection(("127.0.0.1", port)))
+        for s in socks[-10:]:
+            s.settimeout(10)
+            s.recv(100)  # greeted: the server has set each one up
+        rss = [l for l in open("/proc/%d/status" % p.pid) if l.startswith("VmRSS")][0].split()[1]
+        return connections, int(rss)
+    finally:
+        for s in socks:
+            s.close()
+        p.terminate()
+        p.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     if not os.path.exists(os.path.join(SBIN, "smtp-source")):
         raise SystemExit("smtp-source not found: it comes with Debian's postfix package (scripts/deps installs it)")
@@ -143,6 +173,8 @@ def main():
             vals = [v for v in results.get((server.name, sessions), []) if v is not None]
             cells.append("%.0f msgs/s" % statistics.median(vals) if vals else "n/a")
         print("| %s | %s | %s |" % (server.name, cells[0], cells[1]))
+    n, kb = idle_rss(int(os.environ.get("IDLE", "10000")))
+    print("\nrefsmtpd RSS with %d idle connections: %.1f MiB" % (n, kb / 1024.0))
 
 
 if __name__ == "__main__":
