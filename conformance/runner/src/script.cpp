@@ -52,6 +52,43 @@ bool parse_expect(std::string_view s, Expect& e, std::string& why) {
       return false;
     }
     e.regex = std::string(s.substr(slash + 1, s.size() - slash - 2));
+    // std::regex is fragile on hostile patterns (libstdc++ overflows on huge {n} counts and
+    // recurses on deep nesting), so keep patterns short and counts small before compiling.
+    if (e.regex.size() > 200) {
+      why = "regex longer than 200 characters";
+      return false;
+    }
+    // A safe subset: printable ASCII; escapes only of punctuation and the classes \d \s \w
+    // \b (and their negations) -- no backreferences, whose numbers libstdc++ parses without
+    // overflow checks; repetition counts of at most three digits.
+    for (std::size_t i = 0; i < e.regex.size(); ++i) {
+      const char ch = e.regex[i];
+      if (static_cast<unsigned char>(ch) < 32 || static_cast<unsigned char>(ch) > 126) {
+        why = "regex: printable ASCII only";
+        return false;
+      }
+      if (ch == '\\') {
+        const char next = i + 1 < e.regex.size() ? e.regex[i + 1] : '\0';
+        if (std::string_view("dDsSwWbB.^$|()[]{}*+?\\/-").find(next) == std::string_view::npos || next == '\0') {
+          why = "regex: only \\d \\s \\w \\b (and capitals) and escaped punctuation are supported";
+          return false;
+        }
+        ++i;
+        continue;
+      }
+      if (ch != '{') continue;
+      std::size_t digits = 0;
+      for (std::size_t j = i + 1; j < e.regex.size() && e.regex[j] != '}'; ++j) {
+        if (e.regex[j] >= '0' && e.regex[j] <= '9') {
+          if (++digits > 3) {
+            why = "regex repetition counts are limited to 999";
+            return false;
+          }
+        } else {
+          digits = 0;
+        }
+      }
+    }
     try {
       std::regex check(e.regex);
     } catch (const std::regex_error&) {

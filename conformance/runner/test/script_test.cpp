@@ -57,6 +57,13 @@ TEST(Script, ErrorsNameFileAndLine) {
   EXPECT_NE(error.message.find("missing '# case:'"), std::string::npos);
   EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nRAW: \\q\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /[/\n", "bad.smtp", error));
+  // Patterns std::regex cannot take safely are refused before compiling (found by fuzzing).
+  EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /a{7777777777777777777}/\n", "bad.smtp", error));
+  EXPECT_NE(error.message.find("limited to 999"), std::string::npos);
+  EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /" + std::string(201, 'a') + "/\n", "bad.smtp", error));
+  EXPECT_TRUE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /a{2,999}/\n", "ok.smtp", error));
+  EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /(a)\\22222222222222222222/\n", "bad.smtp", error));
+  EXPECT_TRUE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /^\\d+ \\w+\\.test$/\n", "ok.smtp", error)) << error.message;
   EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\n# level: OFTEN\nS: 250\n", "bad.smtp", error));
 }
 
