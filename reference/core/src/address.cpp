@@ -20,6 +20,12 @@ std::string Mailbox::to_string() const {
   return local_part + "@" + domain;
 }
 
+Path make_path(std::string local_part, std::string domain) {
+  Path p;
+  p.mailbox = Mailbox{std::move(local_part), std::move(domain), false};
+  return p;
+}
+
 std::string Path::to_string() const {
   if (!mailbox) return "<>";
   return "<" + mailbox->to_string() + ">";

@@ -2,26 +2,24 @@
 // ServerSession in memory, where what the server stores must be exactly what the client sent.
 #include "refsmtp/core/client_session.hpp"
 
+
 #include <gtest/gtest.h>
 
 #include "refsmtp/core/base64.hpp"
 #include "session_driver.hpp"
+
+using refsmtp::core::make_path;
 
 using namespace refsmtp::core;
 using namespace refsmtp::core::testing;
 
 namespace {
 
-Path path(const std::string& local, const std::string& domain) {
-  Path p;
-  p.mailbox = Mailbox{local, domain, false};
-  return p;
-}
 
 OutgoingMessage message(std::vector<std::string> rcpts, std::string body = "Subject: t\r\n\r\nhi\r\n") {
   OutgoingMessage m;
-  m.reverse_path = path("sender", "client.test");
-  for (auto& r : rcpts) m.recipients.push_back(path(r, "mx.test"));
+  m.reverse_path = make_path("sender", "client.test");
+  for (auto& r : rcpts) m.recipients.push_back(make_path(r, "mx.test"));
   m.body = std::move(body);
   return m;
 }
@@ -189,7 +187,7 @@ TEST(Client, ChecksBeforeSending) {  // RFC 1870, RFC 6152 §3, RFC 6531 §3.2
   EXPECT_EQ(s.results[0].status, DeliveryStatus::failed);
   EXPECT_EQ(s.results[0].reply.enhanced, (EnhancedStatus{5, 3, 4}));
   OutgoingMessage utf8 = message({"a"});
-  utf8.recipients[0] = path("j\xC3\xB6rg", "mx.test");
+  utf8.recipients[0] = make_path("j\xC3\xB6rg", "mx.test");
   s.c.send_message(utf8);
   s.drain();
   EXPECT_EQ(s.results[0].reply.enhanced, (EnhancedStatus{5, 6, 7}));

@@ -2,7 +2,10 @@
 // names that can never become unsafe paths.
 #include "refsmtp/delivery/local_recipients.hpp"
 
+
 #include <gtest/gtest.h>
+
+using refsmtp::core::make_path;
 
 using namespace refsmtp::delivery;
 using refsmtp::core::Mailbox;
@@ -10,11 +13,6 @@ using refsmtp::core::Path;
 
 namespace {
 
-Path path(std::string local, std::string domain) {
-  Path p;
-  p.mailbox = Mailbox{std::move(local), std::move(domain), false};
-  return p;
-}
 
 LocalRecipients table(std::string_view text) {
   std::string error;
@@ -42,43 +40,43 @@ loop2: loop1
 
 TEST(LocalRecipients, MailboxesAliasesAndDomains) {
   const auto t = table(kTable);
-  EXPECT_EQ(boxes(t, path("alice", "example.com")), std::vector<std::string>{"alice"});
-  EXPECT_EQ(boxes(t, path("ALICE", "EXAMPLE.org")), std::vector<std::string>{"alice"});  // case-insensitive
-  EXPECT_EQ(boxes(t, path("info", "example.com")), (std::vector<std::string>{"alice", "bob"}));
-  auto sales = t.resolve(path("sales", "example.com"));
+  EXPECT_EQ(boxes(t, make_path("alice", "example.com")), std::vector<std::string>{"alice"});
+  EXPECT_EQ(boxes(t, make_path("ALICE", "EXAMPLE.org")), std::vector<std::string>{"alice"});  // case-insensitive
+  EXPECT_EQ(boxes(t, make_path("info", "example.com")), (std::vector<std::string>{"alice", "bob"}));
+  auto sales = t.resolve(make_path("sales", "example.com"));
   ASSERT_TRUE(sales);
   EXPECT_EQ(sales->mailboxes, (std::vector<std::string>{"alice", "bob"}));
   ASSERT_EQ(sales->forwards.size(), 1u);
   EXPECT_EQ(sales->forwards[0].to_string(), "<partner@remote.test>");
-  EXPECT_FALSE(t.resolve(path("carol", "example.com")));
-  EXPECT_FALSE(t.resolve(path("alice", "other.test")));
-  EXPECT_FALSE(t.resolve(path("loop1", "example.com")));  // alias loops resolve to nothing
+  EXPECT_FALSE(t.resolve(make_path("carol", "example.com")));
+  EXPECT_FALSE(t.resolve(make_path("alice", "other.test")));
+  EXPECT_FALSE(t.resolve(make_path("loop1", "example.com")));  // alias loops resolve to nothing
   EXPECT_TRUE(t.is_local_domain("EXAMPLE.COM"));
 }
 
 TEST(LocalRecipients, PostmasterAlwaysExists) {  // RFC 5321 §4.5.1
   const auto t = table("domains example.com\nalice\n");
-  EXPECT_EQ(boxes(t, path("Postmaster", "")), std::vector<std::string>{"postmaster"});
-  EXPECT_EQ(boxes(t, path("postmaster", "example.com")), std::vector<std::string>{"postmaster"});
+  EXPECT_EQ(boxes(t, make_path("Postmaster", "")), std::vector<std::string>{"postmaster"});
+  EXPECT_EQ(boxes(t, make_path("postmaster", "example.com")), std::vector<std::string>{"postmaster"});
   const auto aliased = table("domains example.com\nalice\npostmaster: alice\n");
-  EXPECT_EQ(boxes(aliased, path("POSTMASTER", "")), std::vector<std::string>{"alice"});
-  EXPECT_FALSE(t.resolve(path("abuse", "")));  // only postmaster may come without a domain
+  EXPECT_EQ(boxes(aliased, make_path("POSTMASTER", "")), std::vector<std::string>{"alice"});
+  EXPECT_FALSE(t.resolve(make_path("abuse", "")));  // only postmaster may come without a domain
 }
 
 TEST(LocalRecipients, SubaddressingAndCatchAll) {
   auto t = table("domains example.com\nalice\n");
-  EXPECT_EQ(boxes(t, path("alice+lists", "example.com")), std::vector<std::string>{"alice"});
+  EXPECT_EQ(boxes(t, make_path("alice+lists", "example.com")), std::vector<std::string>{"alice"});
   t.detail_separator = '\0';
-  EXPECT_FALSE(t.resolve(path("alice+lists", "example.com")));
+  EXPECT_FALSE(t.resolve(make_path("alice+lists", "example.com")));
   const auto c = table("domains example.com\nalice\n*: alice\n");
-  EXPECT_EQ(boxes(c, path("anything", "example.com")), std::vector<std::string>{"alice"});
-  EXPECT_FALSE(c.resolve(path("anything", "elsewhere.test")));
+  EXPECT_EQ(boxes(c, make_path("anything", "example.com")), std::vector<std::string>{"alice"});
+  EXPECT_FALSE(c.resolve(make_path("anything", "elsewhere.test")));
 }
 
 TEST(LocalRecipients, LocalPartsNeverBecomeUnsafePaths) {
   const auto t = table("domains example.com\nalice\n*: alice\n");
   for (const char* evil : {"../etc", ".hidden", "a/b", "a..b", "\"../x\""}) {
-    auto r = t.resolve(path(evil, "example.com"));
+    auto r = t.resolve(make_path(evil, "example.com"));
     if (r) {
       for (const auto& b : r->mailboxes) EXPECT_TRUE(LocalRecipients::safe_mailbox_name(b)) << evil << " -> " << b;
     }

@@ -1,6 +1,7 @@
 // Maildir and mbox delivery, read back byte for byte.
 #include "refsmtp/delivery/mailbox.hpp"
 
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -16,6 +17,8 @@
 
 #include "temp_dir.hpp"
 
+using refsmtp::core::make_path;
+
 using namespace refsmtp::delivery;
 using refsmtp::core::Mailbox;
 using refsmtp::core::Path;
@@ -23,11 +26,6 @@ using refsmtp::queue::TempDir;
 
 namespace {
 
-Path path(std::string local, std::string domain) {
-  Path p;
-  p.mailbox = Mailbox{std::move(local), std::move(domain), false};
-  return p;
-}
 
 std::string slurp(const std::string& file) {
   std::ifstream in(file, std::ios::binary);
@@ -41,7 +39,7 @@ const std::string kMessage = "Received: from a by b; date\r\nSubject: hi\r\n\r\n
 }  // namespace
 
 TEST(LocalCopy, ReturnPathAndLfLines) {  // RFC 5321 §4.4
-  EXPECT_EQ(local_copy(path("alice", "example.com"), "A: b\r\n\r\nx\r\n"), "Return-Path: <alice@example.com>\nA: b\n\nx\n");
+  EXPECT_EQ(local_copy(make_path("alice", "example.com"), "A: b\r\n\r\nx\r\n"), "Return-Path: <alice@example.com>\nA: b\n\nx\n");
   EXPECT_EQ(local_copy(Path{}, "x\r\n"), "Return-Path: <>\nx\n");
   EXPECT_EQ(local_copy(Path{}, "bare\rcr\r\n"), "Return-Path: <>\nbare\rcr\n");
 }
@@ -49,7 +47,7 @@ TEST(LocalCopy, ReturnPathAndLfLines) {  // RFC 5321 §4.4
 TEST(Maildir, DeliversDurablyWithUniqueNames) {
   TempDir dir;
   refsmtp::queue::PosixStorage storage(dir.path());
-  const std::string copy = local_copy(path("alice", "example.com"), kMessage);
+  const std::string copy = local_copy(make_path("alice", "example.com"), kMessage);
   MaildirTarget t{"mail/bob/Maildir", "mx.test:25/x", 1'795'912'276'123, 7, 4242, ""};
   std::string name;
   ASSERT_FALSE(deliver_maildir(storage, t, copy, name));
@@ -108,8 +106,8 @@ TEST(Maildir, CrashBeforeRenameLeavesNoMessage) {
 TEST(Mbox, AppendsWithFromLineAndMboxrdQuoting) {  // RFC 4155
   TempDir dir;
   const std::string box = dir.path() + "/bob.mbox";
-  const std::string copy = local_copy(path("alice", "example.com"), kMessage);
-  ASSERT_FALSE(deliver_mbox(box, path("alice", "example.com"), 1'795'912'276'000, copy));
+  const std::string copy = local_copy(make_path("alice", "example.com"), kMessage);
+  ASSERT_FALSE(deliver_mbox(box, make_path("alice", "example.com"), 1'795'912'276'000, copy));
   ASSERT_FALSE(deliver_mbox(box, Path{}, 1'795'912'277'000, local_copy(Path{}, "Subject: 2\r\n\r\nFrom x\r\n")));
   const std::string expected =
       "From alice@example.com Sun Nov 29 00:31:16 2026\n"
@@ -125,7 +123,7 @@ TEST(Mbox, AppendsWithFromLineAndMboxrdQuoting) {  // RFC 4155
 TEST(Mbox, FailedAppendLeavesTheMailboxAsItWas) {
   TempDir dir;
   const std::string box = dir.path() + "/bob.mbox";
-  ASSERT_FALSE(deliver_mbox(box, path("a", "b"), 0, "first\n"));
+  ASSERT_FALSE(deliver_mbox(box, make_path("a", "b"), 0, "first\n"));
   const std::string before = slurp(box);
   // A real write failure: the file size limit (EFBIG) in a child process.
   const pid_t pid = ::fork();
@@ -134,7 +132,7 @@ TEST(Mbox, FailedAppendLeavesTheMailboxAsItWas) {
     ::signal(SIGXFSZ, SIG_IGN);
     rlimit lim{static_cast<rlim_t>(before.size() + 100), static_cast<rlim_t>(before.size() + 100)};
     ::setrlimit(RLIMIT_FSIZE, &lim);
-    const auto err = deliver_mbox(box, path("a", "b"), 0, std::string(10000, 'x') + "\n");
+    const auto err = deliver_mbox(box, make_path("a", "b"), 0, std::string(10000, 'x') + "\n");
     ::_exit(err == std::errc::file_too_large ? 0 : 1);
   }
   int status = 0;
@@ -149,7 +147,7 @@ TEST(Mbox, WaitsForAHeldDotLockThenGivesUp) {
   TempDir dir;
   const std::string box = dir.path() + "/bob.mbox";
   std::ofstream(box + ".lock") << "held";
-  const auto err = deliver_mbox(box, path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
+  const auto err = deliver_mbox(box, make_path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
   EXPECT_EQ(err, std::errc::resource_unavailable_try_again);
   EXPECT_FALSE(std::filesystem::exists(box));
 }
@@ -159,9 +157,9 @@ TEST(Mbox, RefusesSymlinksAndHardLinks) {
   const std::string target = dir.path() + "/elsewhere";
   std::ofstream(target) << "precious\n";
   std::filesystem::create_symlink(target, dir.path() + "/sym.mbox");
-  EXPECT_TRUE(deliver_mbox(dir.path() + "/sym.mbox", path("a", "b"), 0, "x\n"));
+  EXPECT_TRUE(deliver_mbox(dir.path() + "/sym.mbox", make_path("a", "b"), 0, "x\n"));
   std::filesystem::create_hard_link(target, dir.path() + "/hard.mbox");
-  EXPECT_EQ(deliver_mbox(dir.path() + "/hard.mbox", path("a", "b"), 0, "x\n"), std::errc::operation_not_permitted);
+  EXPECT_EQ(deliver_mbox(dir.path() + "/hard.mbox", make_path("a", "b"), 0, "x\n"), std::errc::operation_not_permitted);
   EXPECT_EQ(slurp(target), "precious\n");
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/sym.mbox.lock"));
 }
@@ -172,7 +170,7 @@ TEST(Mbox, StaleDotLockIsTakenOver) {
   std::ofstream(box + ".lock") << "left by a dead process";
   std::filesystem::last_write_time(box + ".lock", std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
   const std::int64_t now_ms = static_cast<std::int64_t>(::time(nullptr)) * 1000;
-  ASSERT_FALSE(deliver_mbox(box, path("a", "b"), now_ms, "x\n", MboxLocking{3, std::chrono::milliseconds(1)}));
+  ASSERT_FALSE(deliver_mbox(box, make_path("a", "b"), now_ms, "x\n", MboxLocking{3, std::chrono::milliseconds(1)}));
   EXPECT_NE(slurp(box).find("\nx\n"), std::string::npos);
 }
 
@@ -198,7 +196,7 @@ TEST(Mbox, HeldFcntlLockGivesUpAfterBoundedWait) {
   }
   char c;
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  const auto err = deliver_mbox(box, path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
+  const auto err = deliver_mbox(box, make_path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
   EXPECT_EQ(err, std::errc::resource_unavailable_try_again);
   (void)!::write(done[1], &c, 1);
   ::waitpid(pid, nullptr, 0);

@@ -1,16 +1,14 @@
 // RFC 3464 DSN structure and the RFC 5321 §4.4 trace header.
 #include <gtest/gtest.h>
 
+
 #include "refsmtp/queue/dsn.hpp"
+
+using refsmtp::core::make_path;
 
 using namespace refsmtp::queue;
 
 namespace {
-refsmtp::core::Path path(std::string l, std::string d) {
-  refsmtp::core::Path p;
-  p.mailbox = refsmtp::core::Mailbox{std::move(l), std::move(d), false};
-  return p;
-}
 }  // namespace
 
 TEST(Dsn, Rfc5322Date) {
@@ -19,11 +17,11 @@ TEST(Dsn, Rfc5322Date) {
 }
 
 TEST(Dsn, ReceivedHeader) {
-  TraceInfo t{"client.test", "192.0.2.1", "mx.test", "ABC", true, true, false, false, {path("r", "mx.test")}, 0};
+  TraceInfo t{"client.test", "192.0.2.1", "mx.test", "ABC", true, true, false, false, {make_path("r", "mx.test")}, 0};
   EXPECT_EQ(received_header(t),
             "Received: from client.test (192.0.2.1)\r\n\tby mx.test (refsmtp) with ESMTPS id ABC\r\n\tfor <r@mx.test>; "
             "Thu, 01 Jan 1970 00:00:00 +0000\r\n");
-  t.recipients.push_back(path("s", "mx.test"));  // several: "for" is left out
+  t.recipients.push_back(make_path("s", "mx.test"));  // several: "for" is left out
   t.helo = "evil\r\nX-Injected: 1";
   const std::string h = received_header(t);
   EXPECT_EQ(h.find("for <"), std::string::npos);
@@ -42,8 +40,8 @@ TEST(Dsn, MultipartReportShape) {  // RFC 3464 §2, RFC 6522
   in.reporting_mta = "mx.test";
   in.original_id = "Q1";
   in.postmaster = "MAILER-DAEMON@mx.test";
-  in.to = path("alice", "example.com");
-  in.recipients = {{path("bob", "example.org"), false, "5.1.1", "550 5.1.1 no such user"}};
+  in.to = make_path("alice", "example.com");
+  in.recipients = {{make_path("bob", "example.org"), false, "5.1.1", "550 5.1.1 no such user"}};
   in.original_headers = "Subject: hello\r\nFrom: alice@example.com\r\n";
   const std::string m = make_dsn(in);
   EXPECT_NE(m.find("Content-Type: multipart/report; report-type=delivery-status;"), std::string::npos);
@@ -76,8 +74,8 @@ TEST(Dsn, DelayedReportAndBoundary) {  // RFC 3464 §2.3.3 Action: delayed
   DsnInput in;
   in.reporting_mta = "mx.test";
   in.original_id = "Q2";
-  in.to = path("alice", "example.com");
-  in.recipients = {{path("bob", "example.org"), true, "4.4.1", "451 4.4.1 no answer"}};
+  in.to = make_path("alice", "example.com");
+  in.recipients = {{make_path("bob", "example.org"), true, "4.4.1", "451 4.4.1 no answer"}};
   in.boundary = "b-1234";
   const std::string m = make_dsn(in);
   EXPECT_NE(m.find("Subject: Delayed Mail (still being retried)"), std::string::npos);

@@ -1,11 +1,14 @@
 // The envelope record format: canonical escaping, checksummed, and closed to injection.
 #include <gtest/gtest.h>
 
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
 #include "refsmtp/queue/envelope_record.hpp"
+
+using refsmtp::core::make_path;
 
 using namespace refsmtp::queue;
 using refsmtp::core::Mailbox;
@@ -13,11 +16,6 @@ using refsmtp::core::Path;
 
 namespace {
 
-Path path(std::string local, std::string domain) {
-  Path p;
-  p.mailbox = Mailbox{std::move(local), std::move(domain), false};
-  return p;
-}
 
 StoredEnvelope sample() {
   StoredEnvelope e;
@@ -25,12 +23,12 @@ StoredEnvelope sample() {
   e.arrival_ms = 1'795'000'000'000;
   e.helo = "client.example";
   e.client_address = "192.0.2.7";
-  e.reverse_path = path("alice", "example.com");
+  e.reverse_path = make_path("alice", "example.com");
   e.size = 1234;
   e.body_type = refsmtp::core::BodyType::eight_bit_mime;
-  e.recipients.push_back({path("bob", "example.org"), RecipientState::delivered, "250 2.0.0 ok"});
-  e.recipients.push_back({path("carol", "example.org"), RecipientState::pending, "451 4.3.0 later"});
-  e.recipients.push_back({path("\"d e\"", "[192.0.2.1]"), RecipientState::failed, "550 5.1.1 no"});
+  e.recipients.push_back({make_path("bob", "example.org"), RecipientState::delivered, "250 2.0.0 ok"});
+  e.recipients.push_back({make_path("carol", "example.org"), RecipientState::pending, "451 4.3.0 later"});
+  e.recipients.push_back({make_path("\"d e\"", "[192.0.2.1]"), RecipientState::failed, "550 5.1.1 no"});
   e.attempts = 2;
   e.next_attempt_ms = 1'795'000'600'000;
   e.body_size = 99;
@@ -68,7 +66,7 @@ TEST(EnvelopeRecord, RoundTrip) {
 TEST(EnvelopeRecord, NullSenderAndPostmaster) {
   StoredEnvelope e = sample();
   e.reverse_path = Path{};
-  e.recipients = {{path("Postmaster", ""), RecipientState::pending, ""}};
+  e.recipients = {{make_path("Postmaster", ""), RecipientState::pending, ""}};
   auto r = parse_envelope(serialize(e));
   ASSERT_TRUE(r.envelope);
   EXPECT_EQ(*r.envelope, e);
@@ -77,7 +75,7 @@ TEST(EnvelopeRecord, NullSenderAndPostmaster) {
 TEST(EnvelopeRecord, FieldsCannotInjectRecords) {  // Exim CVE-2020-28021/28026 class
   StoredEnvelope e = sample();
   e.helo = "x\nrcpt delivered evil example.com 0 =";
-  e.reverse_path = path("a\nrcpt pending x y 0 =\nend", "b");
+  e.reverse_path = make_path("a\nrcpt pending x y 0 =\nend", "b");
   e.recipients[0].last_reply = "250 ok\nattempts 0";
   const std::string text = serialize(e);
   auto r = parse_envelope(text);
@@ -126,12 +124,12 @@ TEST(EnvelopeRecord, WriteSeedsWhenAsked) {
   bounce.kind = MessageKind::bounce;
   bounce.reverse_path = Path{};
   bounce.size.reset();
-  bounce.recipients = {{path("alice", "example.com"), RecipientState::pending, ""}};
+  bounce.recipients = {{make_path("alice", "example.com"), RecipientState::pending, ""}};
   seeds.push_back(bounce);
   StoredEnvelope odd = sample();
   odd.helo = "evil\nrcpt delivered x y 0 =";
   odd.smtputf8 = true;
-  odd.recipients[0].path = path("j\xC3\xB6rg", "b\xC3\xBC" "cher.test");
+  odd.recipients[0].path = make_path("j\xC3\xB6rg", "b\xC3\xBC" "cher.test");
   seeds.push_back(odd);
   for (const auto& e : seeds) {
     const std::string text = serialize(e);

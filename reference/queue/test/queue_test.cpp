@@ -1,8 +1,11 @@
 // The queue manager: accept replies, retries, bounces and who gets them.
 #include <gtest/gtest.h>
 
+
 #include "refsmtp/queue/queue.hpp"
 #include "temp_dir.hpp"
+
+using refsmtp::core::make_path;
 
 using namespace refsmtp::queue;
 using refsmtp::core::Envelope;
@@ -10,18 +13,13 @@ using refsmtp::core::Path;
 
 namespace {
 
-Path path(std::string l, std::string d) {
-  Path p;
-  p.mailbox = refsmtp::core::Mailbox{std::move(l), std::move(d), false};
-  return p;
-}
 
 Envelope envelope(Path from, std::vector<std::string> rcpts) {
   Envelope e;
   e.helo = "client.test";
   e.esmtp = true;
   e.reverse_path = std::move(from);
-  for (auto& r : rcpts) e.recipients.push_back({path(r, "mx.test"), {}});
+  for (auto& r : rcpts) e.recipients.push_back({make_path(r, "mx.test"), {}});
   return e;
 }
 
@@ -45,7 +43,7 @@ TEST(Queue, AcceptIsDurableAndPrependsReceived) {
   PosixStorage storage(dir.path());
   Queue q(storage, config());
   ASSERT_FALSE(q.open(0));
-  auto r = q.accept(envelope(path("a", "b.test"), {"x"}), "Subject: t\r\n\r\nhi\r\n", kClient, 1000);
+  auto r = q.accept(envelope(make_path("a", "b.test"), {"x"}), "Subject: t\r\n\r\nhi\r\n", kClient, 1000);
   ASSERT_TRUE(r.id);
   EXPECT_EQ(r.reply.code, 250);
   EXPECT_EQ(r.reply.text(), "OK queued as " + *r.id);
@@ -64,7 +62,7 @@ TEST(Queue, IdsAreUniqueAndSortable) {
   Queue q(storage, config());
   q.open(0);
   std::vector<std::string> ids;
-  for (std::int64_t t : {5, 5, 5, 6, 100}) ids.push_back(*q.accept(envelope(path("a", "b"), {"x"}), "x\r\n", kClient, t).id);
+  for (std::int64_t t : {5, 5, 5, 6, 100}) ids.push_back(*q.accept(envelope(make_path("a", "b"), {"x"}), "x\r\n", kClient, t).id);
   for (std::size_t i = 1; i < ids.size(); ++i) EXPECT_LT(ids[i - 1], ids[i]);
 }
 
@@ -79,7 +77,7 @@ TEST(Queue, NoSpaceIs452AndIoErrorIs451NeverA250) {  // RFC 3463 4.3.1 / 4.3.0
       Queue q(storage, config());
       ASSERT_FALSE(q.open(0));
       storage.inject(storage.operations() + op, fault);
-      auto r = q.accept(envelope(path("a", "b"), {"x"}), "x\r\n", kClient, 0);
+      auto r = q.accept(envelope(make_path("a", "b"), {"x"}), "x\r\n", kClient, 0);
       ASSERT_FALSE(r.id) << "fault at op " << op << " still acknowledged";
       EXPECT_EQ(r.reply.code, code) << op;
       EXPECT_EQ(q.size(), 0u);
@@ -97,7 +95,7 @@ TEST(Queue, PartialDeliverySurvivesRestartWithoutRedelivery) {
   {
     Queue q(storage, config());
     q.open(0);
-    id = *q.accept(envelope(path("a", "b.test"), {"x", "y", "z"}), "m\r\n", kClient, 0).id;
+    id = *q.accept(envelope(make_path("a", "b.test"), {"x", "y", "z"}), "m\r\n", kClient, 0).id;
     ASSERT_EQ(q.due(0), std::vector<std::string>{id});
     ASSERT_FALSE(q.record(id, {{0, RecipientState::delivered, "250 ok"}, {1, RecipientState::delivered, "250 ok"},
                                {2, RecipientState::pending, "451 4.3.0 later"}}, 10));
@@ -122,7 +120,7 @@ TEST(Queue, PermanentFailureBouncesToTheSender) {  // RFC 3464, RFC 5321 §6.1
   MemoryStorage storage;
   Queue q(storage, config());
   q.open(0);
-  const std::string id = *q.accept(envelope(path("alice", "example.com"), {"x", "y"}), "Subject: s\r\n\r\nb\r\n", kClient, 0).id;
+  const std::string id = *q.accept(envelope(make_path("alice", "example.com"), {"x", "y"}), "Subject: s\r\n\r\nb\r\n", kClient, 0).id;
   ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, "550 5.1.1 no such user"}, {1, RecipientState::delivered, "250 ok"}}, 5));
   ASSERT_EQ(q.size(), 1u);  // the original is done; the bounce is queued
   const std::string bounce_id = q.due(5).at(0);
@@ -157,7 +155,7 @@ TEST(Queue, FailedBounceGoesToPostmaster) {
   MemoryStorage storage;
   Queue q(storage, config());
   q.open(0);
-  const std::string id = *q.accept(envelope(path("alice", "example.com"), {"x"}), "m\r\n", kClient, 0).id;
+  const std::string id = *q.accept(envelope(make_path("alice", "example.com"), {"x"}), "m\r\n", kClient, 0).id;
   q.record(id, {{0, RecipientState::failed, "550 no"}}, 1);
   const std::string bounce = q.due(1).at(0);
   q.record(bounce, {{0, RecipientState::failed, "550 alice unknown"}}, 2);
@@ -170,7 +168,7 @@ TEST(Queue, RetriesOnScheduleThenGivesUpWithABounce) {  // RFC 5321 §4.5.4.1
   MemoryStorage storage;
   Queue q(storage, config());
   q.open(0);
-  const std::string id = *q.accept(envelope(path("alice", "example.com"), {"x"}), "m\r\n", kClient, 0).id;
+  const std::string id = *q.accept(envelope(make_path("alice", "example.com"), {"x"}), "m\r\n", kClient, 0).id;
   std::vector<std::int64_t> attempts;
   std::int64_t now = 0;
   int delay_notices = 0;
@@ -210,7 +208,7 @@ TEST(Queue, CorruptSpoolFileIsQuarantinedAndReported) {
   {
     Queue q(storage, config());
     q.open(0);
-    id = *q.accept(envelope(path("a", "b"), {"x"}), "m\r\n", kClient, 0).id;
+    id = *q.accept(envelope(make_path("a", "b"), {"x"}), "m\r\n", kClient, 0).id;
   }
   std::filesystem::resize_file(dir.path() + "/queue/" + id + ".env", 10);
   Queue q(storage, config());

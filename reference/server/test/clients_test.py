@@ -10,25 +10,13 @@ import ssl
 import subprocess
 import sys
 import tempfile
+
+from harness import check, failures, finish, wait_for_files, wait_until
 import time
 
 REFSMTPD = sys.argv[1]
-failures = []
 
 
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what)
-    if not cond:
-        failures.append(what)
-
-
-def wait_for_files(directory, count, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.isdir(directory) and len(os.listdir(directory)) >= count:
-            break
-        time.sleep(0.05)
-    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
 def stored(mail, user):
@@ -138,8 +126,8 @@ def main():
             p.kill()
             p.wait()
         shutil.rmtree(work, ignore_errors=True)
-    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":
     main()
+    finish()

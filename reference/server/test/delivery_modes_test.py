@@ -8,36 +8,18 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+
+from harness import check, failures, finish, start_refsmtpd, stop, wait_for_files, wait_until
 import time
 
 REFSMTPD = sys.argv[1]
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts", "peers")
-failures = []
 
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def start(*args):
-    p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "mx.test", "--domain", "example.test", *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if "port=" not in line:
-        p.kill()
-        raise SystemExit("refsmtpd did not start: " + p.stderr.read())
-    return p, int(line.strip().split("port=")[1])
-
-
-def wait(cond, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    p, ports = start_refsmtpd(REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "mx.test", *args)
+    return p, ports["mx"]
 
 
 def main():
@@ -46,20 +28,19 @@ def main():
     try:
         # mbox
         spool, mail = os.path.join(work, "spool"), os.path.join(work, "mail")
-        p, port = start("--spool", spool, "--mail-root", mail, "--delivery", "mbox")
+        p, port = start("--domain", "example.test", "--spool", spool, "--mail-root", mail, "--delivery", "mbox")
         try:
             with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
                 s.sendmail("a@client.test", ["box@example.test"], b"Subject: one\r\n\r\nFrom here\r\n")
                 s.sendmail("<>", ["box@example.test"], b"Subject: two\r\n\r\nsecond\r\n")
             path = os.path.join(mail, "box.mbox")
-            ok = wait(lambda: os.path.exists(path) and open(path, "rb").read().count(b"\nFrom ") + open(path, "rb").read().startswith(b"From ") >= 2)
+            ok = wait_until(lambda: os.path.exists(path) and open(path, "rb").read().count(b"\nFrom ") + open(path, "rb").read().startswith(b"From ") >= 2)
             data = open(path, "rb").read() if os.path.exists(path) else b""
             check(ok and data.startswith(b"From a@client.test ") and b"\nFrom MAILER-DAEMON " in data,
                   "two messages in the mbox, each with its From_ line")
             check(b"\n>From here\n" in data, "a body line starting 'From ' is quoted (mboxrd)")
         finally:
-            p.terminate()
-            p.wait(timeout=15)
+            stop(p)
 
         # LMTP into Dovecot
         peer_dir = os.path.join(work, "dovecot")
@@ -71,30 +52,29 @@ def main():
         fields = dict(l.split("=", 1) for l in r.stdout.split() if "=" in l)
         try:
             spool2 = os.path.join(work, "spool2")
-            p, port = start("--spool", spool2, "--delivery", "lmtp", "--lmtp", "127.0.0.1:" + fields["port"])
+            p, port = start("--domain", "example.test", "--spool", spool2, "--delivery", "lmtp", "--lmtp", "127.0.0.1:" + fields["port"])
             try:
                 with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
                     s.sendmail("a@client.test", ["alice@example.test", "bob@example.test"],
                                b"Subject: via lmtp\r\n\r\nhanded to dovecot\r\n..dot\r\n")
                 for user in ("alice", "bob"):
                     d = os.path.join(fields["maildir_root"], user, "Maildir", "new")
-                    got = wait(lambda: os.path.isdir(d) and len(os.listdir(d)) == 1)
+                    got = wait_until(lambda: os.path.isdir(d) and len(os.listdir(d)) == 1)
                     check(got, "Dovecot stored the message for " + user)
                     if got:
                         data = open(os.path.join(d, os.listdir(d)[0]), "rb").read()
                         check(b"Subject: via lmtp\n" in data and b"\n\nhanded to dovecot\n..dot\n" in data
                               and b"Received: from client.test (127.0.0.1)" in data and b"by mx.test (refsmtp) with ESMTP id" in data,
                               "%s's copy carries our Received: header and the exact body" % user)
-                check(wait(lambda: os.listdir(os.path.join(spool2, "queue")) == []), "the queue emptied after LMTP delivery")
+                check(wait_until(lambda: os.listdir(os.path.join(spool2, "queue")) == []), "the queue emptied after LMTP delivery")
             finally:
-                p.terminate()
-                p.wait(timeout=15)
+                stop(p)
         finally:
             subprocess.run([PEERS, "stop", "dovecot-lmtp", peer_dir], capture_output=True, timeout=60)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":
     main()
+    finish()

@@ -9,18 +9,12 @@ import ssl
 import subprocess
 import sys
 import tempfile
+
+from harness import check, failures, finish, wait_for_files, wait_until
 import time
 
 REFSMTPD = sys.argv[1]
-failures = []
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
-    else:
-        print("ok:", what)
 
 
 class Daemon:
@@ -41,14 +35,6 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
 
-
-def wait_for_files(directory, count, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.isdir(directory) and len(os.listdir(directory)) >= count:
-            return sorted(os.listdir(directory))
-        time.sleep(0.05)
-    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
 def main():
@@ -210,11 +196,8 @@ def main():
         check(bad.returncode == 1 and "--domain" in bad.stderr, "missing domains are refused clearly")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if failures:
-        print("%d check(s) failed" % len(failures))
-        sys.exit(1)
-    print("all checks passed")
 
 
 if __name__ == "__main__":
     main()
+    finish()

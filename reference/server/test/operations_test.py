@@ -10,32 +10,17 @@ import ssl
 import subprocess
 import sys
 import tempfile
+
+from harness import check, failures, finish, start_refsmtpd, stop, wait_for_files, wait_until
 import time
 
 REFSMTPD = sys.argv[1]
-failures = []
 
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def start(*args):
-    p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "mx.test", *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if "port=" not in line:
-        p.kill()
-        raise SystemExit("refsmtpd did not start: " + p.stderr.read())
-    return p, int(line.strip().split("port=")[1])
-
-
-def stop(p):
-    if p.poll() is None:
-        p.kill()
-    p.wait(timeout=10)
+    p, ports = start_refsmtpd(REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "mx.test", *args)
+    return p, ports["mx"]
 
 
 def connect(port):
@@ -257,8 +242,8 @@ def main():
             stop(p)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":
     main()
+    finish()

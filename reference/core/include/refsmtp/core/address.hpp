@@ -41,6 +41,10 @@ struct Path {
   std::string to_string() const;  // "<>" or "<local@domain>" (source route dropped)
 };
 
+// The path <local_part@domain> (a domain, not an address literal): for hosts building envelopes
+// and for tests. No syntax check: parse_mailbox_exact() is the check.
+Path make_path(std::string local_part, std::string domain);
+
 // Each parser reads a prefix of `in` and reports how much it consumed; the caller decides what
 // may follow. They never read past in.size().
 template <class T>

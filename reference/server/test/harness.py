@@ -1,0 +1,62 @@
+"""Shared helpers for the Python tests that drive refsmtpd from outside: checks that record
+failures, bounded waits, and starting/stopping the daemon on free loopback ports."""
+import os
+import subprocess
+import sys
+import time
+
+failures = []
+
+
+def check(cond, what):
+    """Records one named check; the script's exit status is decided by finish()."""
+    print(("ok: " if cond else "FAIL: ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def finish():
+    if failures:
+        print("%d check(s) failed" % len(failures))
+    sys.exit(1 if failures else 0)
+
+
+def wait_until(cond, timeout=15.0):
+    """Polls cond() until it holds or the timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def wait_for_files(directory, count, timeout=15.0):
+    """The sorted file names in directory once there are at least count (or at the timeout)."""
+    wait_until(lambda: os.path.isdir(directory) and len(os.listdir(directory)) >= count, timeout)
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def start_refsmtpd(refsmtpd, *args, listeners=1):
+    """Starts refsmtpd with args (which include the --listen options); returns the process and
+    {role: port} read from its 'listening role=... port=...' lines."""
+    p = subprocess.Popen([refsmtpd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ports = {}
+    for _ in range(listeners):
+        line = p.stdout.readline()
+        if "port=" not in line:
+            p.kill()
+            raise SystemExit("refsmtpd did not start: %r %s" % (line, p.stderr.read()))
+        fields = dict(f.split("=", 1) for f in line.split()[1:])
+        ports[fields["role"]] = int(fields["port"])
+    return p, ports
+
+
+def stop(p, timeout=15):
+    if p.poll() is None:
+        p.terminate()
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
