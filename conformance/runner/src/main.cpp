@@ -27,16 +27,24 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-// EHLO keywords the target advertises before TLS, to skip cases whose needs are not offered.
-std::set<std::string> probe_capabilities(const Target& target) {
+// EHLO keywords a port advertises (after TLS with --tls starttls/implicit; in the clear on the
+// submission port), to skip cases whose needs are not offered.
+std::set<std::string> probe_capabilities(const Target& target, const std::string& port) {
   Script probe;
   probe.name = "probe";
   probe.file = "(probe)";
-  Step s1{Step::Kind::expect, "", {}, 0, 0};
+  probe.port = port;
+  auto step = [](Step::Kind kind, std::string text) {
+    Step st{};
+    st.kind = kind;
+    st.text = std::move(text);
+    return st;
+  };
+  Step s1 = step(Step::Kind::expect, "");
   s1.expect.codes = {"2xx"};
-  Step c{Step::Kind::send, "EHLO " + target.profile.at("helo"), {}, 0, 0};
+  Step c = step(Step::Kind::send, "EHLO " + target.profile.at("helo"));
   Step s2 = s1;
-  Step q{Step::Kind::send, "QUIT", {}, 0, 0};
+  Step q = step(Step::Kind::send, "QUIT");
   probe.steps = {s1, c, s2, q};
   const CaseResult r = run_case(probe, target);
   std::set<std::string> caps;
@@ -58,9 +66,17 @@ int main(int argc, char** argv) {
   CLI::App app{"smtpconform - replay RFC-cited SMTP dialogs against a server and report per requirement"};
   app.set_version_flag("--version", "smtpconform 0.1.0");
   std::string target_text = "127.0.0.1:25", tls = "none", profile_file, filter = "*", level = "may", format = "text", output;
+  std::string submission_text, submissions_text, maildir, sink_text, seeds_dir;
   std::vector<std::string> inputs;
-  unsigned jobs = 4, timeout_ms = 10000;
+  unsigned jobs = 4, timeout_ms = 10000, settle_ms = 500;
   app.add_option("--target", target_text, "HOST:PORT of the server under test")->capture_default_str();
+  app.add_option("--submission", submission_text, "HOST:PORT of its submission port (RFC 6409; cases with '# port: submission')");
+  app.add_option("--submissions", submissions_text, "HOST:PORT of its implicit-TLS submission port (RFC 8314)");
+  app.add_option("--maildir", maildir, "delivery checks: the target delivers into Maildirs below this folder")->check(CLI::ExistingDirectory);
+  app.add_option("--sink", sink_text, "delivery checks: listen here as the next hop the target relays deliver_rcpt's domain to\n"
+                 "(the profile must then set deliver_rcpt)");
+  app.add_option("--settle", settle_ms, "delivery checks: milliseconds a message count must stay put")->capture_default_str();
+  app.add_option("--export-seeds", seeds_dir, "write the octets each passing case sent to this folder (fuzz seeds)");
   app.add_option("--tls", tls, "none; implicit (TLS from the first byte, e.g. port 465); or starttls (every case runs\n"
                  "over TLS after an EHLO + STARTTLS the runner does first)")
       ->check(CLI::IsMember({"none", "implicit", "starttls"}))->capture_default_str();
@@ -76,14 +92,17 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   Target target;
-  const std::size_t colon = target_text.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    std::fprintf(stderr, "smtpconform: --target '%s': expected HOST:PORT\n", target_text.c_str());
+  std::string endpoint_error;
+  Endpoint main_endpoint;
+  if (!parse_endpoint(target_text, main_endpoint, endpoint_error) ||
+      (!submission_text.empty() && !parse_endpoint(submission_text, target.submission, endpoint_error)) ||
+      (!submissions_text.empty() && !parse_endpoint(submissions_text, target.submissions, endpoint_error))) {
+    std::fprintf(stderr, "smtpconform: %s\n", endpoint_error.c_str());
     return 2;
   }
-  target.host = target_text.substr(0, colon);
-  if (target.host.size() > 2 && target.host.front() == '[') target.host = target.host.substr(1, target.host.size() - 2);
-  target.port = static_cast<std::uint16_t>(std::atoi(target_text.c_str() + colon + 1));
+  target.host = main_endpoint.host;
+  target.port = main_endpoint.port;
+  target.settle = std::chrono::milliseconds(settle_ms);
   target.tls = tls == "implicit" ? TlsMode::implicit : tls == "starttls" ? TlsMode::starttls : TlsMode::none;
   target.step_timeout = std::chrono::milliseconds(timeout_ms);
   target.profile = default_profile();
@@ -94,6 +113,35 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // Delivery checks send to deliver_rcpt: by default the profile's rcpt (a local mailbox); with
+  // --sink it must be an address the target relays to the sink, so the profile names it.
+  std::unique_ptr<DeliveryStore> store;
+  if (!maildir.empty() && !sink_text.empty()) {
+    std::fprintf(stderr, "smtpconform: give --maildir or --sink, not both\n");
+    return 2;
+  }
+  if (!sink_text.empty()) {
+    Endpoint sink_at;
+    if (!parse_endpoint(sink_text, sink_at, endpoint_error)) {
+      std::fprintf(stderr, "smtpconform: --sink %s\n", endpoint_error.c_str());
+      return 2;
+    }
+    if (!target.profile.count("deliver_rcpt")) {
+      std::fprintf(stderr, "smtpconform: --sink needs 'deliver_rcpt = ADDRESS' in the --profile: an address the target relays to the sink\n");
+      return 2;
+    }
+    auto sink = std::make_unique<SinkServer>();
+    std::string error;
+    if (!sink->start(sink_at.host, sink_at.port, error)) {
+      std::fprintf(stderr, "smtpconform: %s\n", error.c_str());
+      return 2;
+    }
+    store = std::move(sink);
+  } else if (!maildir.empty()) {
+    store = std::make_unique<MaildirStore>(maildir);
+  }
+  target.delivery = store.get();
+  if (!target.profile.count("deliver_rcpt")) target.profile["deliver_rcpt"] = target.profile["rcpt"];
 
   // Load every case; a script that does not parse is an error with its file and line.
   std::vector<fs::path> files;
@@ -127,7 +175,10 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  const auto caps = probe_capabilities(target);
+  std::map<std::string, std::set<std::string>> caps;  // per port kind
+  for (const auto& s : scripts) {
+    if (!caps.count(s.port) && unavailable(s, target).empty()) caps[s.port] = probe_capabilities(target, s.port);
+  }
   std::vector<CaseResult> results(scripts.size());
   std::atomic<std::size_t> next{0}, done{0};
   std::mutex progress_m;
@@ -136,8 +187,10 @@ int main(int argc, char** argv) {
     for (std::size_t i = next++; i < scripts.size(); i = next++) {
       const Script& s = scripts[i];
       std::string missing;
+      const std::string why = unavailable(s, target);
+      const auto port_caps = caps.find(s.port);  // read-only here: workers share the map
       for (const auto& need : s.needs) {
-        if (!caps.count(need)) missing += (missing.empty() ? "" : ", ") + need;
+        if (why.empty() && (port_caps == caps.end() || !port_caps->second.count(need))) missing += (missing.empty() ? "" : ", ") + need;
       }
       if (!missing.empty()) {
         results[i].script = &s;
@@ -158,6 +211,19 @@ int main(int argc, char** argv) {
   for (auto& t : pool) t.join();
   if (tty) std::fprintf(stderr, "\r%70s\r", "");
 
+  if (!seeds_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(seeds_dir, ec);
+    for (const auto& r : results) {
+      if (r.outcome != Outcome::pass || r.sent.empty()) continue;
+      std::ofstream out(fs::path(seeds_dir) / (r.script->name + ".bin"), std::ios::binary);
+      out.write(r.sent.data(), static_cast<std::streamsize>(r.sent.size()));
+      if (!out) {
+        std::fprintf(stderr, "smtpconform: cannot write seeds to %s\n", seeds_dir.c_str());
+        return 2;
+      }
+    }
+  }
   const std::string text = report(results, format, target);
   if (output.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);

@@ -3,7 +3,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -83,10 +86,21 @@ class Connection {
     fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    // No Nagle: each write leaves as its own segment, so SPLIT: really splits.
+    const int one = 1;
+    if (fd_ >= 0) ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     const bool ok = fd_ >= 0 && ::connect(fd_, res->ai_addr, res->ai_addrlen) == 0;
     ::freeaddrinfo(res);
     if (!ok) error = std::string("connect: ") + std::strerror(errno);
     return ok;
+  }
+  void close() {
+    if (ssl_) {
+      SSL_free(ssl_);
+      ssl_ = nullptr;
+    }
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
   }
   bool start_tls(std::string& error) {
     ctx_ = SSL_CTX_new(TLS_client_method());
@@ -193,6 +207,36 @@ bool enhanced_matches(const std::string& pattern, const std::string& text) {
   return j == got.size();
 }
 
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+// The AUTH helper variables, from the profile's user and password.
+void add_auth_variables(std::map<std::string, std::string>& vars) {
+  const std::string user = vars["user"], password = vars["password"], wrong = password + "-wrong";
+  vars["auth_plain"] = base64(std::string("\0", 1) + user + std::string("\0", 1) + password);
+  vars["auth_plain_wrong"] = base64(std::string("\0", 1) + user + std::string("\0", 1) + wrong);
+  vars["user_b64"] = base64(user);
+  vars["password_b64"] = base64(password);
+  vars["password_wrong_b64"] = base64(wrong);
+}
+
+std::string printable(std::string_view s, std::size_t max) {
+  std::string out;
+  for (char c : s.substr(0, max)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\r') out += "\\r";
+    else if (c == '\n') out += "\\n";
+    else if (u < 32 || u == 127) out += "\\x" + std::string(1, "0123456789abcdef"[u >> 4]) + "0123456789abcdef"[u & 15];
+    else out += c;
+  }
+  return s.size() > max ? out + "..." : out;
+}
+
 std::string describe(const Expect& e) {
   std::string s;
   for (std::size_t i = 0; i < e.codes.size(); ++i) s += (i ? " or " : "") + e.codes[i];
@@ -202,6 +246,27 @@ std::string describe(const Expect& e) {
 }
 
 }  // namespace
+
+bool parse_endpoint(const std::string& text, Endpoint& out, std::string& error) {
+  const std::size_t colon = text.rfind(':');
+  char* end = nullptr;
+  const long port = colon == std::string::npos ? -1 : std::strtol(text.c_str() + colon + 1, &end, 10);
+  if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535 || end == text.c_str() + colon + 1 || *end != '\0') {
+    error = "'" + text + "': expected HOST:PORT";
+    return false;
+  }
+  out.host = text.substr(0, colon);
+  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']') out.host = out.host.substr(1, out.host.size() - 2);
+  out.port = static_cast<std::uint16_t>(port);
+  return true;
+}
+
+std::string unavailable(const Script& script, const Target& target) {
+  if (script.port == "submission" && target.submission.port == 0) return "needs a submission port (--submission HOST:PORT)";
+  if (script.port == "submissions" && target.submissions.port == 0) return "needs an implicit-TLS port (--submissions HOST:PORT)";
+  if (script.checks_delivery() && !target.delivery && !script.delivery_optional) return "checks delivery (give --maildir PATH or --sink HOST:PORT)";
+  return "";
+}
 
 CaseResult run_case(const Script& script, const Target& target) {
   CaseResult r;
@@ -216,13 +281,28 @@ CaseResult run_case(const Script& script, const Target& target) {
   auto vars = target.profile;
   static std::atomic<unsigned> counter{0};
   vars["token"] = script.name + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  add_auth_variables(vars);
+  if (const std::string why = unavailable(script, target); !why.empty()) return finish(Outcome::skip, why);
 
+  // Which port: the main target with its TLS mode, or a submission port.
+  std::string host = target.host;
+  std::uint16_t port = target.port;
+  TlsMode tls = target.tls;
+  if (script.port == "submission") {
+    host = target.submission.host;
+    port = target.submission.port;
+    tls = TlsMode::none;
+  } else if (script.port == "submissions") {
+    host = target.submissions.host;
+    port = target.submissions.port;
+    tls = TlsMode::implicit;
+  }
   Connection conn;
   std::string error;
-  if (!conn.connect(target.host, target.port, target.step_timeout, error)) return finish(Outcome::error, error);
-  if (target.tls == TlsMode::implicit && !conn.start_tls(error)) return finish(Outcome::error, error);
+  if (!conn.connect(host, port, target.step_timeout, error)) return finish(Outcome::error, error);
+  if (tls == TlsMode::implicit && !conn.start_tls(error)) return finish(Outcome::error, error);
   std::size_t first_step = 0;
-  if (target.tls == TlsMode::starttls) {
+  if (tls == TlsMode::starttls) {
     bool closed = false, timed_out = false;
     auto greeting = conn.read_reply(target.step_timeout, closed, timed_out);
     if (greeting.empty() || !greeting.front().starts_with("220")) return finish(Outcome::error, "no 220 greeting before STARTTLS");
@@ -241,11 +321,33 @@ CaseResult run_case(const Script& script, const Target& target) {
 
   std::vector<std::string> last;  // the last reply's lines
   std::string pending;            // C: lines waiting to go out in one write
+  // Messages the server took responsibility for (2xx after the data of DATA or BDAT LAST): a
+  // delivery check waits for at most that many, so a refused message costs no step timeout.
+  std::size_t accepted = 0;
+  bool end_of_data_next = false;  // the next reply answers the end of a message
   auto flush = [&]() -> bool {
     if (pending.empty()) return true;
     const bool ok = conn.send(pending);
+    r.sent += pending;
     pending.clear();
     return ok;
+  };
+  // Waits until the delivered count for this case's token reaches `want` (at most the number
+  // of messages the server accepted) or the step timeout passes, then for the settle time, so
+  // a late extra message (smuggled, duplicated) is seen too.
+  auto delivered = [&](std::size_t want) {
+    want = std::min(want, accepted);
+    const auto deadline = std::chrono::steady_clock::now() + target.step_timeout;
+    auto found = target.delivery->find(vars["token"]);
+    while (found.size() < want && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      found = target.delivery->find(vars["token"]);
+    }
+    if (found.size() <= want) {
+      std::this_thread::sleep_for(target.settle);
+      found = target.delivery->find(vars["token"]);
+    }
+    return found;
   };
   for (std::size_t si = first_step; si < script.steps.size(); ++si) {
     const Step& st = script.steps[si];
@@ -267,10 +369,82 @@ CaseResult run_case(const Script& script, const Target& target) {
         pending += bytes;
         break;
       }
+      case Step::Kind::bdat: {
+        std::string missing;
+        const std::string bytes = substitute(st.text, vars, missing);
+        if (!missing.empty()) return finish(Outcome::error, where + "profile has no '" + missing + "'");
+        const std::string command = "BDAT " + std::to_string(bytes.size()) + (st.ms ? " LAST" : "");
+        r.transcript += "C: " + command + "\nC(chunk): " + std::to_string(bytes.size()) + " octets\n";
+        pending += command + "\r\n" + bytes;
+        if (st.ms) end_of_data_next = true;
+        break;
+      }
+      case Step::Kind::close:
+        flush();
+        conn.close();
+        r.transcript += "-- closed by the client --\n";
+        break;
       case Step::Kind::sleep:
         if (!flush()) return finish(Outcome::fail, where + "the server closed the connection while we were sending");
         std::this_thread::sleep_for(std::chrono::milliseconds(st.ms));
         break;
+      case Step::Kind::split: {
+        const std::size_t n = static_cast<std::size_t>(st.ms);
+        for (std::size_t off = 0; off < pending.size(); off += n) {
+          if (off) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          if (!conn.send(std::string_view(pending).substr(off, n))) {
+            return finish(Outcome::fail, where + "the server closed the connection while we were sending");
+          }
+        }
+        r.transcript += "-- sent " + std::to_string(pending.size()) + " octets in writes of " + std::to_string(n) + " --\n";
+        r.sent += pending;
+        pending.clear();
+        break;
+      }
+      case Step::Kind::delivered: {
+        flush();
+        if (!target.delivery) {
+          r.transcript += "-- DELIVERED: not checked (no --maildir or --sink) --\n";
+          break;
+        }
+        const int most = *std::max_element(st.counts.begin(), st.counts.end());
+        const auto found = delivered(static_cast<std::size_t>(most));
+        r.transcript += "-- " + std::to_string(found.size()) + " message(s) with the token in the " + target.delivery->describe() + " --\n";
+        if (std::find(st.counts.begin(), st.counts.end(), static_cast<int>(found.size())) == st.counts.end()) {
+          std::string want;
+          for (int c : st.counts) want += (want.empty() ? "" : " or ") + std::to_string(c);
+          return finish(Outcome::fail, where + "expected " + want + " delivered message(s) with the case's token, found " +
+                                           std::to_string(found.size()) +
+                                           (static_cast<int>(found.size()) > most ? " (a smuggled or duplicated message?)" : ""));
+        }
+        break;
+      }
+      case Step::Kind::body: {
+        flush();
+        if (!target.delivery) {
+          r.transcript += "-- BODY: not checked (no --maildir or --sink) --\n";
+          break;
+        }
+        const auto found = delivered(1);
+        if (found.size() != 1) {
+          return finish(Outcome::fail, where + "BODY: needs exactly one delivered message with the case's token, found " +
+                                           std::to_string(found.size()));
+        }
+        std::string missing;
+        const std::string want = normalize_newlines(substitute(st.text, vars, missing));
+        if (!missing.empty()) return finish(Outcome::error, where + "profile has no '" + missing + "'");
+        const std::string got = normalize_newlines(message_body(found.front()));
+        if (got != want) {
+          std::size_t at = 0;
+          while (at < got.size() && at < want.size() && got[at] == want[at]) ++at;
+          const std::size_t from = at > 20 ? at - 20 : 0;
+          return finish(Outcome::fail, where + "delivered body differs at octet " + std::to_string(at) + " (of " +
+                                           std::to_string(got.size()) + "; expected " + std::to_string(want.size()) + "): got \"" +
+                                           printable(got.substr(from), 60) + "\", expected \"" + printable(want.substr(from), 60) + "\"");
+        }
+        r.transcript += "-- delivered body matches (" + std::to_string(got.size()) + " octets) --\n";
+        break;
+      }
       case Step::Kind::starttls:
         if (!flush() || !conn.start_tls(error)) return finish(Outcome::fail, where + "STARTTLS: " + error);
         r.transcript += "-- TLS --\n";
@@ -330,6 +504,8 @@ CaseResult run_case(const Script& script, const Target& target) {
         }
         const int code = std::stoi(first.substr(0, 3));
         const std::string text = first.size() > 4 ? first.substr(4) : "";
+        if (end_of_data_next && code < 300) ++accepted;
+        end_of_data_next = code == 354;
         if (std::none_of(e.codes.begin(), e.codes.end(), [&](const std::string& p) { return code_matches(p, code); })) {
           return finish(Outcome::fail, where + "expected " + describe(e) + ", got: " + first);
         }

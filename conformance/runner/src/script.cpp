@@ -211,6 +211,12 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
         else if (value == "SHOULD") sc.level = Level::should;
         else if (value == "MAY") sc.level = Level::may;
         else return fail("level must be MUST, SHOULD or MAY");
+      } else if (key == "port") {
+        if (value != "mx" && value != "submission" && value != "submissions") return fail("port must be mx, submission or submissions");
+        sc.port = value;
+      } else if (key == "delivery") {
+        if (value != "optional" && value != "required") return fail("delivery must be optional or required");
+        sc.delivery_optional = value == "optional";
       } else if (key == "needs") {
         std::string_view v = value;
         while (!v.empty()) {
@@ -232,6 +238,14 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       auto raw = unescape_raw(arg(5));
       if (!raw) return fail("bad escape in RAW: (use \\r \\n \\t \\0 \\\\ \\xHH)");
       st.text = *raw;
+    } else if (line.starts_with("BDAT: ") || line.starts_with("BDAT LAST: ")) {
+      st.kind = Step::Kind::bdat;
+      st.ms = line.starts_with("BDAT LAST: ") ? 1 : 0;
+      auto raw = unescape_raw(arg(st.ms ? 11 : 6));
+      if (!raw) return fail("bad escape in BDAT: (use \\r \\n \\t \\0 \\\\ \\xHH)");
+      st.text = *raw;
+    } else if (trim(line) == "CLOSE") {
+      st.kind = Step::Kind::close;
     } else if (line.starts_with("S: ")) {
       st.kind = Step::Kind::expect;
       std::string why;
@@ -248,8 +262,30 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       st.kind = Step::Kind::sleep;
       st.ms = std::atoi(std::string(arg(7)).c_str());
       if (st.ms <= 0 || st.ms > 60000) return fail("SLEEP: takes milliseconds (1-60000)");
+    } else if (line.starts_with("SPLIT: ")) {
+      st.kind = Step::Kind::split;
+      st.ms = std::atoi(std::string(arg(7)).c_str());
+      if (st.ms <= 0 || st.ms > 65536) return fail("SPLIT: takes octets per write (1-65536)");
+    } else if (line.starts_with("DELIVERED: ")) {
+      st.kind = Step::Kind::delivered;
+      std::string_view v = trim(arg(11));
+      while (true) {
+        const std::string n(v.substr(0, v.find('|')));
+        if (n.empty() || n.size() > 3 || n.find_first_not_of("0123456789") != std::string::npos || std::atoi(n.c_str()) > 100) {
+          return fail("DELIVERED: takes a message count (0-100) or alternatives like 0|1");
+        }
+        st.counts.push_back(std::atoi(n.c_str()));
+        if (v.find('|') == std::string_view::npos) break;
+        v = v.substr(v.find('|') + 1);
+      }
+    } else if (line.starts_with("BODY: ") || line == "BODY:") {
+      st.kind = Step::Kind::body;
+      auto raw = unescape_raw(line.size() > 6 ? arg(6) : std::string_view());
+      if (!raw) return fail("bad escape in BODY: (use \\r \\n \\t \\0 \\\\ \\xHH)");
+      st.text = *raw;
     } else {
-      return fail("unknown step '" + std::string(line.substr(0, 20)) + "' (C:, RAW:, S:, CAP:, NOCAP:, STARTTLS, SLEEP:)");
+      return fail("unknown step '" + std::string(line.substr(0, 20)) +
+                  "' (C:, RAW:, BDAT:, S:, CAP:, NOCAP:, STARTTLS, CLOSE, SLEEP:, SPLIT:, DELIVERED:, BODY:)");
     }
     sc.steps.push_back(std::move(st));
   }
@@ -258,6 +294,13 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
   if (sc.rfc.empty()) return fail("missing '# rfc:' header");
   if (sc.steps.empty()) return fail("no steps");
   return sc;
+}
+
+bool Script::checks_delivery() const {
+  for (const auto& st : steps) {
+    if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body) return true;
+  }
+  return false;
 }
 
 }  // namespace refsmtp::conform

@@ -74,3 +74,32 @@ TEST(Script, Substitution) {
   substitute("${nope}", {}, missing);
   EXPECT_EQ(missing, "nope");
 }
+
+TEST(Script, DeliveryPortAndWriteSteps) {
+  ParseError error;
+  auto s = parse_script(
+      "# case: x\n# rfc: RFC 5321 §1\n# title: t\n# port: submission\n# delivery: optional\n"
+      "S: 220\nSPLIT: 3\nBDAT: a\\r\\n\nBDAT LAST: \nCLOSE\nDELIVERED: 0|1\nBODY: x\\x00\n",
+      "f.smtp", error);
+  ASSERT_TRUE(s) << error.message;
+  EXPECT_EQ(s->port, "submission");
+  EXPECT_TRUE(s->delivery_optional);
+  EXPECT_TRUE(s->checks_delivery());
+  ASSERT_EQ(s->steps.size(), 7u);
+  EXPECT_EQ(s->steps[1].ms, 3);
+  EXPECT_EQ(s->steps[2].text, "a\r\n");
+  EXPECT_EQ(s->steps[2].ms, 0);
+  EXPECT_EQ(s->steps[3].ms, 1);  // LAST
+  EXPECT_EQ(s->steps[4].kind, Step::Kind::close);
+  EXPECT_EQ(s->steps[5].counts, (std::vector<int>{0, 1}));
+  EXPECT_EQ(s->steps[6].text, std::string("x\0", 2));
+  const std::string h = "# case: x\n# rfc: RFC 1\n";
+  EXPECT_FALSE(parse_script(h + "# port: lmtp\nS: 220\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "DELIVERED: many\n", "bad.smtp", error));
+  EXPECT_NE(error.message.find("bad.smtp:3: DELIVERED:"), std::string::npos) << error.message;
+  EXPECT_FALSE(parse_script(h + "DELIVERED: 101\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "DELIVERED: 1|\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "SPLIT: 0\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "BODY: \\q\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "# delivery: maybe\nS: 220\n", "bad.smtp", error));
+}

@@ -5,6 +5,11 @@
 //   # rfc: RFC 5321 §4.1.4
 //   # level: MUST
 //   # needs: PIPELINING            (EHLO keywords the case needs; skipped when not advertised)
+//   # port: mx                     (mx, the default; submission: the --submission target, in the
+//                                   clear until the case says STARTTLS; submissions: the
+//                                   --submissions target, TLS from the first byte)
+//   # delivery: optional           (run even without --maildir/--sink, skipping only the
+//                                   DELIVERED:/BODY: steps; by default such a case is skipped)
 //   # title: MAIL before EHLO/HELO is refused with 503
 //   S: 220
 //   C: MAIL FROM:<${sender}>
@@ -19,10 +24,25 @@
 //                      none MS         no reply within MS milliseconds
 //   CAP: KEYWORD     the last reply (an EHLO reply) lists KEYWORD
 //   NOCAP: KEYWORD   ... does not list it
+//   BDAT: BYTES      send "BDAT <size of BYTES>" CRLF, then BYTES (escapes as in RAW:, after
+//                    ${...} substitution, so the size is always right); BDAT LAST: ... the same
+//                    with LAST
 //   STARTTLS         handshake TLS now (after the 220 to STARTTLS)
-//   SLEEP: MS        wait
-// ${name} is replaced from the target profile (domain, rcpt, unknown, sender, user, password,
-// size_limit) and ${token} by a string unique to this run of this case.
+//   CLOSE            send what is pending, then close the connection (e.g. in the middle of DATA)
+//   SLEEP: MS        send what is pending, then wait
+//   SPLIT: N         send what is pending in writes of N octets, each its own TCP segment, 20 ms
+//                    apart (a server must not depend on how the client's bytes are segmented)
+//   DELIVERED: N     delivery check: exactly N messages containing this case's ${token} arrive in
+//                    the --maildir or at the --sink (waits up to the step timeout for the largest
+//                    count, then --settle); alternatives like 0|1 when a 5xx was allowed
+//   BODY: BYTES      delivery check: the one delivered message with ${token} has this body (the
+//                    part after the first empty line; escapes as in RAW:; CRLF and LF compare
+//                    equal, since a mailbox may store either)
+// ${name} is replaced from the target profile (domain, rcpt, unknown, sender, user, password, ...)
+// and ${token} by a string unique to this run of this case. AUTH helpers, computed from the
+// profile's user and password: ${auth_plain} (base64 of NUL user NUL password, RFC 4616),
+// ${auth_plain_wrong} (the same with a wrong password), ${user_b64}, ${password_b64},
+// ${password_wrong_b64} (for AUTH LOGIN).
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -44,10 +64,11 @@ struct Expect {
 };
 
 struct Step {
-  enum class Kind { send, raw, expect, cap, nocap, starttls, sleep } kind;
-  std::string text;  // send/raw payload, cap keyword
+  enum class Kind { send, raw, bdat, expect, cap, nocap, starttls, close, sleep, split, delivered, body } kind;
+  std::string text;  // send/raw/body payload, cap keyword
   Expect expect;
-  int ms = 0;
+  int ms = 0;               // sleep: milliseconds; split: octets per write; bdat: 1 = LAST
+  std::vector<int> counts;  // delivered: the message counts allowed
   std::size_t line = 0;
 };
 
@@ -56,7 +77,11 @@ struct Script {
   std::string name, rfc, title;
   Level level = Level::must;
   std::vector<std::string> needs;
+  std::string port = "mx";  // mx, submission or submissions
+  bool delivery_optional = false;
   std::vector<Step> steps;
+  // True when a step checks delivery (DELIVERED:, BODY:).
+  bool checks_delivery() const;
 };
 
 struct ParseError {

@@ -1,0 +1,70 @@
+#pragma once
+// Delivery checks: where the runner looks for the messages a target delivered.
+//
+//   MaildirStore   a local target's Maildir tree: every file in a new/ or cur/ folder below the
+//                  root (so one root can hold many mailboxes).
+//   SinkServer     the runner itself listens as an SMTP next hop; the target is configured to
+//                  relay the test domain to it, and every message it receives is kept in memory.
+//
+// Cases find their messages by the unique ${token} they put in them, so parallel cases and old
+// messages in the same mailbox never confuse each other.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace refsmtp::conform {
+
+class DeliveryStore {
+ public:
+  virtual ~DeliveryStore() = default;
+  // Every delivered message (whole, as stored) that contains `token`.
+  virtual std::vector<std::string> find(const std::string& token) = 0;
+  virtual std::string describe() const = 0;
+};
+
+class MaildirStore : public DeliveryStore {
+ public:
+  explicit MaildirStore(std::string root) : root_(std::move(root)) {}
+  std::vector<std::string> find(const std::string& token) override;
+  std::string describe() const override { return "Maildir " + root_; }
+
+ private:
+  std::string root_;
+};
+
+class SinkServer : public DeliveryStore {
+ public:
+  SinkServer() = default;
+  ~SinkServer() override;
+  SinkServer(const SinkServer&) = delete;
+  SinkServer& operator=(const SinkServer&) = delete;
+  // Binds HOST:PORT (port 0 picks one; see port()) and starts accepting.
+  bool start(const std::string& host, std::uint16_t port, std::string& error);
+  std::uint16_t port() const { return port_; }
+  std::vector<std::string> find(const std::string& token) override;
+  std::string describe() const override { return "sink on port " + std::to_string(port_); }
+  std::size_t received() const;
+
+ private:
+  void accept_loop();
+  void serve(int fd);
+
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  mutable std::mutex m_;
+  std::vector<std::thread> sessions_;
+  std::vector<std::string> messages_;
+};
+
+// The body of a stored message: what follows the first empty line (CRLF CRLF or LF LF).
+std::string message_body(const std::string& message);
+// CRLF -> LF, so a body compares equal whichever line ending the mailbox stores.
+std::string normalize_newlines(const std::string& s);
+
+}  // namespace refsmtp::conform

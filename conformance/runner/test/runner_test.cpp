@@ -1,0 +1,164 @@
+// The runner judging a real (tiny) server: the sink is an SMTP receiver, so it serves both as a
+// target and as the delivery store. These tests show the delivery checks, SPLIT:, BDAT:,
+// CLOSE and the AUTH helpers can fail as well as pass.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "refsmtp/conform/delivery.hpp"
+#include "refsmtp/conform/runner.hpp"
+
+using namespace refsmtp::conform;
+namespace fs = std::filesystem;
+
+namespace {
+
+Script parse(const std::string& text) {
+  ParseError error;
+  auto s = parse_script(text, "t.smtp", error);
+  EXPECT_TRUE(s) << error.message;
+  return s ? *s : Script{};
+}
+
+const std::string head = "# case: t\n# rfc: RFC 5321 §4.5.2\n# title: t\n";
+const std::string transaction =
+    "S: 220\nC: EHLO client.test\nS: 250\nC: MAIL FROM:<a@client.test>\nS: 250\nC: RCPT TO:<b@sink.test>\nS: 250\n";
+
+struct SinkTarget : ::testing::Test {
+  SinkServer sink;
+  Target target;
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(sink.start("127.0.0.1", 0, error)) << error;
+    target.host = "127.0.0.1";
+    target.port = sink.port();
+    target.step_timeout = std::chrono::milliseconds(3000);
+    target.settle = std::chrono::milliseconds(50);
+    target.delivery = &sink;
+    target.profile = default_profile();
+  }
+};
+
+}  // namespace
+
+TEST(Delivery, BodyAndNewlines) {
+  EXPECT_EQ(message_body("Subject: x\r\nTo: y\r\n\r\nbody\r\n"), "body\r\n");
+  EXPECT_EQ(message_body("Subject: x\n\nbody\n"), "body\n");
+  EXPECT_EQ(message_body("Subject: x\r\n"), "");
+  EXPECT_EQ(normalize_newlines("a\r\nb\rc\n"), "a\nb\rc\n");  // a bare CR stays
+}
+
+TEST(Delivery, MaildirStoreReadsOnlyNewAndCurBelowTheRoot) {
+  const fs::path root = fs::temp_directory_path() / ("conform-maildir-" + std::to_string(std::random_device{}()));
+  for (const char* d : {"a/Maildir/new", "a/Maildir/cur", "a/Maildir/tmp", "b/deep/Maildir/new"}) fs::create_directories(root / d);
+  auto put = [&](const char* path, const std::string& text) { std::ofstream(root / path, std::ios::binary) << text; };
+  put("a/Maildir/new/1", "Subject: tok-1\r\n\r\none\r\n");
+  put("a/Maildir/cur/2:2,S", "Subject: tok-1\r\n\r\ntwo\r\n");
+  put("a/Maildir/tmp/3", "Subject: tok-1\r\n\r\nnot yet delivered\r\n");
+  put("b/deep/Maildir/new/4", "Subject: tok-1\r\n\r\nfour\r\n");
+  put("b/deep/Maildir/new/5", "Subject: other\r\n\r\nfive\r\n");
+  MaildirStore store(root.string());
+  EXPECT_EQ(store.find("tok-1").size(), 3u);
+  EXPECT_EQ(store.find("other").size(), 1u);
+  EXPECT_TRUE(store.find("absent").empty());
+  fs::remove_all(root);
+}
+
+TEST_F(SinkTarget, DeliveredAndBodyPassOnTheRightMessage) {
+  const auto r = run_case(parse(head + transaction +
+                                "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: ..dot\nC: .\nS: 250\nC: QUIT\nS: 221\n"
+                                "DELIVERED: 1\nBODY: .dot\\r\\n\n"),
+                          target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << "\n" << r.transcript;
+  EXPECT_EQ(sink.received(), 1u);
+}
+
+TEST_F(SinkTarget, BodyMismatchFailsAndSaysWhere) {
+  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: hello\nC: .\nS: 250\nBODY: help\\r\\n\n"),
+                          target);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("differs at octet 3"), std::string::npos) << r.reason;
+}
+
+TEST_F(SinkTarget, WrongCountFails) {
+  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\nDELIVERED: 2\n"), target);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("expected 2 delivered message(s) with the case's token, found 1"), std::string::npos) << r.reason;
+}
+
+TEST_F(SinkTarget, ASmuggledSecondMessageIsCounted) {
+  // The sink, like lenient receivers, ends data at LF.LF: the smuggled message is a second one.
+  const auto r = run_case(parse(head + transaction +
+                                "C: DATA\nS: 354\nRAW: Subject: ${token}\\r\\n\\r\\nfirst\\n.\\nMAIL FROM:<a@client.test>\\r\\n"
+                                "RCPT TO:<b@sink.test>\\r\\nDATA\\r\\nSubject: ${token} smuggled\\r\\n\\r\\nx\\r\\n.\\r\\n\n"
+                                "S: 250\nS: 250\nS: 250\nS: 354\nS: 250\nDELIVERED: 1\n"),
+                          target);
+  EXPECT_EQ(r.outcome, Outcome::fail) << r.transcript;
+  EXPECT_NE(r.reason.find("found 2 (a smuggled or duplicated message?)"), std::string::npos) << r.reason;
+}
+
+TEST_F(SinkTarget, ClosingInTheMiddleOfDataDeliversNothing) {
+  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nRAW: Subject: ${token}\\r\\n\\r\\nhalf\\r\\n\nCLOSE\nDELIVERED: 0\n"),
+                          target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
+  EXPECT_EQ(sink.received(), 0u);
+}
+
+TEST_F(SinkTarget, SplitWritesArriveWhole) {
+  const auto r = run_case(parse(head + "S: 220\nC: EHLO client.test\nSPLIT: 2\nS: 250\nC: MAIL FROM:<a@client.test>\nC: RCPT TO:<b@sink.test>\n"
+                                       "SPLIT: 1\nS: 250\nS: 250\nC: DATA\nS: 354\nRAW: Subject: ${token}\\r\\n\\r\\nab\\r\\n.\\r\\n\nSPLIT: 3\n"
+                                       "S: 250\nBODY: ab\\r\\n\n"),
+                          target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << "\n" << r.transcript;
+  EXPECT_NE(r.transcript.find("in writes of 1"), std::string::npos);
+}
+
+TEST_F(SinkTarget, AuthHelpersAreComputedFromTheProfile) {
+  target.profile["user"] = "conform";
+  target.profile["password"] = "pw";
+  const auto r = run_case(parse(head + "S: 220\nC: NOOP ${auth_plain} ${user_b64}\nS: 250\n"), target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
+  EXPECT_NE(r.transcript.find("C: NOOP AGNvbmZvcm0AcHc= Y29uZm9ybQ=="), std::string::npos) << r.transcript;
+  EXPECT_EQ(r.sent.substr(0, 5), "NOOP ");
+}
+
+TEST_F(SinkTarget, DeliveryCasesSkipWithoutAStoreUnlessOptional) {
+  target.delivery = nullptr;
+  const std::string body = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\nDELIVERED: 1\n";
+  auto r = run_case(parse(head + body), target);
+  EXPECT_EQ(r.outcome, Outcome::skip);
+  EXPECT_NE(r.reason.find("--maildir"), std::string::npos);
+  r = run_case(parse(head + "# delivery: optional\n" + body), target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
+  EXPECT_NE(r.transcript.find("not checked"), std::string::npos);
+}
+
+TEST_F(SinkTarget, PortsThatAreNotGivenSkip) {
+  auto r = run_case(parse(head + "# port: submission\nS: 220\n"), target);
+  EXPECT_EQ(r.outcome, Outcome::skip);
+  EXPECT_NE(r.reason.find("--submission"), std::string::npos);
+  target.submission = {"127.0.0.1", sink.port()};
+  r = run_case(parse(head + "# port: submission\nS: 220\nC: QUIT\nS: 221\n"), target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
+}
+
+TEST_F(SinkTarget, BdatStepComputesTheSize) {
+  // The sink does not offer CHUNKING: it answers 502, and the case sees what it sent.
+  const auto r = run_case(parse(head + "S: 220\nBDAT LAST: ${token}\\r\\n\nS: 502\n"), target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
+  const std::string token_line = r.sent.substr(r.sent.find("\r\n") + 2);
+  EXPECT_EQ(r.sent.substr(0, r.sent.find("\r\n")), "BDAT " + std::to_string(token_line.size()) + " LAST");
+}
+
+TEST(Endpoint, Parsing) {
+  Endpoint e;
+  std::string error;
+  EXPECT_TRUE(parse_endpoint("[::1]:2525", e, error));
+  EXPECT_EQ(e.host, "::1");
+  EXPECT_EQ(e.port, 2525);
+  EXPECT_FALSE(parse_endpoint("localhost", e, error));
+  EXPECT_FALSE(parse_endpoint("host:99999", e, error));
+  EXPECT_FALSE(parse_endpoint("host:25x", e, error));
+}
