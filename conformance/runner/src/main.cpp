@@ -86,11 +86,24 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"must", "should", "may"}))->capture_default_str();
   app.add_option("--format", format, "report format")->check(CLI::IsMember({"text", "junit", "json", "tap"}))->capture_default_str();
   app.add_option("--output", output, "write the report here instead of standard output");
+  std::vector<std::string> extra_reports;
+  app.add_option("--report", extra_reports, "also write a report in another format, e.g. --report junit=results.xml\n"
+                 "(repeatable; formats: text, junit, json, tap)");
   app.add_option("--jobs", jobs, "dialogs run in parallel")->check(CLI::Range(1u, 64u))->capture_default_str();
   app.add_option("--timeout", timeout_ms, "milliseconds to wait for each reply")->capture_default_str();
   app.add_option("SUITE_OR_CASE", inputs, "suite directories or .smtp case files")->required();
   CLI11_PARSE(app, argc, argv);
 
+  std::vector<std::pair<std::string, std::string>> reports;  // format, file
+  for (const auto& r : extra_reports) {
+    const std::size_t eq = r.find('=');
+    const std::string f = r.substr(0, eq);
+    if (eq == std::string::npos || eq + 1 == r.size() || (f != "text" && f != "junit" && f != "json" && f != "tap")) {
+      std::fprintf(stderr, "smtpconform: --report '%s': expected FORMAT=FILE with FORMAT text, junit, json or tap\n", r.c_str());
+      return 2;
+    }
+    reports.emplace_back(f, r.substr(eq + 1));
+  }
   Target target;
   std::string endpoint_error;
   Endpoint main_endpoint;
@@ -225,10 +238,15 @@ int main(int argc, char** argv) {
     }
   }
   const std::string text = report(results, format, target);
-  if (output.empty()) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-  } else {
-    std::ofstream(output) << text;
+  if (!output.empty()) reports.insert(reports.begin(), {format, output});
+  if (output.empty()) std::fwrite(text.data(), 1, text.size(), stdout);
+  for (const auto& [f, file] : reports) {
+    std::ofstream out(file, std::ios::binary);
+    out << report(results, f, target);
+    if (!out.flush()) {
+      std::fprintf(stderr, "smtpconform: cannot write %s\n", file.c_str());
+      return 2;
+    }
   }
   const bool must_failed = std::any_of(results.begin(), results.end(), [](const CaseResult& r) {
     return r.script->level == Level::must && (r.outcome == Outcome::fail || r.outcome == Outcome::error);

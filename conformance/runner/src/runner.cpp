@@ -527,16 +527,39 @@ CaseResult run_case(const Script& script, const Target& target) {
 
 namespace {
 
+// Text for XML 1.0: markup escaped; control characters other than TAB and LF, and octets that
+// are not well-formed UTF-8 (a server may echo anything), become '?', so the report always parses.
 std::string xml(std::string_view s) {
   std::string out;
-  for (char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const std::size_t len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+      bool ok = len > 0 && i + len <= s.size();
+      for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+      if (ok && len == 3) {
+        const auto c1 = static_cast<unsigned char>(s[i + 1]);
+        ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);  // overlong, surrogates
+        ok = ok && !(c == 0xEF && c1 == 0xBF && (static_cast<unsigned char>(s[i + 2]) & 0xFE) == 0xBE);  // U+FFFE/FFFF
+      }
+      if (ok && len == 4) {
+        const auto c1 = static_cast<unsigned char>(s[i + 1]);
+        ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+      }
+      if (!ok) {
+        out += '?';
+        continue;
+      }
+      out.append(s.substr(i, len));
+      i += len - 1;
+      continue;
+    }
     switch (c) {
       case '<': out += "&lt;"; break;
       case '>': out += "&gt;"; break;
       case '&': out += "&amp;"; break;
       case '"': out += "&quot;"; break;
-      default:
-        out += (static_cast<unsigned char>(c) < 32 && c != '\n' && c != '\t') ? '?' : c;
+      default: out += (c < 32 && c != '\n' && c != '\t') ? '?' : static_cast<char>(c);
     }
   }
   return out;
@@ -578,19 +601,29 @@ std::string report(const std::vector<CaseResult>& results, const std::string& fo
   if (format == "junit") {
     std::map<std::string, std::vector<const CaseResult*>> by_rfc;
     for (const auto& r : results) by_rfc[rfc_of(*r.script)].push_back(&r);
-    std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"smtpconform " + xml(where) + "\">\n";
+    int all_failures = 0, all_errors = 0, all_skipped = 0;
+    double all_time = 0;
+    std::string suites;
     for (const auto& [rfc, rs] : by_rfc) {
       int failures = 0, errors = 0, skipped = 0;
+      double time = 0;
       for (const auto* r : rs) {
         failures += r->outcome == Outcome::fail;
         errors += r->outcome == Outcome::error;
         skipped += r->outcome == Outcome::skip;
+        time += r->seconds;
       }
+      all_failures += failures;
+      all_errors += errors;
+      all_skipped += skipped;
+      all_time += time;
+      std::string& out = suites;
       out += "  <testsuite name=\"" + xml(rfc) + "\" tests=\"" + std::to_string(rs.size()) + "\" failures=\"" +
-             std::to_string(failures) + "\" errors=\"" + std::to_string(errors) + "\" skipped=\"" + std::to_string(skipped) + "\">\n";
+             std::to_string(failures) + "\" errors=\"" + std::to_string(errors) + "\" skipped=\"" + std::to_string(skipped) +
+             "\" time=\"" + std::to_string(time) + "\">\n";
       for (const auto* r : rs) {
         out += "    <testcase classname=\"" + xml(r->script->rfc) + "\" name=\"" + xml(std::string(level_name(r->script->level)) + " " + r->script->name) +
-               "\" time=\"" + std::to_string(r->seconds) + "\"";
+               "\" file=\"" + xml(r->script->file) + "\" time=\"" + std::to_string(r->seconds) + "\"";
         if (r->outcome == Outcome::pass) {
           out += "/>\n";
           continue;
@@ -604,7 +637,9 @@ std::string report(const std::vector<CaseResult>& results, const std::string& fo
       }
       out += "  </testsuite>\n";
     }
-    return out + "</testsuites>\n";
+    return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"smtpconform " + xml(where) + "\" tests=\"" +
+           std::to_string(results.size()) + "\" failures=\"" + std::to_string(all_failures) + "\" errors=\"" + std::to_string(all_errors) +
+           "\" skipped=\"" + std::to_string(all_skipped) + "\" time=\"" + std::to_string(all_time) + "\">\n" + suites + "</testsuites>\n";
   }
   // text: per RFC, "N of M MUST cases passed", then the failures with their transcripts.
   std::map<std::string, std::map<Level, std::pair<int, int>>> tally;

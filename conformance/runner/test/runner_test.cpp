@@ -162,3 +162,35 @@ TEST(Endpoint, Parsing) {
   EXPECT_FALSE(parse_endpoint("host:99999", e, error));
   EXPECT_FALSE(parse_endpoint("host:25x", e, error));
 }
+
+// The JUnit report validates against the schema (conformance/schema/junit.xsd) with every
+// outcome and hostile text in it: markup, control characters and octets that are not UTF-8.
+TEST(Report, JunitValidatesAgainstTheSchema) {
+  Script a = parse(head + "S: 220\n"), b = a, c = a, d = a;
+  b.name = "b";
+  c.name = "c";
+  d.name = "d";
+  d.rfc = "RFC 3207 §4";
+  std::vector<CaseResult> results(4);
+  results[0].script = &a;
+  results[1] = {&b, Outcome::fail, "expected 250, got: 554 <bad> & \"worse\" \x01\xff\xc3", "S: 554 \xe9t\xe9 \xc3\xa9\n", "", 0.5};
+  results[2] = {&c, Outcome::skip, "not advertised: CHUNKING", "", "", 0};
+  results[3] = {&d, Outcome::error, "connect: refused", "C: EHLO x\n\x1b[0m", "", 0.1};
+  Target target;
+  const std::string report_text = report(results, "junit", target);
+  const fs::path dir = fs::temp_directory_path() / ("conform-junit-" + std::to_string(std::random_device{}()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "report.xml") << report_text;
+  const std::string schema = REFSMTP_SCHEMA_DIR "/junit.xsd";
+  const std::string validate = "xmllint --noout --schema " + schema + " ";
+  EXPECT_EQ(std::system((validate + (dir / "report.xml").string() + " 2>" + (dir / "err").string()).c_str()), 0)
+      << report_text;
+  EXPECT_NE(report_text.find("tests=\"4\" failures=\"1\" errors=\"1\" skipped=\"1\""), std::string::npos) << report_text;
+  EXPECT_NE(report_text.find("S: 554 ?t? \xc3\xa9"), std::string::npos) << "bad octets replaced, valid UTF-8 kept";
+  // The check can fail: a testcase with two outcomes is not JUnit.
+  std::string broken = report_text;
+  broken.replace(broken.find("<skipped "), 0, "<error message=\"x\"/>");
+  std::ofstream(dir / "broken.xml") << broken;
+  EXPECT_NE(std::system((validate + (dir / "broken.xml").string() + " 2>" + (dir / "err").string()).c_str()), 0);
+  fs::remove_all(dir);
+}
