@@ -20,6 +20,16 @@ std::string Mailbox::to_string() const {
   return local_part + "@" + domain;
 }
 
+std::string unquote_local_part(std::string_view local_part) {
+  if (local_part.size() < 2 || local_part.front() != '"' || local_part.back() != '"') return std::string(local_part);
+  std::string out;
+  for (std::size_t i = 1; i + 1 < local_part.size(); ++i) {
+    if (local_part[i] == '\\' && i + 2 < local_part.size()) ++i;
+    out += local_part[i];
+  }
+  return out;
+}
+
 Path make_path(std::string local_part, std::string domain) {
   Path p;
   p.mailbox = Mailbox{std::move(local_part), std::move(domain), false};

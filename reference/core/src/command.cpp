@@ -264,6 +264,8 @@ bool is_xtext(std::string_view s) {
 }
 
 Result<Command, CommandError> parse_command(std::string_view line, const CommandOptions& opt) {
+  // §4.1.1: receivers SHOULD tolerate trailing white space before the terminating CRLF.
+  while (!line.empty() && (line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
   const std::size_t sp = line.find(' ');
   const std::string_view word = line.substr(0, sp);
   const auto verb = lookup_verb(word);

@@ -196,7 +196,13 @@ void ServerSession::process() {
       process_bdat();
     } else {
       const std::string_view avail(in_.data() + in_pos_, in_.size() - in_pos_);
-      const std::size_t lf = avail.find('\n');
+      // §2.3.8: only CRLF ends a command line; a bare LF is part of the line (so
+      // "NOOP<LF>NOOP<CRLF>" is one bad line with one reply, never two commands). The lenient
+      // mode takes a bare LF as a line end, as some old clients need.
+      std::size_t lf = avail.find('\n');
+      if (!cfg_.lenient_command_lf) {
+        while (lf != std::string_view::npos && (lf == 0 || avail[lf - 1] != '\r')) lf = avail.find('\n', lf + 1);
+      }
       if (discard_line_) {
         in_pos_ = lf == std::string_view::npos ? in_.size() : in_pos_ + lf + 1;
         discard_line_ = lf == std::string_view::npos;
@@ -218,11 +224,9 @@ void ServerSession::process() {
         continue;
       }
       std::string_view line = avail.substr(0, lf);
-      if (!line.empty() && line.back() == '\r') {
-        line.remove_suffix(1);
-      } else if (!cfg_.lenient_command_lf) {
-        // §2.3.8: lines end in CRLF; a bare LF is not a line end we act on.
-        line_error("Syntax error: line not terminated by CRLF");
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.find('\n') != std::string_view::npos) {
+        line_error("Syntax error: bare LF in a command line");
         continue;
       }
       process_line(line);

@@ -196,3 +196,11 @@ TEST(Mailbox, PrefixParsingStopsAtTheEnd) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->consumed, 16u);
 }
+
+TEST(Address, UnquoteLocalPart) {  // §4.1.2: all quoted forms are equivalent
+  EXPECT_EQ(unquote_local_part("\"postmaster\""), "postmaster");
+  EXPECT_EQ(unquote_local_part("\"a\\\"b\\\\c\""), "a\"b\\c");
+  EXPECT_EQ(unquote_local_part("\"\""), "");
+  EXPECT_EQ(unquote_local_part("plain.dot"), "plain.dot");
+  EXPECT_EQ(unquote_local_part("\""), "\"");
+}

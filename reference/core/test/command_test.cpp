@@ -60,7 +60,7 @@ TEST(Command, MailFrom) {  // §4.1.1.2
   EXPECT_EQ(error_of("MAIL FROM: <user@example.com>"), CommandErrorKind::address);
   EXPECT_EQ(error_of("MAIL TO:<user@example.com>"), CommandErrorKind::syntax);
   EXPECT_EQ(error_of("MAIL"), CommandErrorKind::syntax);
-  EXPECT_EQ(error_of("MAIL FROM:<a@b.test> "), CommandErrorKind::syntax);
+  EXPECT_TRUE(parse("MAIL FROM:<a@b.test> ").ok());  // §4.1.1: trailing white space tolerated
   EXPECT_EQ(error_of("MAIL FROM:<a@b.test>x"), CommandErrorKind::syntax);
   CommandOptions lenient;
   lenient.lenient_space_after_colon = true;
@@ -187,4 +187,14 @@ TEST(Xtext, Rfc3461) {  // RFC 3461 §4
   EXPECT_FALSE(is_xtext("a+2"));
   EXPECT_FALSE(is_xtext("a=b"));
   EXPECT_FALSE(is_xtext("a b"));
+}
+
+TEST(Command, TrailingWhiteSpaceTolerated) {  // §4.1.1 SHOULD
+  for (const char* line : {"RSET ", "QUIT \t", "NOOP  ", "MAIL FROM:<a@b.test> ", "RCPT TO:<c@d.test> NOTIFY=NEVER \t"}) {
+    EXPECT_TRUE(parse_command(line, {})) << line;
+  }
+  auto m = parse_command("MAIL FROM:<a@b.test> SIZE=10 ", {});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->mail.size, 10u);
+  EXPECT_FALSE(parse_command("EHLO ", {}));  // still needs a domain
 }

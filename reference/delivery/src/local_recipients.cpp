@@ -151,9 +151,10 @@ std::optional<Resolution> LocalRecipients::resolve(const core::Path& recipient) 
   const core::Mailbox& m = *recipient.mailbox;
   // "<Postmaster>" without a domain is always local (§4.1.1.3).
   if (!m.domain.empty() && !is_local_domain(m.domain)) return std::nullopt;
-  std::string local = lower(m.local_part);
+  // §4.1.2: a quoted form means what it quotes ("postmaster" is postmaster); what the table
+  // cannot name (spaces, "@", ...) is simply not found, and safe_mailbox_name() guards paths.
+  std::string local = lower(core::unquote_local_part(m.local_part));
   if (m.domain.empty() && local != "postmaster") return std::nullopt;
-  if (local.size() >= 2 && local.front() == '"') return std::nullopt;  // quoted local parts are not ours
   if (detail_separator != '\0' && local != "postmaster") {
     const std::size_t sep = local.find(detail_separator);
     if (sep != std::string::npos && sep > 0) local = local.substr(0, sep);

@@ -61,6 +61,10 @@ TEST(LocalRecipients, PostmasterAlwaysExists) {  // RFC 5321 §4.5.1
   const auto aliased = table("domains example.com\nalice\npostmaster: alice\n");
   EXPECT_EQ(boxes(aliased, make_path("POSTMASTER", "")), std::vector<std::string>{"alice"});
   EXPECT_FALSE(t.resolve(make_path("abuse", "")));  // only postmaster may come without a domain
+  // §4.1.2: all quoted forms are equivalent.
+  EXPECT_EQ(boxes(t, make_path("\"postmaster\"", "example.com")), std::vector<std::string>{"postmaster"});
+  EXPECT_EQ(boxes(t, make_path("\"al\\ice\"", "example.com")), std::vector<std::string>{"alice"});
+  EXPECT_FALSE(t.resolve(make_path("\"alice smith\"", "example.com")));
 }
 
 TEST(LocalRecipients, SubaddressingAndCatchAll) {

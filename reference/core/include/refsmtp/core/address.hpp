@@ -41,6 +41,11 @@ struct Path {
   std::string to_string() const;  // "<>" or "<local@domain>" (source route dropped)
 };
 
+// What a local part means: a Quoted-string's content with its quoted-pairs resolved
+// ("\"a\\\"b\"" -> a"b), a Dot-string as it is. RFC 5321 §4.1.2: all quoted forms MUST be treated
+// as equivalent, so "\"postmaster\"" and postmaster are the same mailbox.
+std::string unquote_local_part(std::string_view local_part);
+
 // The path <local_part@domain> (a domain, not an address literal): for hosts building envelopes
 // and for tests. No syntax check: parse_mailbox_exact() is the check.
 Path make_path(std::string local_part, std::string domain);
