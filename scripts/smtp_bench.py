@@ -42,8 +42,9 @@ def wait_port(port, timeout=10):
 
 
 def run_source(port, sessions):
+    # conform@: the scripts/peers SMTP peers accept only conform@ and postmaster@example.test.
     cmd = [os.path.join(SBIN, "smtp-source"), "-s", str(sessions), "-m", str(MESSAGES), "-l", "1024",
-           "-f", "bench@client.test", "-t", "user@example.test", "127.0.0.1:%d" % port]
+           "-f", "bench@client.test", "-t", "conform@example.test", "127.0.0.1:%d" % port]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, timeout=600)
     elapsed = time.monotonic() - t0
