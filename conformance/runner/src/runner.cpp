@@ -319,6 +319,7 @@ CaseResult run_case(const Script& script, const Target& target) {
     if (!script.steps.empty() && script.steps.front().kind == Step::Kind::expect) first_step = 1;
   }
 
+  std::chrono::milliseconds step_timeout = target.step_timeout;  // TIMEOUT: changes it
   std::vector<std::string> last;  // the last reply's lines
   std::string pending;            // C: lines waiting to go out in one write
   // Messages the server took responsibility for (2xx after the data of DATA or BDAT LAST): a
@@ -337,7 +338,7 @@ CaseResult run_case(const Script& script, const Target& target) {
   // a late extra message (smuggled, duplicated) is seen too.
   auto delivered = [&](std::size_t want) {
     want = std::min(want, accepted);
-    const auto deadline = std::chrono::steady_clock::now() + target.step_timeout;
+    const auto deadline = std::chrono::steady_clock::now() + step_timeout;
     auto found = target.delivery->find(vars["token"]);
     while (found.size() < want && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -379,6 +380,9 @@ CaseResult run_case(const Script& script, const Target& target) {
         if (st.ms) end_of_data_next = true;
         break;
       }
+      case Step::Kind::timeout:
+        step_timeout = std::chrono::milliseconds(st.ms);
+        break;
       case Step::Kind::close:
         flush();
         conn.close();
@@ -469,7 +473,7 @@ CaseResult run_case(const Script& script, const Target& target) {
         }
         const Expect& e = st.expect;
         bool closed = false, timed_out = false;
-        const auto wait = e.kind == Expect::Kind::none ? std::chrono::milliseconds(e.silence_ms) : target.step_timeout;
+        const auto wait = e.kind == Expect::Kind::none ? std::chrono::milliseconds(e.silence_ms) : step_timeout;
         last = conn.read_reply(wait, closed, timed_out);
         for (const auto& l : last) r.transcript += "S: " + l + "\n";
         if (e.kind == Expect::Kind::none) {
@@ -478,7 +482,7 @@ CaseResult run_case(const Script& script, const Target& target) {
         }
         if (e.kind == Expect::Kind::closed) {
           // A 421 may come first (RFC 5321 §3.8), then EOF.
-          if (!last.empty() && last.front().starts_with("421")) last = conn.read_reply(target.step_timeout, closed, timed_out);
+          if (!last.empty() && last.front().starts_with("421")) last = conn.read_reply(step_timeout, closed, timed_out);
           if (!closed) return finish(Outcome::fail, where + "expected the server to close the connection" +
                                                         (last.empty() ? std::string() : ", got: " + last.front()));
           break;

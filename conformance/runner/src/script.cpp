@@ -262,6 +262,10 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       st.kind = Step::Kind::sleep;
       st.ms = std::atoi(std::string(arg(7)).c_str());
       if (st.ms <= 0 || st.ms > 60000) return fail("SLEEP: takes milliseconds (1-60000)");
+    } else if (line.starts_with("TIMEOUT: ")) {
+      st.kind = Step::Kind::timeout;
+      st.ms = std::atoi(std::string(arg(9)).c_str());
+      if (st.ms <= 0 || st.ms > 600000) return fail("TIMEOUT: takes milliseconds (1-600000)");
     } else if (line.starts_with("SPLIT: ")) {
       st.kind = Step::Kind::split;
       st.ms = std::atoi(std::string(arg(7)).c_str());
@@ -285,7 +289,7 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       st.text = *raw;
     } else {
       return fail("unknown step '" + std::string(line.substr(0, 20)) +
-                  "' (C:, RAW:, BDAT:, S:, CAP:, NOCAP:, STARTTLS, CLOSE, SLEEP:, SPLIT:, DELIVERED:, BODY:)");
+                  "' (C:, RAW:, BDAT:, S:, CAP:, NOCAP:, STARTTLS, CLOSE, SLEEP:, SPLIT:, TIMEOUT:, DELIVERED:, BODY:)");
     }
     sc.steps.push_back(std::move(st));
   }

@@ -194,3 +194,12 @@ TEST(Report, JunitValidatesAgainstTheSchema) {
   EXPECT_NE(std::system((validate + (dir / "broken.xml").string() + " 2>" + (dir / "err").string()).c_str()), 0);
   fs::remove_all(dir);
 }
+
+TEST_F(SinkTarget, TimeoutStepShortensTheWaitForAReply) {
+  target.step_timeout = std::chrono::milliseconds(30000);
+  // The sink sends nothing after its greeting unless asked: the S: below can only time out.
+  const auto r = run_case(parse(head + "S: 220\nTIMEOUT: 200\nS: 250\n"), target);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("no reply within the step timeout"), std::string::npos) << r.reason;
+  EXPECT_LT(r.seconds, 20.0);  // far below the 30 s default: the case's TIMEOUT: applied
+}

@@ -100,6 +100,11 @@ TEST(Script, DeliveryPortAndWriteSteps) {
   EXPECT_FALSE(parse_script(h + "DELIVERED: 101\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "DELIVERED: 1|\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "SPLIT: 0\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "TIMEOUT: 0\n", "bad.smtp", error));
+  auto t = parse_script(h + "TIMEOUT: 1500\nS: 220\n", "ok.smtp", error);
+  ASSERT_TRUE(t) << error.message;
+  EXPECT_EQ(t->steps[0].kind, Step::Kind::timeout);
+  EXPECT_EQ(t->steps[0].ms, 1500);
   EXPECT_FALSE(parse_script(h + "BODY: \\q\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "# delivery: maybe\nS: 220\n", "bad.smtp", error));
 }

@@ -203,16 +203,23 @@ void ServerSession::process() {
       if (!cfg_.lenient_command_lf) {
         while (lf != std::string_view::npos && (lf == 0 || avail[lf - 1] != '\r')) lf = avail.find('\n', lf + 1);
       }
+      // While skipping a line, a final CR is kept: its LF may come in the next read, and only
+      // the pair ends the line (found by the chunking property test).
+      const std::size_t keep_cr = avail.back() == '\r' ? 1 : 0;
       if (discard_line_) {
-        in_pos_ = lf == std::string_view::npos ? in_.size() : in_pos_ + lf + 1;
-        discard_line_ = lf == std::string_view::npos;
+        if (lf == std::string_view::npos) {
+          in_pos_ = in_.size() - keep_cr;
+          break;
+        }
+        in_pos_ += lf + 1;
+        discard_line_ = false;
         continue;
       }
       const std::size_t limit = line_limit(avail);
       if (lf == std::string_view::npos) {
         if (avail.size() > limit) {
           // §4.5.3.1.4 / §4.5.3.1.10 "500 Line too long"; skip the rest of the line.
-          in_pos_ = in_.size();
+          in_pos_ = in_.size() - keep_cr;
           discard_line_ = true;
           line_error("Line too long");
         }

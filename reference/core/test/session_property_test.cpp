@@ -57,3 +57,12 @@ RC_GTEST_PROP(SessionChunking, ByteAtATimeGivesTheSameTranscript, ()) {
   for (std::size_t i = 0; i < cuts.size(); ++i) cuts[i] = i;
   RC_ASSERT(run(input, {}) == run(input, cuts));
 }
+// Found by AnySplitGivesTheSameTranscript: an overlong line cut between its CR and LF made the
+// skipping swallow the next command too.
+TEST(SessionChunking, OverlongLineSplitBetweenCrAndLf) {
+  const std::string input = "EHLO client.test\r\n" + std::string(600, 'L') + "\r\nMAIL FROM:bad\r\nNOOP\r\n";
+  const std::size_t cr = input.find('\r', 20);
+  EXPECT_EQ(run(input, {}), run(input, {cr + 1}));
+  EXPECT_EQ(run(input, {}), run(input, {cr - 300, cr + 1}));
+  EXPECT_EQ(run(input, {}).output.find("501 "), run(input, {cr + 1}).output.find("501 "));
+}

@@ -22,6 +22,8 @@
 //                      250 | 2xx | 550|553 (alternatives) [ENHANCED like 5.1.1] [/REGEX/]
 //                      closed          the server closes the connection (EOF) -- a 421 first is allowed
 //                      none MS         no reply within MS milliseconds
+//   TIMEOUT: MS      wait up to MS for each following reply (and delivery) in this case, instead
+//                    of the runner's --timeout (e.g. a server that pauses before a 5xx)
 //   CAP: KEYWORD     the last reply (an EHLO reply) lists KEYWORD
 //   NOCAP: KEYWORD   ... does not list it
 //   BDAT: BYTES      send "BDAT <size of BYTES>" CRLF, then BYTES (escapes as in RAW:, after
@@ -64,10 +66,10 @@ struct Expect {
 };
 
 struct Step {
-  enum class Kind { send, raw, bdat, expect, cap, nocap, starttls, close, sleep, split, delivered, body } kind;
+  enum class Kind { send, raw, bdat, expect, cap, nocap, starttls, close, sleep, split, delivered, body, timeout } kind;
   std::string text;  // send/raw/body payload, cap keyword
   Expect expect;
-  int ms = 0;               // sleep: milliseconds; split: octets per write; bdat: 1 = LAST
+  int ms = 0;               // sleep, timeout: milliseconds; split: octets per write; bdat: 1 = LAST
   std::vector<int> counts;  // delivered: the message counts allowed
   std::size_t line = 0;
 };
