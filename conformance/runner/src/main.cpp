@@ -237,9 +237,12 @@ int main(int argc, char** argv) {
       }
     }
   }
-  const std::string text = report(results, format, target);
-  if (!output.empty()) reports.insert(reports.begin(), {format, output});
-  if (output.empty()) std::fwrite(text.data(), 1, text.size(), stdout);
+  if (output.empty()) {
+    const std::string text = report(results, format, target);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  } else {
+    reports.insert(reports.begin(), {format, output});
+  }
   for (const auto& [f, file] : reports) {
     std::ofstream out(file, std::ios::binary);
     out << report(results, f, target);

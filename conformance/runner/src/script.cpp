@@ -229,68 +229,68 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
     }
     Step st;
     st.line = lineno;
-    auto arg = [&](std::size_t n) { return line.substr(n); };
+    std::string why;  // set when the step is malformed
+    auto arg = [&](std::size_t n) { return line.size() > n ? line.substr(n) : std::string_view(); };
+    // RAW:, BDAT: and BODY: carry escaped bytes; SLEEP:, TIMEOUT: and SPLIT: a bounded number.
+    auto bytes_step = [&](Step::Kind kind, std::size_t from, std::string_view name) {
+      st.kind = kind;
+      auto raw = unescape_raw(arg(from));
+      if (raw) st.text = std::move(*raw);
+      else why = "bad escape in " + std::string(name) + " (use \\r \\n \\t \\0 \\\\ \\xHH)";
+    };
+    auto number_step = [&](Step::Kind kind, std::size_t from, int most, std::string_view what) {
+      st.kind = kind;
+      st.ms = std::atoi(std::string(arg(from)).c_str());
+      if (st.ms <= 0 || st.ms > most) why = std::string(what) + " (1-" + std::to_string(most) + ")";
+    };
     if (line.starts_with("C: ") || line == "C:") {
       st.kind = Step::Kind::send;
-      st.text = std::string(line.size() > 3 ? arg(3) : std::string_view());
+      st.text = std::string(arg(3));
     } else if (line.starts_with("RAW: ")) {
-      st.kind = Step::Kind::raw;
-      auto raw = unescape_raw(arg(5));
-      if (!raw) return fail("bad escape in RAW: (use \\r \\n \\t \\0 \\\\ \\xHH)");
-      st.text = *raw;
-    } else if (line.starts_with("BDAT: ") || line.starts_with("BDAT LAST: ")) {
-      st.kind = Step::Kind::bdat;
-      st.ms = line.starts_with("BDAT LAST: ") ? 1 : 0;
-      auto raw = unescape_raw(arg(st.ms ? 11 : 6));
-      if (!raw) return fail("bad escape in BDAT: (use \\r \\n \\t \\0 \\\\ \\xHH)");
-      st.text = *raw;
+      bytes_step(Step::Kind::raw, 5, "RAW:");
+    } else if (line.starts_with("BDAT: ")) {
+      bytes_step(Step::Kind::bdat, 6, "BDAT:");
+    } else if (line.starts_with("BDAT LAST: ")) {
+      bytes_step(Step::Kind::bdat, 11, "BDAT LAST:");
+      st.last = true;
+    } else if (line.starts_with("BODY: ") || line == "BODY:") {
+      bytes_step(Step::Kind::body, 6, "BODY:");
+    } else if (line.starts_with("SLEEP: ")) {
+      number_step(Step::Kind::sleep, 7, 60000, "SLEEP: takes milliseconds");
+    } else if (line.starts_with("TIMEOUT: ")) {
+      number_step(Step::Kind::timeout, 9, 600000, "TIMEOUT: takes milliseconds");
+    } else if (line.starts_with("SPLIT: ")) {
+      number_step(Step::Kind::split, 7, 65536, "SPLIT: takes octets per write");
     } else if (trim(line) == "CLOSE") {
       st.kind = Step::Kind::close;
+    } else if (trim(line) == "STARTTLS") {
+      st.kind = Step::Kind::starttls;
     } else if (line.starts_with("S: ")) {
       st.kind = Step::Kind::expect;
-      std::string why;
-      if (!parse_expect(arg(3), st.expect, why)) return fail(why);
+      parse_expect(arg(3), st.expect, why);
     } else if (line.starts_with("CAP: ")) {
       st.kind = Step::Kind::cap;
       st.text = std::string(trim(arg(5)));
     } else if (line.starts_with("NOCAP: ")) {
       st.kind = Step::Kind::nocap;
       st.text = std::string(trim(arg(7)));
-    } else if (trim(line) == "STARTTLS") {
-      st.kind = Step::Kind::starttls;
-    } else if (line.starts_with("SLEEP: ")) {
-      st.kind = Step::Kind::sleep;
-      st.ms = std::atoi(std::string(arg(7)).c_str());
-      if (st.ms <= 0 || st.ms > 60000) return fail("SLEEP: takes milliseconds (1-60000)");
-    } else if (line.starts_with("TIMEOUT: ")) {
-      st.kind = Step::Kind::timeout;
-      st.ms = std::atoi(std::string(arg(9)).c_str());
-      if (st.ms <= 0 || st.ms > 600000) return fail("TIMEOUT: takes milliseconds (1-600000)");
-    } else if (line.starts_with("SPLIT: ")) {
-      st.kind = Step::Kind::split;
-      st.ms = std::atoi(std::string(arg(7)).c_str());
-      if (st.ms <= 0 || st.ms > 65536) return fail("SPLIT: takes octets per write (1-65536)");
     } else if (line.starts_with("DELIVERED: ")) {
       st.kind = Step::Kind::delivered;
       std::string_view v = trim(arg(11));
-      while (true) {
+      while (why.empty()) {
         const std::string n(v.substr(0, v.find('|')));
         if (n.empty() || n.size() > 3 || n.find_first_not_of("0123456789") != std::string::npos || std::atoi(n.c_str()) > 100) {
-          return fail("DELIVERED: takes a message count (0-100) or alternatives like 0|1");
+          why = "DELIVERED: takes a message count (0-100) or alternatives like 0|1";
         }
         st.counts.push_back(std::atoi(n.c_str()));
         if (v.find('|') == std::string_view::npos) break;
         v = v.substr(v.find('|') + 1);
       }
-    } else if (line.starts_with("BODY: ") || line == "BODY:") {
-      st.kind = Step::Kind::body;
-      auto raw = unescape_raw(line.size() > 6 ? arg(6) : std::string_view());
-      if (!raw) return fail("bad escape in BODY: (use \\r \\n \\t \\0 \\\\ \\xHH)");
-      st.text = *raw;
     } else {
-      return fail("unknown step '" + std::string(line.substr(0, 20)) +
-                  "' (C:, RAW:, BDAT:, S:, CAP:, NOCAP:, STARTTLS, CLOSE, SLEEP:, SPLIT:, TIMEOUT:, DELIVERED:, BODY:)");
+      why = "unknown step '" + std::string(line.substr(0, 20)) +
+            "' (C:, RAW:, BDAT:, S:, CAP:, NOCAP:, STARTTLS, CLOSE, SLEEP:, SPLIT:, TIMEOUT:, DELIVERED:, BODY:)";
     }
+    if (!why.empty()) return fail(why);
     sc.steps.push_back(std::move(st));
   }
   lineno = 0;

@@ -88,8 +88,8 @@ TEST(Script, DeliveryPortAndWriteSteps) {
   ASSERT_EQ(s->steps.size(), 7u);
   EXPECT_EQ(s->steps[1].ms, 3);
   EXPECT_EQ(s->steps[2].text, "a\r\n");
-  EXPECT_EQ(s->steps[2].ms, 0);
-  EXPECT_EQ(s->steps[3].ms, 1);  // LAST
+  EXPECT_FALSE(s->steps[2].last);
+  EXPECT_TRUE(s->steps[3].last);
   EXPECT_EQ(s->steps[4].kind, Step::Kind::close);
   EXPECT_EQ(s->steps[5].counts, (std::vector<int>{0, 1}));
   EXPECT_EQ(s->steps[6].text, std::string("x\0", 2));

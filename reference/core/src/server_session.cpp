@@ -199,7 +199,8 @@ void ServerSession::process() {
       // §2.3.8: only CRLF ends a command line; a bare LF is part of the line (so
       // "NOOP<LF>NOOP<CRLF>" is one bad line with one reply, never two commands). The lenient
       // mode takes a bare LF as a line end, as some old clients need.
-      std::size_t lf = avail.find('\n');
+      const std::size_t first_lf = avail.find('\n');
+      std::size_t lf = first_lf;
       if (!cfg_.lenient_command_lf) {
         while (lf != std::string_view::npos && (lf == 0 || avail[lf - 1] != '\r')) lf = avail.find('\n', lf + 1);
       }
@@ -230,12 +231,12 @@ void ServerSession::process() {
         line_error("Line too long");
         continue;
       }
-      std::string_view line = avail.substr(0, lf);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.find('\n') != std::string_view::npos) {
+      if (first_lf != lf) {  // a bare LF came before the CRLF
         line_error("Syntax error: bare LF in a command line");
         continue;
       }
+      std::string_view line = avail.substr(0, lf);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       process_line(line);
     }
     if (in_pos_ == before && state_ != State::data && state_ != State::bdat) break;

@@ -64,5 +64,5 @@ TEST(SessionChunking, OverlongLineSplitBetweenCrAndLf) {
   const std::size_t cr = input.find('\r', 20);
   EXPECT_EQ(run(input, {}), run(input, {cr + 1}));
   EXPECT_EQ(run(input, {}), run(input, {cr - 300, cr + 1}));
-  EXPECT_EQ(run(input, {}).output.find("501 "), run(input, {cr + 1}).output.find("501 "));
+  EXPECT_NE(run(input, {cr + 1}).output.find("501 "), std::string::npos);  // MAIL FROM:bad was read
 }

@@ -69,7 +69,8 @@ struct Step {
   enum class Kind { send, raw, bdat, expect, cap, nocap, starttls, close, sleep, split, delivered, body, timeout } kind;
   std::string text;  // send/raw/body payload, cap keyword
   Expect expect;
-  int ms = 0;               // sleep, timeout: milliseconds; split: octets per write; bdat: 1 = LAST
+  int ms = 0;               // sleep, timeout: milliseconds; split: octets per write
+  bool last = false;        // bdat: BDAT LAST
   std::vector<int> counts;  // delivered: the message counts allowed
   std::size_t line = 0;
 };
