@@ -1,0 +1,55 @@
+#include "refsmtp/delivery/relay.hpp"
+
+namespace refsmtp::delivery {
+
+namespace {
+
+bool iequals_prefix(std::string_view line, std::string_view name) {
+  if (line.size() < name.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    char c = line[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != name[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::size_t count_received_headers(std::string_view message) {
+  std::size_t count = 0;
+  std::size_t pos = 0;
+  while (pos < message.size()) {
+    std::size_t end = message.find('\n', pos);
+    if (end == std::string_view::npos) end = message.size();
+    std::string_view line = message.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // end of the header section
+    if (iequals_prefix(line, "received")) {
+      std::string_view rest = line.substr(8);
+      while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);  // RFC 5322 obs-FWS
+      if (!rest.empty() && rest.front() == ':') ++count;
+    }
+    pos = end + 1;
+  }
+  return count;
+}
+
+std::string reply_text(const core::Reply& reply) {
+  std::string out = std::to_string(reply.code);
+  if (reply.enhanced) out += " " + reply.enhanced->to_string();
+  for (const auto& line : reply.lines) {
+    out += ' ';
+    for (char c : line) out += (static_cast<unsigned char>(c) < 32 || c == 127) ? ' ' : c;  // one line, always
+  }
+  return out;
+}
+
+queue::DeliveryOutcome to_outcome(std::size_t recipient, const core::RecipientResult& result) {
+  const auto state = result.status == core::DeliveryStatus::delivered ? queue::RecipientState::delivered
+                     : result.status == core::DeliveryStatus::failed  ? queue::RecipientState::failed
+                                                                      : queue::RecipientState::pending;
+  return queue::DeliveryOutcome{recipient, state, reply_text(result.reply)};
+}
+
+}  // namespace refsmtp::delivery

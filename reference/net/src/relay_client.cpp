@@ -1,0 +1,216 @@
+#include "refsmtp/net/relay_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <algorithm>
+#include <optional>
+
+namespace refsmtp::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+core::Millis now_ms() {
+  return std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now().time_since_epoch());
+}
+
+std::string hop_name(const RelayHop& h) {
+  return h.host + "[" + h.address + "]:" + std::to_string(h.port);
+}
+
+std::string text_of(const core::Reply& r) {
+  std::string s = r.format();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  for (char& c : s) {
+    if (c == '\r' || c == '\n') c = ' ';
+  }
+  return s;
+}
+
+}  // namespace
+
+std::shared_ptr<asio::ssl::context> make_client_tls(const std::string& ca_file, std::string& error) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                   asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  if (ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    ctx->load_verify_file(ca_file, ec);
+  }
+  if (ec) {
+    error = "TLS trust store" + (ca_file.empty() ? std::string() : " " + ca_file) + ": " + ec.message();
+    return nullptr;
+  }
+  return ctx;
+}
+
+asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vector<core::OutgoingMessage> messages,
+                                            RelayOptions options) {
+  auto ex = co_await asio::this_coro::executor;
+  RelayResult out;
+  std::vector<std::optional<std::vector<core::RecipientResult>>> done(messages.size());
+  core::Reply last = core::make_reply(451, 4, 4, 1, "No mail exchanger could be reached");
+  bool any_answer = false, all_permanent = true;
+  const auto unresolved = [&] {
+    return std::find_if(done.begin(), done.end(), [](const auto& d) { return !d.has_value(); }) - done.begin();
+  };
+
+  for (const auto& hop : hops) {
+    if (static_cast<std::size_t>(unresolved()) == done.size()) break;
+    const std::string name = hop_name(hop);
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(hop.address, ec);
+    if (ec) {
+      out.log.push_back(name + " bad address: " + ec.message());
+      continue;
+    }
+    tcp::socket sock(ex);
+    asio::steady_timer timer(ex);
+    timer.expires_after(options.connect_timeout);
+    auto connected = co_await (sock.async_connect(tcp::endpoint(address, hop.port), asio::as_tuple(use_awaitable)) ||
+                               timer.async_wait(asio::as_tuple(use_awaitable)));
+    if (connected.index() == 1 || std::get<0>(std::get<0>(connected))) {
+      const std::string why = connected.index() == 1 ? std::string("timed out") : std::get<0>(std::get<0>(connected)).message();
+      out.log.push_back(name + " connect: " + why);
+      last = core::make_reply(451, 4, 4, 1, "Cannot connect to " + name + ": " + why);
+      all_permanent = false;
+      continue;
+    }
+    boost::system::error_code nodelay_ec;
+    sock.set_option(tcp::no_delay(true), nodelay_ec);
+
+    core::ClientConfig cfg = options.client;
+    if (!options.tls && cfg.tls == core::TlsPolicy::opportunistic) cfg.tls = core::TlsPolicy::none;
+    core::ClientSession session(cfg, now_ms());
+    std::optional<asio::ssl::stream<tcp::socket&>> stream;
+    bool tls = false, closed = false;
+    std::size_t current = done.size();  // the message in flight
+    std::size_t sent_here = 0;
+    std::string hop_result;
+
+    auto write = [&](const std::string& bytes) -> asio::awaitable<boost::system::error_code> {
+      auto [wec, n] = tls ? co_await asio::async_write(*stream, asio::buffer(bytes), asio::as_tuple(use_awaitable))
+                          : co_await asio::async_write(sock, asio::buffer(bytes), asio::as_tuple(use_awaitable));
+      (void)n;
+      co_return wec;
+    };
+
+    char buf[16384];
+    while (!closed) {
+      // Everything the session asks for, in order.
+      while (auto a = session.next_action()) {
+        if (auto* send = std::get_if<core::client_action::Send>(&*a)) {
+          if (auto wec = co_await write(send->bytes)) {
+            session.connection_lost();
+            hop_result = "write: " + wec.message();
+          }
+        } else if (std::holds_alternative<core::client_action::StartTls>(*a)) {
+          if (!options.tls) {
+            session.tls_failed();
+            continue;
+          }
+          stream.emplace(sock, *options.tls);
+          // SNI, and with a required policy a verified chain whose name matches the hop.
+          SSL_set_tlsext_host_name(stream->native_handle(), hop.host.c_str());
+          if (options.client.tls == core::TlsPolicy::required) {
+            stream->set_verify_mode(asio::ssl::verify_peer);
+            stream->set_verify_callback(asio::ssl::host_name_verification(hop.host));
+          } else {
+            stream->set_verify_mode(asio::ssl::verify_none);
+          }
+          timer.expires_after(options.client.command_timeout);
+          auto hs = co_await (stream->async_handshake(asio::ssl::stream_base::client, asio::as_tuple(use_awaitable)) ||
+                              timer.async_wait(asio::as_tuple(use_awaitable)));
+          const bool ok = hs.index() == 0 && !std::get<0>(std::get<0>(hs));
+          if (ok) {
+            tls = true;
+            session.tls_started();
+          } else {
+            hop_result = "TLS handshake: " + (hs.index() == 1 ? std::string("timed out") : std::get<0>(std::get<0>(hs)).message());
+            session.tls_failed();
+          }
+        } else if (std::holds_alternative<core::client_action::Close>(*a)) {
+          closed = true;
+        } else if (std::holds_alternative<core::client_action::Ready>(*a)) {
+          const std::size_t next = static_cast<std::size_t>(unresolved());
+          if (next < done.size()) {
+            current = next;
+            any_answer = true;
+            session.send_message(messages[current]);
+          } else {
+            session.quit();
+          }
+        } else if (auto* result = std::get_if<core::client_action::MessageResult>(&*a)) {
+          if (current < done.size()) {
+            done[current] = result->results;
+            ++sent_here;
+          }
+          current = done.size();
+        } else if (auto* failed = std::get_if<core::client_action::ConnectionFailed>(&*a)) {
+          any_answer = true;
+          last = failed->reply;
+          if (!failed->permanent) all_permanent = false;
+          hop_result = failed->reason + ": " + text_of(failed->reply);
+        }
+      }
+      if (closed) break;
+      // Wait for replies, racing the session's deadline (time is an input to the session).
+      const auto deadline = session.deadline().value_or(now_ms() + std::chrono::minutes(10));
+      timer.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, (deadline - now_ms()).count())));
+      std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> got;
+      if (tls) {
+        got = co_await (stream->async_read_some(asio::buffer(buf), asio::as_tuple(use_awaitable)) ||
+                        timer.async_wait(asio::as_tuple(use_awaitable)));
+      } else {
+        got = co_await (sock.async_read_some(asio::buffer(buf), asio::as_tuple(use_awaitable)) ||
+                        timer.async_wait(asio::as_tuple(use_awaitable)));
+      }
+      session.on_time(now_ms());
+      if (got.index() == 0) {
+        const auto [rec, n] = std::get<0>(got);
+        if (rec) {
+          if (hop_result.empty()) hop_result = "read: " + rec.message();
+          session.connection_lost();
+        } else {
+          session.receive(std::string_view(buf, n));
+        }
+      }
+    }
+    boost::system::error_code ignored;
+    sock.shutdown(tcp::socket::shutdown_both, ignored);
+    sock.close(ignored);
+    out.log.push_back(name + " " + (sent_here ? std::to_string(sent_here) + " message(s)" : std::string("no message")) +
+                      (hop_result.empty() ? std::string() : "; " + hop_result));
+  }
+
+  // What no hop took: deferred with the last failure, or failed if every hop refused for good.
+  const bool permanent = any_answer && all_permanent && last.klass() == 5;
+  out.messages.reserve(messages.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (done[i]) {
+      out.messages.push_back(std::move(*done[i]));
+      continue;
+    }
+    std::vector<core::RecipientResult> rs;
+    for (const auto& r : messages[i].recipients) {
+      rs.push_back(core::RecipientResult{r, permanent ? core::DeliveryStatus::failed : core::DeliveryStatus::deferred, last});
+    }
+    out.messages.push_back(std::move(rs));
+  }
+  co_return out;
+}
+
+}  // namespace refsmtp::net
