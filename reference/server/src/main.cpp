@@ -18,6 +18,7 @@
 #include <functional>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -52,6 +53,63 @@ bool drop_privileges(const std::string& user, const std::vector<std::string>& di
   if (pw->pw_uid != 0 && ::setuid(0) == 0) {
     error = "--user " + user + ": root privileges could be regained";
     return false;
+  }
+  return true;
+}
+
+// "250ms", "30s", "5m", "4h", "5d"; a bare number is seconds.
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 9) return std::nullopt;
+  const long long n = std::stoll(text.substr(0, digits));
+  const std::string unit = text.substr(digits);
+  long long ms = 0;
+  if (unit == "ms") ms = n;
+  else if (unit.empty() || unit == "s") ms = n * 1000;
+  else if (unit == "m") ms = n * 60 * 1000;
+  else if (unit == "h") ms = n * 3600 * 1000;
+  else if (unit == "d") ms = n * 86400 * 1000;
+  else return std::nullopt;
+  return std::chrono::milliseconds(ms);
+}
+
+// Reads the retry options into `policy`; false with `error` naming the option.
+bool parse_retry(const std::string& intervals, const std::string& later, const std::string& max_interval,
+                 const std::string& give_up, const std::string& delay_warning, refsmtp::queue::RetryPolicy& policy,
+                 std::string& error) {
+  auto one = [&](const std::string& option, const std::string& text, std::chrono::milliseconds& out) {
+    const auto d = parse_duration(text);
+    if (!d) {
+      error = option + " '" + text + "': expected a duration such as 90s, 30m, 4h or 5d";
+      return false;
+    }
+    out = *d;
+    return true;
+  };
+  if (!intervals.empty()) {
+    policy.first.clear();
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t comma = intervals.find(',', start);
+      std::chrono::milliseconds d{};
+      if (!one("--retry-intervals", intervals.substr(start, comma == std::string::npos ? std::string::npos : comma - start), d)) {
+        return false;
+      }
+      policy.first.push_back(d);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  if (!later.empty() && !one("--retry-later", later, policy.later)) return false;
+  if (!max_interval.empty() && !one("--retry-max", max_interval, policy.max_interval)) return false;
+  if (!give_up.empty() && !one("--give-up", give_up, policy.give_up_after)) return false;
+  if (delay_warning == "off") {
+    policy.delay_warning.reset();
+  } else if (!delay_warning.empty()) {
+    std::chrono::milliseconds d{};
+    if (!one("--delay-warning", delay_warning, d)) return false;
+    policy.delay_warning = d;
   }
   return true;
 }
@@ -147,6 +205,41 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", opt.threads, "io threads")->capture_default_str()->check(CLI::Range(1u, 64u));
   app.add_flag("--log-json", opt.log_json, "log one JSON object per line (default: key=value text)");
+  // Relay.
+  std::string relay_mode = "none", relay_tls = "opportunistic";
+  app.add_option("--relay", relay_mode,
+                 "mail to other domains (from authenticated clients, aliases and bounces): mx looks up\n"
+                 "the domain's MX records in DNS; none sends only where a --route says")
+      ->check(CLI::IsMember({"none", "mx"}))
+      ->capture_default_str();
+  app.add_option("--route", opt.relay.routes,
+                 "DOMAIN=HOST[:PORT][;tls=none|opportunistic|required][;auth=FILE] (repeatable): a fixed\n"
+                 "next hop for DOMAIN; DOMAIN * is a smarthost for every other domain; FILE holds USER:PASSWORD");
+  app.add_option("--dns-server", opt.relay.dns.servers, "ADDRESS[:PORT] of a DNS server for the relay (repeatable;\n"
+                                                        "default: /etc/resolv.conf)");
+  app.add_option("--relay-port", opt.relay.mx_port, "SMTP port of the exchangers found by MX lookup")->capture_default_str();
+  app.add_option("--relay-tls", relay_tls, "STARTTLS when relaying: none, opportunistic (unverified, RFC 7435) or\n"
+                                            "required (certificate and host name verified)")
+      ->check(CLI::IsMember({"none", "opportunistic", "required"}))
+      ->capture_default_str();
+  app.add_option("--relay-ca", opt.relay.ca_file, "PEM trust store for --relay-tls required (default: the system's)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--relay-connections", opt.relay.max_per_destination, "connections at once per destination domain")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100}));
+  std::string relay_timeout = "5m", relay_connect_timeout = "30s";
+  app.add_option("--relay-timeout", relay_timeout, "wait this long for each reply when relaying (RFC 5321 §4.5.3.2;\n"
+                                                   "the end of data waits twice as long)")
+      ->capture_default_str();
+  app.add_option("--relay-connect-timeout", relay_connect_timeout, "wait this long for a connection")->capture_default_str();
+  app.add_option("--max-received", opt.max_received, "more Received: headers than this is a mail loop (RFC 5321 §6.3)")
+      ->capture_default_str();
+  std::string retry_intervals, retry_later, retry_max, give_up, delay_warning;
+  app.add_option("--retry-intervals", retry_intervals, "waits after the first failed attempts (default 5m,10m,20m)");
+  app.add_option("--retry-later", retry_later, "then this wait, doubling (default 30m)");
+  app.add_option("--retry-max", retry_max, "longest wait between attempts (default 4h)");
+  app.add_option("--give-up", give_up, "bounce what is still undelivered this long after arrival (default 5d)");
+  app.add_option("--delay-warning", delay_warning, "tell the sender once when mail is this late (default 4h; off)");
   std::string run_as;
   app.add_option("--user", run_as, "after binding the listeners, drop root privileges to this user");
   app.set_config("--config", "", "read options from a TOML file (keys are the long option names)");
@@ -181,6 +274,25 @@ int main(int argc, char** argv) {
       opt.lmtp.host = lmtp.substr(0, colon);
       if (opt.lmtp.host.size() > 2 && opt.lmtp.host.front() == '[') opt.lmtp.host = opt.lmtp.host.substr(1, opt.lmtp.host.size() - 2);
       opt.lmtp.port = static_cast<std::uint16_t>(port);
+    }
+  }
+  opt.relay.mx = relay_mode == "mx";
+  opt.relay.tls = relay_tls == "none"       ? refsmtp::core::TlsPolicy::none
+                  : relay_tls == "required" ? refsmtp::core::TlsPolicy::required
+                                            : refsmtp::core::TlsPolicy::opportunistic;
+  {
+    std::string error;
+    const auto command = parse_duration(relay_timeout), connect = parse_duration(relay_connect_timeout);
+    if (!command || !connect) {
+      std::fprintf(stderr, "refsmtpd: --relay-timeout/--relay-connect-timeout: expected a duration such as 30s or 5m\n");
+      return 2;
+    }
+    opt.relay.command_timeout = *command;
+    opt.relay.data_timeout = *command * 2;
+    opt.relay.connect_timeout = *connect;
+    if (!parse_retry(retry_intervals, retry_later, retry_max, give_up, delay_warning, opt.retry, error)) {
+      std::fprintf(stderr, "refsmtpd: %s\n", error.c_str());
+      return 2;
     }
   }
   if (listen.empty()) {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <list>
 #include <map>
+#include <set>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +27,7 @@
 
 #include "refsmtp/delivery/lmtp.hpp"
 #include "refsmtp/delivery/mailbox.hpp"
+#include "refsmtp/delivery/relay.hpp"
 
 namespace refsmtp::server {
 
@@ -104,9 +106,23 @@ struct Server::Impl {
   std::unique_ptr<asio::steady_timer> delivery_timer;
   std::atomic<std::uint64_t> next_conn{1};
   std::uint64_t maildir_seq = 0;  // under queue_m
+  std::unique_ptr<Relayer> relayer;
+  std::set<std::string> in_flight;  // under queue_m: messages with relay jobs still running
   std::atomic<bool> stopping{false};
 
-  Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)) {}
+  Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)) {
+    if (!opt.clock) opt.clock = wall_ms;
+  }
+
+  std::int64_t now() const { return opt.clock(); }
+  // --test-mode captures every message it accepts, so an authenticated client may address any
+  // domain (nothing leaves the server).
+  bool test_mode_relay_ok() const { return opt.test_mode; }
+
+  bool is_local_domain(const std::string& domain) const {
+    return recipients ? recipients->is_local_domain(domain)
+                      : std::find(opt.domains.begin(), opt.domains.end(), domain) != opt.domains.end();
+  }
 
   // One line per event on stderr: "refsmtpd event=NAME k=v ..." or a JSON object.
   void write_log(std::string_view event, const net::LogFields& fields) const {
@@ -270,95 +286,206 @@ struct Server::Impl {
     return true;
   }
 
-  // Delivers what is due into local Maildirs; runs every second and after each accepted message.
+  // Local mailbox names for a recipient: nothing when it is not ours. (Split out of deliver_due
+  // so that both local delivery and the relay see one decision.)
+  struct Targets {
+    std::vector<std::string> mailboxes;
+    std::vector<core::Path> remote;  // relayed: the recipient itself, or an alias's remote targets
+    std::optional<std::string> failure;  // decided without delivering, e.g. "550 5.1.1 ..."
+  };
+  Targets targets_of(const core::Path& p) const {
+    Targets t;
+    if (auto where = resolve(p)) {
+      t.mailboxes = where->mailboxes;
+      t.remote = where->forwards;
+    } else if (relayer && relayer->enabled() && p.mailbox && !p.mailbox->domain.empty() &&
+               !is_local_domain(lower(p.mailbox->domain))) {
+      t.remote.push_back(p);
+    } else {
+      t.failure = "550 5.1.1 No such local mailbox";
+    }
+    if (!t.remote.empty() && !(relayer && relayer->enabled())) {
+      t.failure = "550 5.7.1 Mail to other domains is not relayed by this server (no --relay or --route)";
+      t.remote.clear();
+    }
+    return t;
+  }
+
+  // One delivery attempt of one message: what was decided so far, and the relay jobs still out.
+  // Recorded in the queue once, when the last job reports, so an attempt counts once.
+  struct Attempt {
+    std::string id;
+    std::vector<queue::DeliveryOutcome> outcomes;
+    std::size_t jobs_left = 0;
+  };
+
+  // Merges the outcomes of several targets of one queue recipient (an alias): delivered only
+  // when every target is; otherwise the first non-delivery decides.
+  static std::vector<queue::DeliveryOutcome> merge(const std::vector<queue::DeliveryOutcome>& all) {
+    std::map<std::size_t, queue::DeliveryOutcome> merged;
+    for (const auto& o : all) {
+      auto [it, fresh] = merged.try_emplace(o.recipient, o);
+      if (!fresh && it->second.state == queue::RecipientState::delivered && o.state != queue::RecipientState::delivered) {
+        it->second = o;
+      } else if (!fresh && it->second.state == queue::RecipientState::failed && o.state == queue::RecipientState::pending) {
+        it->second = o;  // a later retry may still fail it; do not bounce what is only deferred
+      }
+    }
+    std::vector<queue::DeliveryOutcome> out;
+    for (auto& [i, o] : merged) out.push_back(o);
+    return out;
+  }
+
+  // Under queue_m.
+  void record_attempt(const Attempt& a) {
+    if (auto err = queue->record(a.id, merge(a.outcomes), now())) {
+      write_log("queue", {{"queue_id", a.id}, {"error", "could not record delivery: " + err.message()}});
+    }
+    for (const auto& ev : queue->take_events()) {
+      if (ev.what.starts_with("accepted")) continue;  // said by the connection's message line
+      write_log("queue", {{"queue_id", ev.id}, {"what", ev.what}});
+    }
+  }
+
+  // Delivers what is due: local recipients at once (Maildir, mbox or LMTP), other domains through
+  // the relay in the background. Runs every second and after each accepted message.
   void deliver_due() {
     if (!queue) return;
     std::lock_guard lock(queue_m);
-    const std::int64_t now = wall_ms();
-    for (const auto& id : queue->due(now)) {
+    const std::int64_t now_ms = now();
+    std::map<std::string, std::vector<std::pair<std::shared_ptr<Attempt>, RelayJob>>> by_domain;
+    for (const auto& id : queue->due(now_ms)) {
+      if (in_flight.count(id)) continue;
       const queue::StoredEnvelope* e = queue->find(id);
       if (!e) continue;
+      std::vector<Targets> targets(e->recipients.size());
+      std::set<std::string> domains;
+      for (std::size_t i = 0; i < e->recipients.size(); ++i) {
+        if (e->recipients[i].state != queue::RecipientState::pending) continue;
+        targets[i] = targets_of(e->recipients[i].path);
+        for (const auto& r : targets[i].remote) domains.insert(lower(r.mailbox->domain));
+      }
+      // Bounded connections per destination: a message waits for its turn as a whole.
+      if (std::any_of(domains.begin(), domains.end(), [&](const std::string& d) { return !relayer->has_capacity(d); })) continue;
       std::string body;
       if (auto err = queue->read_body(id, body)) {
         write_log("queue", {{"queue_id", id}, {"error", "cannot read body: " + err.message()}});
         continue;
       }
-      const std::string copy = delivery::local_copy(e->reverse_path, body);
-      std::vector<queue::DeliveryOutcome> outcomes;
-      // LMTP: every local recipient of the message in one transaction (RFC 2033), one reply each.
-      core::OutgoingMessage lmtp_msg;
-      std::vector<std::size_t> lmtp_index;
-      for (std::size_t i = 0; i < e->recipients.size(); ++i) {
+      auto attempt = std::make_shared<Attempt>();
+      attempt->id = id;
+      deliver_local(*e, body, targets, now_ms, attempt->outcomes);
+      // Relay jobs: one per destination domain. A message that has looped (too many Received:
+      // headers, RFC 5321 §6.3) is not sent anywhere again.
+      const bool looping = !domains.empty() && delivery::count_received_headers(body) > opt.max_received;
+      std::map<std::string, RelayJob> jobs;
+      for (std::size_t i = 0; i < targets.size(); ++i) {
         if (e->recipients[i].state != queue::RecipientState::pending) continue;
-        const auto where = resolve(e->recipients[i].path);
-        if (!where) {
-          outcomes.push_back({i, queue::RecipientState::failed, "550 5.1.1 No such local mailbox"});
-          continue;
-        }
-        if (!where->forwards.empty()) {
-          // Aliases to remote addresses need the relay (issue 6); until then they wait.
-          outcomes.push_back({i, queue::RecipientState::pending, "451 4.4.0 Forwarding to remote addresses is not available yet"});
-          continue;
-        }
-        if (opt.delivery == Delivery::lmtp) {
-          for (const auto& box : where->mailboxes) {
-            core::Path p;
-            p.mailbox = core::Mailbox{box, primary_domain(e->recipients[i].path), false};
-            lmtp_msg.recipients.push_back(p);
-            lmtp_index.push_back(i);
+        for (const auto& r : targets[i].remote) {
+          if (looping) {
+            attempt->outcomes.push_back({i, queue::RecipientState::failed,
+                                         "554 5.4.6 Too many Received: headers (more than " + std::to_string(opt.max_received) +
+                                             "): mail loop"});
+            continue;
           }
-          continue;
-        }
-        std::string problem;
-        for (const auto& box : where->mailboxes) {
-          std::error_code err;
-          if (opt.delivery == Delivery::mbox) {
-            // mbox cannot tell a repeated append after a crash: at least once, not exactly once.
-            err = delivery::deliver_mbox(opt.mail_root + "/" + box + ".mbox", e->reverse_path, now, copy);
-          } else {
-            delivery::MaildirTarget t{box + "/Maildir", opt.hostname, e->arrival_ms, ++maildir_seq,
-                                      static_cast<long>(::getpid()), id + "-" + std::to_string(i)};
-            std::string name;
-            err = delivery::deliver_maildir(*mail_storage, t, copy, name);
-          }
-          if (err) problem = box + ": " + err.message();
-        }
-        if (problem.empty()) {
-          outcomes.push_back({i, queue::RecipientState::delivered,
-                              opt.delivery == Delivery::mbox ? "250 2.0.0 Delivered to mbox" : "250 2.0.0 Delivered to Maildir"});
-        } else {
-          outcomes.push_back({i, queue::RecipientState::pending, "451 4.3.0 " + problem});
+          RelayJob& job = jobs[lower(r.mailbox->domain)];
+          job.msg.recipients.push_back(r);
+          job.index.push_back(i);
         }
       }
-      if (!lmtp_msg.recipients.empty()) {
-        lmtp_msg.reverse_path = e->reverse_path;
-        lmtp_msg.body = body;
-        delivery::LmtpOptions lo;
-        lo.lhlo_name = opt.hostname;
-        const auto res = delivery::lmtp_deliver(opt.lmtp, lmtp_msg, lo);
-        // A recipient expanded to several mailboxes is delivered only when all of them are.
-        std::map<std::size_t, queue::DeliveryOutcome> merged;
-        for (std::size_t k = 0; k < res.results.size() && k < lmtp_index.size(); ++k) {
-          const auto& r = res.results[k];
-          const auto state = r.status == core::DeliveryStatus::delivered ? queue::RecipientState::delivered
-                             : r.status == core::DeliveryStatus::failed  ? queue::RecipientState::failed
-                                                                         : queue::RecipientState::pending;
-          std::string text = r.reply.format();
-          text.resize(text.size() - 2);
-          auto [it, fresh] = merged.try_emplace(lmtp_index[k], queue::DeliveryOutcome{lmtp_index[k], state, text});
-          if (!fresh && state != queue::RecipientState::delivered && it->second.state == queue::RecipientState::delivered) {
-            it->second = {lmtp_index[k], state, text};
-          }
-        }
-        for (auto& [i, o] : merged) outcomes.push_back(o);
+      if (jobs.empty()) {
+        record_attempt(*attempt);
+        continue;
       }
-      if (auto err = queue->record(id, outcomes, now)) {
-        write_log("queue", {{"queue_id", id}, {"error", "could not record delivery: " + err.message()}});
+      in_flight.insert(id);
+      attempt->jobs_left = jobs.size();
+      for (auto& [domain, job] : jobs) {
+        job.msg.reverse_path = e->reverse_path;
+        job.msg.body = body;
+        by_domain[domain].emplace_back(attempt, std::move(job));
       }
     }
     for (const auto& ev : queue->take_events()) {
-      if (ev.what.starts_with("accepted")) continue;  // said by the connection's message line
+      if (ev.what.starts_with("accepted")) continue;
       write_log("queue", {{"queue_id", ev.id}, {"what", ev.what}});
+    }
+    // One connection per destination per pass, carrying all its messages (connection reuse).
+    for (auto& [domain, list] : by_domain) {
+      std::vector<std::shared_ptr<Attempt>> attempts;
+      std::vector<RelayJob> jobs;
+      for (auto& [a, j] : list) {
+        attempts.push_back(a);
+        jobs.push_back(std::move(j));
+      }
+      relayer->send(domain, std::move(jobs), [this, attempts](std::vector<std::vector<queue::DeliveryOutcome>> results) {
+        bool finished = false;
+        {
+          std::lock_guard relay_lock(queue_m);
+          for (std::size_t j = 0; j < attempts.size(); ++j) {
+            Attempt& a = *attempts[j];
+            if (j < results.size()) a.outcomes.insert(a.outcomes.end(), results[j].begin(), results[j].end());
+            if (--a.jobs_left == 0) {
+              record_attempt(a);
+              in_flight.erase(a.id);
+              finished = true;
+            }
+          }
+        }
+        // Bounces and newly due messages go out soon, not a timer tick later.
+        if (finished && !stopping) asio::post(strand, [this] { deliver_due(); });
+      });
+    }
+  }
+
+  // Local delivery of one message's local recipients; outcomes are appended to `outcomes`.
+  void deliver_local(const queue::StoredEnvelope& e, const std::string& body, const std::vector<Targets>& targets,
+                     std::int64_t now_ms, std::vector<queue::DeliveryOutcome>& outcomes) {
+    const std::string& id = e.id;
+    const std::string copy = delivery::local_copy(e.reverse_path, body);
+    // LMTP: every local recipient of the message in one transaction (RFC 2033), one reply each.
+    core::OutgoingMessage lmtp_msg;
+    std::vector<std::size_t> lmtp_index;
+    for (std::size_t i = 0; i < e.recipients.size(); ++i) {
+      if (e.recipients[i].state != queue::RecipientState::pending) continue;
+      const Targets& t = targets[i];
+      if (t.failure) {
+        outcomes.push_back({i, queue::RecipientState::failed, *t.failure});
+        continue;
+      }
+      if (opt.delivery == Delivery::lmtp) {
+        for (const auto& box : t.mailboxes) {
+          core::Path p;
+          p.mailbox = core::Mailbox{box, primary_domain(e.recipients[i].path), false};
+          lmtp_msg.recipients.push_back(p);
+          lmtp_index.push_back(i);
+        }
+        continue;
+      }
+      for (const auto& box : t.mailboxes) {
+        std::error_code err;
+        if (opt.delivery == Delivery::mbox) {
+          // mbox cannot tell a repeated append after a crash: at least once, not exactly once.
+          err = delivery::deliver_mbox(opt.mail_root + "/" + box + ".mbox", e.reverse_path, now_ms, copy);
+        } else {
+          delivery::MaildirTarget target{box + "/Maildir", opt.hostname, e.arrival_ms, ++maildir_seq,
+                                         static_cast<long>(::getpid()), id + "-" + std::to_string(i)};
+          std::string name;
+          err = delivery::deliver_maildir(*mail_storage, target, copy, name);
+        }
+        outcomes.push_back({i, err ? queue::RecipientState::pending : queue::RecipientState::delivered,
+                            err ? "451 4.3.0 " + box + ": " + err.message()
+                                : (opt.delivery == Delivery::mbox ? "250 2.0.0 Delivered to mbox" : "250 2.0.0 Delivered to Maildir")});
+      }
+    }
+    if (!lmtp_msg.recipients.empty()) {
+      lmtp_msg.reverse_path = e.reverse_path;
+      lmtp_msg.body = body;
+      delivery::LmtpOptions lo;
+      lo.lhlo_name = opt.hostname;
+      const auto res = delivery::lmtp_deliver(opt.lmtp, lmtp_msg, lo);
+      for (std::size_t k = 0; k < res.results.size() && k < lmtp_index.size(); ++k) {
+        outcomes.push_back(delivery::to_outcome(lmtp_index[k], res.results[k]));
+      }
     }
   }
 
@@ -440,6 +567,12 @@ bool Server::start(std::string& error) {
   if (!s.opt.tls_cert.empty() || !s.opt.tls_key.empty()) {
     if (!s.load_tls(error)) return false;
   }
+  RelayConfig rc = s.opt.relay;
+  if (rc.helo_name == "localhost") rc.helo_name = s.opt.hostname;
+  s.relayer = std::make_unique<Relayer>(s.io, rc, [&s](std::string_view event, const net::LogFields& fields) {
+    s.write_log(event, fields);
+  });
+  if (!s.relayer->start(error)) return false;
   for (const auto& l : s.opt.listeners) {
     boost::system::error_code ec;
     auto acceptor = std::make_unique<tcp::acceptor>(s.io);
@@ -465,9 +598,10 @@ bool Server::start(std::string& error) {
     s.mail_storage = std::make_unique<queue::PosixStorage>(s.opt.mail_root);
     queue::QueueConfig qc;
     qc.hostname = s.opt.hostname;
+    qc.retry = s.opt.retry;
     s.queue = std::make_unique<queue::Queue>(*s.spool_storage, qc);
     queue::RecoveryReport report;
-    if (auto err = s.queue->open(wall_ms(), &report)) {
+    if (auto err = s.queue->open(s.now(), &report)) {
       error = "cannot open the spool in " + s.opt.spool_dir + ": " + err.message();
       return false;
     }
@@ -542,25 +676,20 @@ core::Verdict Server::check_sender(const net::ConnectionInfo&, const core::actio
 }
 
 core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::action::CheckRecipient& q) {
-  if (impl_->resolve(q.path)) return core::Verdict::accept();
-  if (c.role != "mx" && q.path.mailbox && !q.path.mailbox->domain.empty()) {
-    const std::string domain = lower(q.path.mailbox->domain);
-    const bool local_domain = impl_->recipients ? impl_->recipients->is_local_domain(domain)
-                                                : std::find(impl_->opt.domains.begin(), impl_->opt.domains.end(), domain) !=
-                                                      impl_->opt.domains.end();
-    if (!local_domain) {
-      // Authenticated users may send anywhere once the relay exists; until then, say so.
-      return core::Verdict::reject(core::make_reply(550, 5, 7, 1, "Delivery to other domains is not supported by this server yet"));
-    }
-  }
+  Impl& s = *impl_;
+  if (s.resolve(q.path)) return core::Verdict::accept();
   if (q.path.mailbox && !q.path.mailbox->domain.empty()) {
     const std::string domain = lower(q.path.mailbox->domain);
-    const bool local_domain = impl_->recipients ? impl_->recipients->is_local_domain(domain)
-                                                : std::find(impl_->opt.domains.begin(), impl_->opt.domains.end(), domain) !=
-                                                      impl_->opt.domains.end();
-    if (!local_domain) {
-      log(c, "rcpt", {{"rcpt", q.path.to_string()}, {"verdict", "554 5.7.1 relay denied"}});
-      return core::Verdict::reject(core::make_reply(554, 5, 7, 1, "Relay access denied"));  // RFC 5321 §3.6.2
+    if (!s.is_local_domain(domain)) {
+      // Another domain: relayed only for authenticated clients (RFC 6409 §4.3; an MX is not an
+      // open relay, RFC 5321 §3.6.2), and only when this server has a way out for it.
+      if (c.auth_identity.empty()) {
+        log(c, "rcpt", {{"rcpt", q.path.to_string()}, {"verdict", "554 5.7.1 relay denied"}});
+        return core::Verdict::reject(core::make_reply(554, 5, 7, 1, "Relay access denied"));
+      }
+      if (s.test_mode_relay_ok() || (s.relayer && s.relayer->routable(domain))) return core::Verdict::accept();
+      return core::Verdict::reject(core::make_reply(550, 5, 7, 1, "This server does not relay to " + domain +
+                                                                      " (no --relay mx or --route for it)"));
     }
   }
   return core::Verdict::reject(core::make_reply(550, 5, 1, 1, "No such user here"));
@@ -599,7 +728,7 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
   queue::ClientInfo ci{envelope.helo, c.client_address, envelope.esmtp, c.tls, !c.auth_identity.empty()};
   // Queue::accept is thread-safe and writes outside its lock: concurrent connections share the
   // spool's group commit.
-  const queue::AcceptResult r = s.queue->accept(envelope, body, ci, wall_ms());
+  const queue::AcceptResult r = s.queue->accept(envelope, body, ci, s.now());
   log(c, "message", {{"queue_id", r.id.value_or("")}, {"from", envelope.reverse_path.to_string()},
                      {"rcpts", std::to_string(envelope.recipients.size())}, {"size", std::to_string(body.size())},
                      {"verdict", r.reply.format().substr(0, r.reply.format().size() - 2)}});

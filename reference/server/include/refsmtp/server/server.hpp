@@ -15,6 +15,7 @@
 #include "refsmtp/net/connection.hpp"
 #include "refsmtp/queue/queue.hpp"
 #include "refsmtp/server/credentials.hpp"
+#include "refsmtp/server/relayer.hpp"
 
 namespace refsmtp::server {
 
@@ -48,6 +49,14 @@ struct ServerOptions {
   std::uint32_t data_timeout_s = 300;
   std::uint32_t max_connection_time_s = 3600;
   std::uint32_t drain_timeout_s = 30;     // at shutdown, how long transactions may finish
+
+  // Relay (outbound SMTP): to other domains for authenticated clients, and for aliases and
+  // bounces that point elsewhere. Off unless relay.mx is set or routes are given.
+  RelayConfig relay;
+  std::size_t max_received = 100;         // more Received: headers than this: a mail loop (RFC 5321 §6.3)
+  queue::RetryPolicy retry;               // when deferred mail is tried again, and when it bounces
+  // The wall clock, in ms since the epoch, for the queue (arrival, retries); tests inject one.
+  std::function<std::int64_t()> clock;
 
   bool log_json = false;                  // log lines as JSON objects (else key=value text)
   unsigned threads = 2;                   // io threads (refsmtpd runs io_context::run on each)

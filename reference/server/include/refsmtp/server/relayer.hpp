@@ -1,0 +1,87 @@
+#pragma once
+// refsmtpd's outbound side: for each destination domain, find the next hops (a static route or
+// DNS MX resolution through c-ares), then hand the messages to net::relay_messages over Asio,
+// with at most `max_per_destination` connections per domain at once. DNS lookups block, so they
+// run on a small thread pool of their own, never on the io threads.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "refsmtp/core/client_session.hpp"
+#include "refsmtp/delivery/dns.hpp"
+#include "refsmtp/delivery/mx.hpp"
+#include "refsmtp/net/connection.hpp"
+#include "refsmtp/queue/queue.hpp"
+
+namespace refsmtp::server {
+
+struct RelayConfig {
+  bool mx = false;                       // relay to any domain by DNS MX lookup
+  std::vector<std::string> routes;       // static routes (see delivery::RouteTable)
+  delivery::DnsOptions dns;              // resolver servers and timeouts
+  std::uint16_t mx_port = 25;            // the SMTP port of exchangers found by MX lookup
+  core::TlsPolicy tls = core::TlsPolicy::opportunistic;  // routes may override it
+  std::string ca_file;                   // trust store for TlsPolicy::required; empty: the system's
+  std::string helo_name = "localhost";
+  std::size_t max_per_destination = 2;   // connections at once per destination domain
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(30)};
+  // Client timeouts (RFC 5321 §4.5.3.2); tests shorten them.
+  std::chrono::milliseconds command_timeout{std::chrono::minutes(5)};
+  std::chrono::milliseconds data_timeout{std::chrono::minutes(10)};
+};
+
+// One message's recipients for one destination. `index` maps each of msg.recipients to the
+// queue's recipient index (one queue recipient may appear more than once: an alias).
+struct RelayJob {
+  core::OutgoingMessage msg;
+  std::vector<std::size_t> index;
+};
+
+class Relayer {
+ public:
+  using Done = std::function<void(std::vector<std::vector<queue::DeliveryOutcome>>)>;
+  using Log = std::function<void(std::string_view event, const net::LogFields& fields)>;
+
+  Relayer(boost::asio::io_context& io, RelayConfig config, Log log);
+  ~Relayer();
+
+  // Parses the routes, reads their auth files, checks the DNS options, makes the TLS context.
+  bool start(std::string& error);
+  bool enabled() const { return cfg_.mx || !routes_.empty(); }
+  // Whether mail for `domain` can leave this server at all (relay by MX, or a route for it).
+  bool routable(const std::string& domain) const;
+  // Whether another connection to `domain` may start now.
+  bool has_capacity(const std::string& domain) const;
+  // Starts delivering `jobs` (all for `domain`) in the background; `done` runs once, on some
+  // thread, with one outcome list per job (one outcome per job recipient, in order).
+  void send(const std::string& domain, std::vector<RelayJob> jobs, Done done);
+  // Waits for DNS lookups in progress; called before the io_context goes away.
+  void stop();
+
+ private:
+  boost::asio::awaitable<void> run(std::string domain, std::vector<RelayJob> jobs, Done done);
+  delivery::RoutePlan plan(const std::string& domain, const delivery::StaticRoute* route);
+
+  boost::asio::io_context& io_;
+  RelayConfig cfg_;
+  Log log_;
+  delivery::RouteTable routes_;
+  std::map<std::string, std::string> auth_;  // route auth file -> "USER:PASSWORD"
+  std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::unique_ptr<delivery::CaresResolver> dns_;
+  boost::asio::thread_pool dns_pool_{2};
+  mutable std::mutex m_;
+  std::map<std::string, std::size_t> active_;  // destination -> connections running
+  std::mt19937_64 rng_;                       // under m_
+};
+
+}  // namespace refsmtp::server

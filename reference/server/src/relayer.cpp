@@ -1,0 +1,146 @@
+#include "refsmtp/server/relayer.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fstream>
+#include <sstream>
+
+#include "refsmtp/delivery/relay.hpp"
+#include "refsmtp/net/relay_client.hpp"
+
+namespace refsmtp::server {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+core::TlsPolicy policy_of(const std::string& name, core::TlsPolicy fallback) {
+  if (name == "none") return core::TlsPolicy::none;
+  if (name == "opportunistic") return core::TlsPolicy::opportunistic;
+  if (name == "required") return core::TlsPolicy::required;
+  return fallback;
+}
+
+}  // namespace
+
+Relayer::Relayer(asio::io_context& io, RelayConfig config, Log log)
+    : io_(io), cfg_(std::move(config)), log_(std::move(log)), rng_(std::random_device{}()) {}
+
+Relayer::~Relayer() { stop(); }
+
+void Relayer::stop() { dns_pool_.join(); }
+
+bool Relayer::start(std::string& error) {
+  for (const auto& spec : cfg_.routes) {
+    if (!routes_.add(spec, error)) return false;
+    const delivery::StaticRoute* r = routes_.find(lower(spec.substr(0, spec.find('='))));
+    if (!r || r->auth_file.empty() || auth_.count(r->auth_file)) continue;
+    std::ifstream in(r->auth_file);
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      error = "route '" + spec + "': cannot read auth file " + r->auth_file;
+      return false;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find(':') == std::string::npos || line.find(':') == 0) {
+      error = r->auth_file + ":1: expected USER:PASSWORD";
+      return false;
+    }
+    auth_[r->auth_file] = line;
+  }
+  if (!enabled()) return true;
+  dns_ = std::make_unique<delivery::CaresResolver>(cfg_.dns);
+  if (std::string e = dns_->check(); !e.empty()) {
+    error = "--dns-server: " + e;
+    return false;
+  }
+  tls_ = net::make_client_tls(cfg_.ca_file, error);
+  return tls_ != nullptr;
+}
+
+bool Relayer::routable(const std::string& domain) const { return cfg_.mx || routes_.find(domain) != nullptr; }
+
+bool Relayer::has_capacity(const std::string& domain) const {
+  std::lock_guard lock(m_);
+  auto it = active_.find(domain);
+  return it == active_.end() || it->second < cfg_.max_per_destination;
+}
+
+void Relayer::send(const std::string& domain, std::vector<RelayJob> jobs, Done done) {
+  {
+    std::lock_guard lock(m_);
+    ++active_[domain];
+  }
+  asio::co_spawn(asio::make_strand(io_), run(domain, std::move(jobs), std::move(done)), asio::detached);
+}
+
+delivery::RoutePlan Relayer::plan(const std::string& domain, const delivery::StaticRoute* route) {
+  if (route) return delivery::plan_static_route(*dns_, *route);
+  std::mt19937_64 rng;
+  {
+    std::lock_guard lock(m_);
+    rng.seed(rng_());
+  }
+  return delivery::plan_mx_route(*dns_, domain, delivery::MxOptions{cfg_.mx_port, 10, 2}, rng);
+}
+
+asio::awaitable<void> Relayer::run(std::string domain, std::vector<RelayJob> jobs, Done done) {
+  const delivery::StaticRoute* route = routes_.find(domain);
+  // The lookup blocks: it runs on the DNS pool, and this coroutine resumes on its strand.
+  const delivery::RoutePlan plan = co_await asio::co_spawn(
+      dns_pool_, [this, domain, route]() -> asio::awaitable<delivery::RoutePlan> { co_return this->plan(domain, route); },
+      asio::use_awaitable);
+
+  std::vector<std::vector<queue::DeliveryOutcome>> outcomes(jobs.size());
+  if (plan.kind != delivery::RoutePlan::Kind::hops) {
+    const auto state = plan.kind == delivery::RoutePlan::Kind::permanent ? queue::RecipientState::failed
+                                                                         : queue::RecipientState::pending;
+    log_("route", {{"domain", domain}, {"verdict", plan.reply}});
+    for (std::size_t j = 0; j < jobs.size(); ++j) {
+      for (std::size_t k = 0; k < jobs[j].index.size(); ++k) outcomes[j].push_back({jobs[j].index[k], state, plan.reply});
+    }
+  } else {
+    std::vector<net::RelayHop> hops;
+    for (const auto& h : plan.hops) hops.push_back(net::RelayHop{h.host, h.address, h.port});
+    net::RelayOptions o;
+    o.client.helo_name = cfg_.helo_name;
+    o.client.tls = route && route->tls ? policy_of(*route->tls, cfg_.tls) : cfg_.tls;
+    o.client.greeting_timeout = cfg_.command_timeout;
+    o.client.command_timeout = cfg_.command_timeout;
+    o.client.data_init_timeout = cfg_.command_timeout;
+    o.client.data_block_timeout = cfg_.data_timeout;
+    o.client.data_end_timeout = cfg_.data_timeout;
+    if (route && !route->auth_file.empty()) {
+      const std::string& up = auth_.at(route->auth_file);
+      o.client.auth_user = up.substr(0, up.find(':'));
+      o.client.auth_password = up.substr(up.find(':') + 1);
+    }
+    o.tls = tls_;
+    o.connect_timeout = cfg_.connect_timeout;
+    std::vector<core::OutgoingMessage> msgs;
+    for (const auto& j : jobs) msgs.push_back(j.msg);
+    const net::RelayResult r = co_await net::relay_messages(std::move(hops), std::move(msgs), std::move(o));
+    for (const auto& line : r.log) log_("relay", {{"domain", domain}, {"hop", line}});
+    for (std::size_t j = 0; j < jobs.size() && j < r.messages.size(); ++j) {
+      for (std::size_t k = 0; k < jobs[j].index.size() && k < r.messages[j].size(); ++k) {
+        outcomes[j].push_back(delivery::to_outcome(jobs[j].index[k], r.messages[j][k]));
+      }
+    }
+  }
+  {
+    std::lock_guard lock(m_);
+    if (--active_[domain] == 0) active_.erase(domain);
+  }
+  done(std::move(outcomes));
+}
+
+}  // namespace refsmtp::server
