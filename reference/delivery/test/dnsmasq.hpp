@@ -2,6 +2,7 @@
 // A real DNS server for tests: Debian's dnsmasq on a free loopback port, answering only the test
 // zones it is given (--local=/test/: other names under .test get NXDOMAIN; it asks no upstream
 // server). Stopped (SIGTERM, then SIGKILL) when the object goes away.
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>

@@ -618,6 +618,16 @@ bool Server::start(std::string& error) {
 
 std::vector<ListenerSpec> Server::bound() const { return impl_->bound; }
 
+void Server::stop() {
+  // Stops accepting and delivering; running connections and relay jobs end with the io_context.
+  asio::post(impl_->strand, [&s = *impl_] {
+    s.stopping = true;
+    boost::system::error_code ec;
+    for (auto& a : s.acceptors) a->close(ec);
+    if (s.delivery_timer) s.delivery_timer->cancel();
+  });
+}
+
 std::size_t Server::connections() const {
   std::lock_guard lock(impl_->state_m);
   return impl_->active;

@@ -1,0 +1,320 @@
+// refsmtpd's relay in-process against scripted receivers on loopback, with the queue's clock in
+// the test's hands: each fault of the next hop must end in the right delivery, deferral, retry
+// or bounce, and every bounce must reach the sender's mailbox quoting the remote reply.
+//
+// Mail enters server A (domain a.test) on its MX port addressed to local aliases that forward to
+// b.test, whose route points at the fake receiver. The sender, alice@a.test, is local to A, so
+// her bounces land in A's Maildir.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "../../delivery/test/dnsmasq.hpp"
+#include "fake_receiver.hpp"
+#include "refsmtp/delivery/lmtp.hpp"
+#include "refsmtp/server/server.hpp"
+#include "temp_dir.hpp"
+
+namespace refsmtp::server {
+namespace {
+
+using namespace std::chrono_literals;
+using test::Behaviour;
+using test::FakeReceiver;
+
+template <class F>
+bool wait_until(F cond, std::chrono::milliseconds timeout = 10s) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return cond();
+}
+
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Relay : public ::testing::Test {
+ protected:
+  // Starts server A with `routes` (default: b.test to the fake receiver, no TLS).
+  void start_a(std::vector<std::string> routes = {}, bool relay_mx = false, std::vector<std::string> dns = {},
+               std::uint16_t mx_port = 25) {
+    {
+      std::ofstream r(dir_.path() + "/recipients");
+      r << "domains a.test\nalice\n"
+           "ok: ok@b.test\nrefused: refused@b.test\nlater: later@b.test\n";
+    }
+    ServerOptions o;
+    o.listeners = {{"mx", "127.0.0.1", 0}};
+    o.hostname = "a.test";
+    o.spool_dir = dir_.path() + "/spool";
+    o.mail_root = dir_.path() + "/mail";
+    o.recipients_file = dir_.path() + "/recipients";
+    o.relay.routes = routes.empty() ? std::vector<std::string>{"b.test=127.0.0.1:" + std::to_string(fake_.port()) + ";tls=none"}
+                                    : routes;
+    o.relay.mx = relay_mx;
+    o.relay.dns.servers = dns;
+    o.relay.mx_port = mx_port;
+    o.relay.command_timeout = 1s;
+    o.relay.data_timeout = 1s;
+    o.relay.connect_timeout = 2s;
+    // Retries a minute apart, giving up after three minutes (test clock).
+    o.retry.first = {60s};
+    o.retry.later = 60s;
+    o.retry.max_interval = 60s;
+    o.retry.give_up_after = 180s;
+    o.retry.delay_warning.reset();
+    o.clock = [this] { return clock_.load(); };
+    server_ = std::make_unique<Server>(io_, o);
+    std::string error;
+    ASSERT_TRUE(server_->start(error)) << error;
+    port_ = server_->bound().front().port;
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+    server_.reset();
+  }
+
+  // alice@a.test sends one message to the given local parts of a.test; returns the replies' codes.
+  std::vector<int> send(std::vector<std::string> to, const std::string& subject = "relay test") {
+    core::OutgoingMessage m;
+    m.reverse_path.mailbox = core::Mailbox{"alice", "a.test", false};
+    for (const auto& local : to) {
+      core::Path p;
+      p.mailbox = core::Mailbox{local, "a.test", false};
+      m.recipients.push_back(p);
+    }
+    m.body = "From: alice@a.test\r\nSubject: " + subject + "\r\n\r\nHello over there.\r\n";
+    core::ClientConfig cfg;
+    cfg.helo_name = "client.test";
+    cfg.tls = core::TlsPolicy::none;
+    std::vector<int> codes;
+    for (const auto& r : delivery::send_message({"127.0.0.1", port_, ""}, cfg, m, 5s).results) codes.push_back(r.reply.code);
+    return codes;
+  }
+  std::vector<std::string> bounces() const { return files_in(dir_.path() + "/mail/alice/Maildir/new"); }
+  void advance(std::chrono::seconds s) { clock_ += std::chrono::duration_cast<std::chrono::milliseconds>(s).count(); }
+
+  queue::TempDir dir_;
+  FakeReceiver fake_;
+  boost::asio::io_context io_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  std::uint16_t port_ = 0;
+  std::atomic<std::int64_t> clock_{std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count()};
+};
+
+TEST_F(Relay, DeliversAndReportsEachRecipientAsTheNextHopDecided) {
+  ASSERT_TRUE(fake_.start("127.0.0.1"));
+  Behaviour b;
+  b.rcpt["refused"] = "550 5.1.1 <refused@b.test>: no such user here";
+  b.rcpt["later"] = "451 4.3.0 try again later";
+  fake_.set(b);
+  start_a();
+  ASSERT_EQ(send({"ok", "refused", "later"}), (std::vector<int>{250, 250, 250}));
+  ASSERT_TRUE(wait_until([&] { return fake_.messages().size() == 1 && bounces().size() == 1; }));
+  const auto m = fake_.messages().front();
+  EXPECT_EQ(m.rcpts, std::vector<std::string>{"ok"});
+  EXPECT_TRUE(m.acknowledged);
+  EXPECT_EQ(m.mail_from.substr(0, 23), "MAIL FROM:<alice@a.test");
+  EXPECT_NE(m.data.find("by a.test"), std::string::npos);  // A's Received: header went along
+  EXPECT_NE(m.data.find("Hello over there."), std::string::npos);
+  // The 550 bounces at once, quoting the next hop; the 451 is only deferred.
+  const std::string dsn = read_file(bounces().front());
+  // The queue's recipient is the alias at A; the DSN names it, with the remote reply.
+  EXPECT_NE(dsn.find("Final-Recipient: rfc822; refused@a.test"), std::string::npos) << dsn;
+  EXPECT_NE(dsn.find("550 5.1.1 <refused@b.test>: no such user here"), std::string::npos) << dsn;
+  EXPECT_EQ(dsn.find("later@a.test"), std::string::npos) << dsn;
+
+  // The next attempt, a minute later, sends only the deferred recipient.
+  fake_.set(Behaviour{});
+  advance(61s);
+  ASSERT_TRUE(wait_until([&] { return fake_.messages().size() == 2; }));
+  EXPECT_EQ(fake_.messages()[1].rcpts, std::vector<std::string>{"later"});
+  advance(120s);
+  std::this_thread::sleep_for(1500ms);  // two queue ticks: nothing is left to send
+  EXPECT_EQ(fake_.messages().size(), 2u);
+  EXPECT_EQ(bounces().size(), 1u);
+}
+
+TEST_F(Relay, TemporaryGreetingIsRetriedOnTheScheduleThenBounced) {
+  ASSERT_TRUE(fake_.start("127.0.0.1"));
+  Behaviour b;
+  b.greeting = "421 4.3.2 fake.b.test is busy";
+  fake_.set(b);
+  start_a();
+  ASSERT_EQ(send({"ok"}), std::vector<int>{250});
+  ASSERT_TRUE(wait_until([&] { return fake_.connections() == 1; }));
+  // Not before the retry interval...
+  advance(30s);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(fake_.connections(), 1u);
+  EXPECT_TRUE(bounces().empty());
+  // ...but at it.
+  advance(31s);
+  ASSERT_TRUE(wait_until([&] { return fake_.connections() == 2; }));
+  EXPECT_TRUE(bounces().empty());
+  // Each later attempt a minute apart, until the give-up time (3 minutes after arrival).
+  for (int i = 0; i < 4 && bounces().empty(); ++i) {
+    const std::size_t before = fake_.connections();
+    advance(60s);
+    ASSERT_TRUE(wait_until([&] { return fake_.connections() > before || !bounces().empty(); }));
+  }
+  ASSERT_TRUE(wait_until([&] { return bounces().size() == 1; }));
+  EXPECT_LE(fake_.connections(), 4u);
+  const std::string dsn = read_file(bounces().front());
+  EXPECT_NE(dsn.find("Status: 5.4.7"), std::string::npos) << dsn;  // delivery time expired
+  EXPECT_NE(dsn.find("421 4.3.2 fake.b.test is busy"), std::string::npos) << dsn;
+  EXPECT_TRUE(fake_.messages().empty());
+}
+
+TEST_F(Relay, PermanentGreetingBouncesAtOnce) {
+  ASSERT_TRUE(fake_.start("127.0.0.1"));
+  Behaviour b;
+  b.greeting = "554 5.7.1 fake.b.test takes no mail from you";
+  fake_.set(b);
+  start_a();
+  ASSERT_EQ(send({"ok"}), std::vector<int>{250});
+  ASSERT_TRUE(wait_until([&] { return bounces().size() == 1; }));
+  const std::string dsn = read_file(bounces().front());
+  EXPECT_NE(dsn.find("554 5.7.1 fake.b.test takes no mail from you"), std::string::npos) << dsn;
+  EXPECT_EQ(fake_.connections(), 1u);
+}
+
+TEST_F(Relay, ConnectionDroppedAfterDataIsRetried) {
+  ASSERT_TRUE(fake_.start("127.0.0.1"));
+  Behaviour b;
+  b.after_data = Behaviour::AfterData::drop;
+  fake_.set(b);
+  start_a();
+  ASSERT_EQ(send({"ok"}), std::vector<int>{250});
+  ASSERT_TRUE(wait_until([&] { return fake_.messages().size() == 1; }));
+  fake_.set(Behaviour{});
+  advance(61s);
+  ASSERT_TRUE(wait_until([&] { return fake_.messages().size() == 2; }));
+  EXPECT_TRUE(fake_.messages()[1].acknowledged);
+  std::this_thread::sleep_for(1200ms);
+  EXPECT_TRUE(bounces().empty());  // deferred, then delivered: no report
+}
+
+TEST_F(Relay, NoReplyAfterDataTimesOutAndIsRetried) {
+  ASSERT_TRUE(fake_.start("127.0.0.1"));
+  Behaviour b;
+  b.after_data = Behaviour::AfterData::silent;
+  fake_.set(b);
+  start_a();
+  ASSERT_EQ(send({"ok"}), std::vector<int>{250});
+  ASSERT_TRUE(wait_until([&] { return fake_.messages().size() == 1; }));
+  // The relay's reply timeout (1 s here) ends the wait; the message is deferred, not lost: a
+  // later attempt delivers it. (The attempt is recorded only once the timeout has passed, so
+  // the clock moves on in steps until that attempt comes.)
+  fake_.set(Behaviour{});
+  for (int i = 0; i < 3 && fake_.messages().size() < 2; ++i) {
+    advance(61s);
+    wait_until([&] { return fake_.messages().size() == 2; }, 3s);
+  }
+  ASSERT_EQ(fake_.messages().size(), 2u);
+  EXPECT_TRUE(fake_.messages()[1].acknowledged);
+  EXPECT_TRUE(bounces().empty());
+}
+
+TEST_F(Relay, RequiredTlsWithoutStarttlsIsDeferredNeverSentInTheClear) {
+  ASSERT_TRUE(fake_.start("127.0.0.1"));
+  start_a({"b.test=127.0.0.1:" + std::to_string(fake_.port()) + ";tls=required"});
+  ASSERT_EQ(send({"ok"}), std::vector<int>{250});
+  ASSERT_TRUE(wait_until([&] { return fake_.connections() == 1; }));
+  std::this_thread::sleep_for(500ms);
+  for (const auto& c : fake_.commands()) EXPECT_NE(c.substr(0, 4), "MAIL") << c;
+  EXPECT_TRUE(bounces().empty());
+  for (int i = 0; i < 5 && bounces().empty(); ++i) {
+    advance(60s);
+    wait_until([&] { return !bounces().empty(); }, 1500ms);
+  }
+  ASSERT_EQ(bounces().size(), 1u);
+  const std::string dsn = read_file(bounces().front());
+  EXPECT_NE(dsn.find("STARTTLS required but not offered"), std::string::npos) << dsn;
+  EXPECT_TRUE(fake_.messages().empty());
+}
+
+TEST_F(Relay, MailLoopIsBouncedNotSent) {
+  ASSERT_TRUE(fake_.start("127.0.0.1"));
+  start_a();
+  std::string headers;
+  for (int i = 0; i < 100; ++i) headers += "Received: from hop" + std::to_string(i) + " by somewhere\r\n";
+  // With A's own Received: header the message has 101.
+  core::OutgoingMessage m;
+  m.reverse_path.mailbox = core::Mailbox{"alice", "a.test", false};
+  core::Path p;
+  p.mailbox = core::Mailbox{"ok", "a.test", false};
+  m.recipients.push_back(p);
+  m.body = headers + "Subject: loop\r\n\r\nround and round\r\n";
+  core::ClientConfig cfg;
+  cfg.tls = core::TlsPolicy::none;
+  ASSERT_EQ(delivery::send_message({"127.0.0.1", port_, ""}, cfg, m, 5s).results.at(0).reply.code, 250);
+  ASSERT_TRUE(wait_until([&] { return bounces().size() == 1; }));
+  EXPECT_NE(read_file(bounces().front()).find("5.4.6"), std::string::npos);
+  EXPECT_EQ(fake_.connections(), 0u);
+}
+
+TEST_F(Relay, SeveralMessagesShareOneConnection) {
+  ASSERT_TRUE(fake_.start("127.0.0.1"));
+  Behaviour b;
+  b.greeting = "421 4.3.2 not yet";
+  fake_.set(b);
+  start_a();
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(send({"ok"}, "message " + std::to_string(i)), std::vector<int>{250});
+  ASSERT_TRUE(wait_until([&] { return fake_.connections() >= 1; }));
+  std::this_thread::sleep_for(300ms);
+  const std::size_t refused = fake_.connections();
+  fake_.set(Behaviour{});
+  advance(61s);  // all three are due again at once: one pass, one connection
+  ASSERT_TRUE(wait_until([&] { return fake_.messages().size() == 3; }));
+  EXPECT_EQ(fake_.connections(), refused + 1);
+}
+
+TEST_F(Relay, NextMxIsTriedAfterATemporaryGreeting) {
+  // Two exchangers on one port: 127.0.0.2 (preference 10) answers 421, 127.0.0.3 (20) takes it.
+  FakeReceiver second;
+  ASSERT_TRUE(fake_.start("127.0.0.2"));
+  if (!second.start("127.0.0.3", fake_.port())) GTEST_SKIP() << "port taken on 127.0.0.3";
+  Behaviour busy;
+  busy.greeting = "421 4.3.2 busy";
+  fake_.set(busy);
+  delivery::test::Dnsmasq dns;
+  std::string error;
+  ASSERT_TRUE(dns.start({"--mx-host=b.test,mx1.b.test,10", "--mx-host=b.test,mx2.b.test,20",
+                         "--host-record=mx1.b.test,127.0.0.2", "--host-record=mx2.b.test,127.0.0.3"},
+                        "mx1.b.test", error))
+      << error;
+  start_a({"unused.test=127.0.0.1:1"}, true, {dns.server()}, fake_.port());
+  ASSERT_EQ(send({"ok"}), std::vector<int>{250});
+  ASSERT_TRUE(wait_until([&] { return second.messages().size() == 1; }));
+  EXPECT_EQ(fake_.connections(), 1u);
+  EXPECT_TRUE(fake_.messages().empty());
+  EXPECT_TRUE(second.messages()[0].acknowledged);
+  EXPECT_TRUE(bounces().empty());
+}
+
+}  // namespace
+}  // namespace refsmtp::server
