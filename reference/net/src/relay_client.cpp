@@ -100,6 +100,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
     std::size_t current = done.size();  // the message in flight
     std::size_t sent_here = 0;
     std::string hop_result;
+    std::string detail;  // what the transport saw (a TLS or socket error), added to the reply
 
     auto write = [&](const std::string& bytes) -> asio::awaitable<boost::system::error_code> {
       auto [wec, n] = tls ? co_await asio::async_write(*stream, asio::buffer(bytes), asio::as_tuple(use_awaitable))
@@ -115,7 +116,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
         if (auto* send = std::get_if<core::client_action::Send>(&*a)) {
           if (auto wec = co_await write(send->bytes)) {
             session.connection_lost();
-            hop_result = "write: " + wec.message();
+            detail = "write: " + wec.message();
           }
         } else if (std::holds_alternative<core::client_action::StartTls>(*a)) {
           if (!options.tls) {
@@ -139,7 +140,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
             tls = true;
             session.tls_started();
           } else {
-            hop_result = "TLS handshake: " + (hs.index() == 1 ? std::string("timed out") : std::get<0>(std::get<0>(hs)).message());
+            detail = hs.index() == 1 ? std::string("timed out") : std::get<0>(std::get<0>(hs)).message();
             session.tls_failed();
           }
         } else if (std::holds_alternative<core::client_action::Close>(*a)) {
@@ -162,8 +163,9 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
         } else if (auto* failed = std::get_if<core::client_action::ConnectionFailed>(&*a)) {
           any_answer = true;
           last = failed->reply;
+          if (!detail.empty() && !last.lines.empty()) last.lines.back() += " (" + detail + ")";
           if (!failed->permanent) all_permanent = false;
-          hop_result = failed->reason + ": " + text_of(failed->reply);
+          hop_result = failed->reason + ": " + text_of(last);
         }
       }
       if (closed) break;
@@ -182,13 +184,14 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
       if (got.index() == 0) {
         const auto [rec, n] = std::get<0>(got);
         if (rec) {
-          if (hop_result.empty()) hop_result = "read: " + rec.message();
+          if (detail.empty()) detail = "read: " + rec.message();
           session.connection_lost();
         } else {
           session.receive(std::string_view(buf, n));
         }
       }
     }
+    if (hop_result.empty()) hop_result = detail;
     boost::system::error_code ignored;
     sock.shutdown(tcp::socket::shutdown_both, ignored);
     sock.close(ignored);
