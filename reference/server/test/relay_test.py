@@ -80,9 +80,10 @@ def main():
 
         b_port = free_port("127.0.0.2")
         b_mail = os.path.join(work, "b-mail")
-        b, _ = start_refsmtpd(REFSMTPD, "--listen", "mx=127.0.0.2:%d" % b_port, "--hostname", "mx.b.test",
-                              "--domain", "b.test", "--domain", "aonly.b2.test", "--spool", os.path.join(work, "b-spool"),
-                              "--mail-root", b_mail, "--tls-cert", b_cert, "--tls-key", b_key)
+        b, b_ports = start_refsmtpd(REFSMTPD, "--listen", "mx=127.0.0.2:%d" % b_port, "--listen", "submission=127.0.0.2:0",
+                                    "--credentials", creds, "--hostname", "mx.b.test",
+                                    "--domain", "b.test", "--domain", "aonly.b2.test", "--spool", os.path.join(work, "b-spool"),
+                                    "--mail-root", b_mail, "--tls-cert", b_cert, "--tls-key", b_key, listeners=2)
         procs.append(b)
         a_mail = os.path.join(work, "a-mail")
         a_args = ["--hostname", "a.test", "--domain", "a.test", "--tls-cert", a_cert, "--tls-key", a_key,
@@ -146,6 +147,26 @@ def main():
         err = a2.stderr.read()
         check("TLS handshake" in err and "certificate verify failed" in err,
               "A2's log says why: the certificate did not verify")
+        # A smarthost with AUTH: every domain goes to B's submission port, found by name through
+        # DNS (A record, no MX), over verified STARTTLS, authenticated from a credentials file.
+        auth_file = os.path.join(work, "smarthost-auth")
+        with open(auth_file, "w") as f:
+            f.write("alice:s3cret\n")
+        a3_mail = os.path.join(work, "a3-mail")
+        a3, a3_ports = start_refsmtpd(REFSMTPD, "--listen", "submission=127.0.0.1:0", "--spool", os.path.join(work, "a3-spool"),
+                                      "--mail-root", a3_mail, "--relay-ca", b_cert, *a_args,
+                                      "--route", "*=mx.b.test:%d;tls=required;auth=%s" % (b_ports["submission"], auth_file))
+        procs.append(a3)
+        with smtplib.SMTP("127.0.0.1", a3_ports["submission"], timeout=10, local_hostname="client.a.test") as s:
+            s.starttls(context=ctx)
+            s.login("alice", "s3cret")
+            s.sendmail("alice@a.test", ["erin@b.test"], b"Subject: via smarthost\r\n\r\nauthenticated hop\r\n")
+        files = wait_for_files(os.path.join(b_mail, "erin", "Maildir", "new"), 1)
+        check(len(files) == 1, "the smarthost route delivered to B's submission port")
+        if files:
+            data = open(os.path.join(b_mail, "erin", "Maildir", "new", files[0]), "rb").read()
+            check(b"\tby mx.b.test (refsmtp) with ESMTPSA id " in data, "B saw an authenticated, encrypted client (ESMTPSA)")
+
         stop(a)
         err = a.stderr.read()
         check("dead.b.test[127.0.0.3]:%d connect:" % b_port in err, "A tried the preferred MX (refused) first")
