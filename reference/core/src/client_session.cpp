@@ -249,6 +249,11 @@ Fault ClientSession::send_message(OutgoingMessage msg) {
   std::optional<Reply> refusal;
   bool utf8 = has_non_ascii(msg_.reverse_path.to_string());
   for (const auto& r : msg_.recipients) utf8 = utf8 || has_non_ascii(r.to_string());
+  bool utf8_headers = false;
+  if (msg_.smtputf8 && !utf8) {
+    const std::size_t end = msg_.body.find("\r\n\r\n");
+    utf8_headers = has_non_ascii(std::string_view(msg_.body).substr(0, end == std::string::npos ? msg_.body.size() : end));
+  }
   const bool eight_bit = has_non_ascii(msg_.body);
   std::uint64_t limit = 0;
   if (auto s = ext_.find("SIZE"); s != ext_.end()) {
@@ -259,6 +264,8 @@ Fault ClientSession::send_message(OutgoingMessage msg) {
   }
   if (utf8 && !offered("SMTPUTF8")) {
     refusal = make_reply(553, 5, 6, 7, "Non-ASCII address and the server lacks SMTPUTF8");  // RFC 6531 §3.2
+  } else if (utf8_headers && !offered("SMTPUTF8")) {
+    refusal = make_reply(554, 5, 6, 7, "UTF-8 header fields and the server lacks SMTPUTF8");  // RFC 6531 §3.2, RFC 6532
   } else if (eight_bit && !offered("8BITMIME")) {
     refusal = make_reply(554, 5, 6, 3, "8-bit message and the server lacks 8BITMIME");  // RFC 6152 §3
   } else if (limit > 0 && msg_.body.size() > limit) {
@@ -276,7 +283,7 @@ Fault ClientSession::send_message(OutgoingMessage msg) {
   std::string mail = "MAIL FROM:" + msg_.reverse_path.to_string();
   if (offered("SIZE")) mail += " SIZE=" + std::to_string(msg_.body.size());
   if (eight_bit) mail += " BODY=8BITMIME";
-  if (utf8) mail += " SMTPUTF8";
+  if (utf8 || utf8_headers) mail += " SMTPUTF8";
   mail += "\r\n";
   expected_.emplace_back(Expect::mail, 0);
   if (pipelined_) {

@@ -206,6 +206,33 @@ TEST(Client, EightBitAndUtf8Parameters) {  // RFC 6152, RFC 6531 §3.4
   EXPECT_EQ(s.take(), "MAIL FROM:<sender@client.test> BODY=8BITMIME SMTPUTF8\r\n");
 }
 
+TEST(Client, DeclaredSmtputf8WithUtf8HeadersNeedsTheExtension) {  // RFC 6531 §3.2, RFC 6532
+  const std::string headers = "Subject: gr\xC3\xBC\xC3\x9F""e\r\n\r\nbody\r\n";
+  Scripted without = ready_client("250-mx.test\r\n250 8BITMIME\r\n");
+  OutgoingMessage m = message({"a"}, headers);
+  m.smtputf8 = true;
+  without.c.send_message(m);
+  without.drain();
+  EXPECT_EQ(without.results[0].status, DeliveryStatus::failed);
+  EXPECT_EQ(without.results[0].reply.enhanced, (EnhancedStatus{5, 6, 7}));
+  EXPECT_EQ(without.take(), "");
+  // Undeclared, the same message is only 8-bit; declared but ASCII headers, no SMTPUTF8 needed.
+  Scripted plain = ready_client("250-mx.test\r\n250 8BITMIME\r\n");
+  plain.c.send_message(message({"a"}, headers));
+  plain.drain();
+  EXPECT_EQ(plain.take(), "MAIL FROM:<sender@client.test> BODY=8BITMIME\r\n");
+  Scripted ascii = ready_client("250-mx.test\r\n250 8BITMIME\r\n");
+  OutgoingMessage a = message({"a"}, "Subject: plain\r\n\r\ncaf\xC3\xA9\r\n");
+  a.smtputf8 = true;
+  ascii.c.send_message(a);
+  ascii.drain();
+  EXPECT_EQ(ascii.take(), "MAIL FROM:<sender@client.test> BODY=8BITMIME\r\n");
+  Scripted with = ready_client("250-mx.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+  with.c.send_message(m);
+  with.drain();
+  EXPECT_EQ(with.take(), "MAIL FROM:<sender@client.test> BODY=8BITMIME SMTPUTF8\r\n");
+}
+
 TEST(Client, ServerClosingMidTransactionDefers) {  // §3.8
   Scripted s = ready_client();
   s.c.send_message(message({"a"}));

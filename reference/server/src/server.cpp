@@ -402,6 +402,7 @@ struct Server::Impl {
       for (auto& [domain, job] : jobs) {
         job.msg.reverse_path = e->reverse_path;
         job.msg.body = body;
+        job.msg.smtputf8 = e->smtputf8;
         by_domain[domain].emplace_back(attempt, std::move(job));
       }
     }

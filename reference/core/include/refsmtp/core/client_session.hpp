@@ -56,6 +56,9 @@ struct OutgoingMessage {
   Path reverse_path;
   std::vector<Path> recipients;
   std::string body;  // the message as CRLF-terminated lines (dot-stuffing is done here)
+  // The sender declared SMTPUTF8 (RFC 6531). Then a header section with UTF-8 needs the
+  // extension at the next hop too, as a non-ASCII address always does (5.6.7 without it).
+  bool smtputf8 = false;
 };
 
 enum class DeliveryStatus { delivered, deferred, failed };
