@@ -136,7 +136,9 @@ void ClientSession::on_reply(const Reply& r) {
       if (r.code == 235) {  // RFC 4954 §4
         become_ready();
       } else {
-        fail_connection(r, r.klass() == 5, "authentication failed", true);
+        // Never permanent: a wrong or expired relay password, or the server's own auth backend
+        // failing, is for the operator to fix; the mail waits instead of bouncing.
+        fail_connection(r, false, "authentication failed", true);
       }
       return;
     case State::transaction:

@@ -313,7 +313,9 @@ TEST(Client, AuthPlain) {  // RFC 4954 §4, RFC 4616
   Scripted bad(cfg);
   bad.server("220 smarthost\r\n250-smarthost\r\n250 AUTH PLAIN\r\n535 5.7.8 no\r\n");
   ASSERT_TRUE(bad.failure);
-  EXPECT_TRUE(bad.failure->permanent);
+  // A refused password is the operator's to fix: the mail waits, it does not bounce.
+  EXPECT_FALSE(bad.failure->permanent);
+  EXPECT_EQ(bad.failure->reply.code, 535);
 }
 
 TEST(Client, LmtpOneReplyPerRecipient) {  // RFC 2033 §4.2

@@ -5,6 +5,8 @@
 #include <netdb.h>
 #include <poll.h>
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
 #include <mutex>
 
@@ -61,9 +63,17 @@ struct Channel {
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  // Runs c-ares until every query has called back (it enforces timeouts and tries itself).
-  void run() {
-    for (;;) {
+  // Runs c-ares until `finished()` (every query has called back). c-ares enforces the timeouts
+  // and tries itself; `limit` is a backstop after which what is left is cancelled, so callbacks
+  // never outlive the answers they write to.
+  template <class Finished>
+  void run(Finished finished, std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!finished()) {
+      if (std::chrono::steady_clock::now() >= until) {
+        ares_cancel(ch);  // calls back with ARES_ECANCELLED
+        return;
+      }
       ares_socket_t socks[ARES_GETSOCK_MAXNUM];
       const int bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
       pollfd fds[ARES_GETSOCK_MAXNUM];
@@ -74,11 +84,10 @@ struct Channel {
         if (ARES_GETSOCK_WRITABLE(bits, i)) events |= POLLOUT;
         if (events) fds[n++] = pollfd{socks[i], events, 0};
       }
-      if (n == 0) return;  // nothing in flight
       timeval tv{};
       timeval* t = ares_timeout(ch, nullptr, &tv);
-      const int ms = t ? static_cast<int>(t->tv_sec * 1000 + t->tv_usec / 1000) : 1000;
-      const int ready = ::poll(fds, n, ms);
+      const int ms = t ? static_cast<int>(t->tv_sec * 1000 + t->tv_usec / 1000) : 100;
+      const int ready = ::poll(fds, n, std::min(ms, 100));
       if (ready <= 0) {
         ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
         continue;
@@ -116,16 +125,22 @@ std::string CaresResolver::check() const {
   return c.error;
 }
 
+// The longest a lookup may take: every try of every server, plus a margin.
+static std::chrono::milliseconds lookup_limit(const DnsOptions& o) {
+  const auto servers = static_cast<long>(std::max<std::size_t>(1, o.servers.size()));
+  return o.timeout * std::max(1, o.tries) * servers * 2 + std::chrono::seconds(1);
+}
+
 MxLookup CaresResolver::mx(const std::string& domain) {
   MxLookup out;
+  Answer a;  // declared before the channel: it outlives every callback
   Channel c(opt_);
   if (!c.error.empty()) {
     out.error = c.error;
     return out;
   }
-  Answer a;
   ares_query(c.ch, domain.c_str(), 1 /* C_IN */, 15 /* T_MX */, on_answer, &a);
-  c.run();
+  c.run([&] { return a.done; }, lookup_limit(opt_));
   out.status = a.done ? status_of(a.status) : DnsStatus::temporary;
   if (out.status != DnsStatus::ok) {
     out.error = describe(a.status);
@@ -147,15 +162,15 @@ MxLookup CaresResolver::mx(const std::string& domain) {
 
 AddressLookup CaresResolver::addresses(const std::string& host) {
   AddressLookup out;
+  Answer a4, a6;  // declared before the channel: they outlive every callback
   Channel c(opt_);
   if (!c.error.empty()) {
     out.error = c.error;
     return out;
   }
-  Answer a4, a6;
   ares_query(c.ch, host.c_str(), 1 /* C_IN */, 1 /* T_A */, on_answer, &a4);
   ares_query(c.ch, host.c_str(), 1 /* C_IN */, 28 /* T_AAAA */, on_answer, &a6);
-  c.run();
+  c.run([&] { return a4.done && a6.done; }, lookup_limit(opt_));
   char text[INET6_ADDRSTRLEN];
   if (a4.done && a4.status == ARES_SUCCESS) {
     hostent* he = nullptr;

@@ -89,6 +89,20 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
   std::shuffle(records.begin(), records.end(), rng);
   std::stable_sort(records.begin(), records.end(),
                    [](const MxRecord& a, const MxRecord& b) { return a.preference < b.preference; });
+  // RFC 5321 §5.1: "If it [the SMTP client] is among the MX records, it MUST discard
+  // records with preference values equal to or greater than its own."
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const std::string host = lower(records[i].host);
+    if (std::find(options.local_names.begin(), options.local_names.end(), host) == options.local_names.end()) continue;
+    const std::uint16_t own = records[i].preference;
+    records.erase(std::remove_if(records.begin(), records.end(), [own](const MxRecord& r) { return r.preference >= own; }),
+                  records.end());
+    if (records.empty()) {
+      return failure(RoutePlan::Kind::permanent,
+                     "554 5.4.6 Mail for " + domain + " loops back to this host (its best mail exchanger)");
+    }
+    break;
+  }
   if (records.size() > options.max_hosts) records.resize(options.max_hosts);
 
   RoutePlan plan;

@@ -48,7 +48,7 @@ RC_GTEST_PROP(MxRouteProperty, PlansFollowTheAnswers, ()) {
     dns.address_answers[h] = AddressLookup{gen_status(k), gen_status(k) == DnsStatus::ok ? addrs : std::vector<std::string>{}, "y"};
     if (gen_status(k) == DnsStatus::ok) addresses[h] = addrs;
   }
-  const MxOptions opt{2525, static_cast<std::size_t>(*rc::gen::inRange(1, 6)), static_cast<std::size_t>(*rc::gen::inRange(1, 3))};
+  const MxOptions opt{2525, static_cast<std::size_t>(*rc::gen::inRange(1, 6)), static_cast<std::size_t>(*rc::gen::inRange(1, 3)), {}};
   std::mt19937_64 rng(*rc::gen::arbitrary<std::uint64_t>());
   const RoutePlan p = plan_mx_route(dns, "d.test", opt, rng);
 

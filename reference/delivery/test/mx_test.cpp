@@ -26,7 +26,7 @@ TEST(MxRoute, SortsByPreferenceAndResolvesEachExchanger) {
   dns.add_a("mx2.example.test", {"192.0.2.2", "2001:db8::2"});
   dns.add_a("mx3.example.test", {"192.0.2.3"});
   std::mt19937_64 rng(1);
-  const RoutePlan p = plan_mx_route(dns, "Example.TEST", MxOptions{2525, 10, 2}, rng);
+  const RoutePlan p = plan_mx_route(dns, "Example.TEST", MxOptions{2525, 10, 2, {}}, rng);
   ASSERT_EQ(p.kind, RoutePlan::Kind::hops);
   EXPECT_EQ(hosts_of(p), (std::vector<std::string>{"mx1.example.test=192.0.2.1", "mx2.example.test=192.0.2.2",
                                                    "mx2.example.test=2001:db8::2", "mx3.example.test=192.0.2.3"}));
@@ -138,8 +138,26 @@ TEST(MxRoute, LimitsExchangersAndAddresses) {
   }
   dns.add_mx("example.test", many);
   std::mt19937_64 rng(1);
-  const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{25, 3, 1}, rng);
+  const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{25, 3, 1, {}}, rng);
   EXPECT_EQ(p.hops.size(), 3u);
+}
+
+TEST(MxRoute, ThisHostAndWorseExchangersAreDropped) {  // RFC 5321 §5.1
+  TableResolver dns;
+  dns.add_mx("example.test", {{10, "best.example.test"}, {20, "Me.Example.Test"}, {20, "peer.example.test"},
+                              {30, "worse.example.test"}});
+  for (const char* h : {"best.example.test", "me.example.test", "peer.example.test", "worse.example.test"}) dns.add_a(h, {"192.0.2.1"});
+  MxOptions opt;
+  opt.local_names = {"me.example.test"};
+  std::mt19937_64 rng(1);
+  const RoutePlan p = plan_mx_route(dns, "example.test", opt, rng);
+  ASSERT_EQ(p.kind, RoutePlan::Kind::hops);
+  EXPECT_EQ(hosts_of(p), std::vector<std::string>{"best.example.test=192.0.2.1"});
+  // As the best exchanger itself, there is nowhere to send it.
+  opt.local_names = {"best.example.test"};
+  const RoutePlan loop = plan_mx_route(dns, "example.test", opt, rng);
+  EXPECT_EQ(loop.kind, RoutePlan::Kind::permanent);
+  EXPECT_EQ(loop.reply.substr(0, 10), "554 5.4.6 ");
 }
 
 TEST(MxRoute, AddressLiteralsNeedNoDns) {

@@ -10,7 +10,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <algorithm>
+#include <deque>
 #include <optional>
+#include <variant>
 
 namespace refsmtp::net {
 
@@ -25,8 +27,22 @@ core::Millis now_ms() {
   return std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
+// "[192.0.2.1]" -> "192.0.2.1", "[IPv6:2001:db8::1]" -> "2001:db8::1"; names unchanged.
+std::string bare_host(const std::string& host) {
+  if (host.size() < 2 || host.front() != '[' || host.back() != ']') return host;
+  std::string inside = host.substr(1, host.size() - 2);
+  if (inside.size() > 5 && (inside.compare(0, 5, "IPv6:") == 0 || inside.compare(0, 5, "ipv6:") == 0)) inside = inside.substr(5);
+  return inside;
+}
+
 std::string hop_name(const RelayHop& h) {
   return h.host + "[" + h.address + "]:" + std::to_string(h.port);
+}
+
+bool is_address(const std::string& host) {
+  boost::system::error_code ec;
+  asio::ip::make_address(bare_host(host), ec);
+  return !ec || (!host.empty() && host.front() == '[');
 }
 
 std::string text_of(const core::Reply& r) {
@@ -58,23 +74,36 @@ std::shared_ptr<asio::ssl::context> make_client_tls(const std::string& ca_file, 
 }
 
 asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vector<core::OutgoingMessage> messages,
-                                            RelayOptions options) {
+                                            RelayOptions options, MessageDone on_message) {
   auto ex = co_await asio::this_coro::executor;
   RelayResult out;
   std::vector<std::optional<std::vector<core::RecipientResult>>> done(messages.size());
   core::Reply last = core::make_reply(451, 4, 4, 1, "No mail exchanger could be reached");
-  bool any_answer = false, all_permanent = true;
+  // Permanent only when every hop tried refused for good (a 5xx greeting, EHLO and HELO refused).
+  bool any_permanent = false, all_permanent = true;
   const auto unresolved = [&] {
-    return std::find_if(done.begin(), done.end(), [](const auto& d) { return !d.has_value(); }) - done.begin();
+    return static_cast<std::size_t>(std::find_if(done.begin(), done.end(), [](const auto& d) { return !d.has_value(); }) -
+                                    done.begin());
   };
 
-  for (const auto& hop : hops) {
-    if (static_cast<std::size_t>(unresolved()) == done.size()) break;
-    const std::string name = hop_name(hop);
+  // Each hop once; a hop whose opportunistic TLS handshake failed once more in the clear
+  // (RFC 7435: opportunistic security must not make delivery worse than no security).
+  struct Try {
+    std::size_t hop;
+    bool plain;
+  };
+  std::deque<Try> tries;
+  for (std::size_t i = 0; i < hops.size(); ++i) tries.push_back({i, false});
+  while (!tries.empty() && unresolved() < done.size()) {
+    const Try attempt = tries.front();
+    tries.pop_front();
+    const RelayHop& hop = hops[attempt.hop];
+    const std::string name = hop_name(hop) + (attempt.plain ? " (without TLS)" : "");
     boost::system::error_code ec;
     const auto address = asio::ip::make_address(hop.address, ec);
     if (ec) {
       out.log.push_back(name + " bad address: " + ec.message());
+      all_permanent = false;
       continue;
     }
     tcp::socket sock(ex);
@@ -93,20 +122,33 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
     sock.set_option(tcp::no_delay(true), nodelay_ec);
 
     core::ClientConfig cfg = options.client;
-    if (!options.tls && cfg.tls == core::TlsPolicy::opportunistic) cfg.tls = core::TlsPolicy::none;
+    if (attempt.plain || (!options.tls && cfg.tls == core::TlsPolicy::opportunistic)) cfg.tls = core::TlsPolicy::none;
     core::ClientSession session(cfg, now_ms());
     std::optional<asio::ssl::stream<tcp::socket&>> stream;
-    bool tls = false, closed = false;
+    bool tls = false, closed = false, tls_broken = false, permanent_here = false;
     std::size_t current = done.size();  // the message in flight
     std::size_t sent_here = 0;
     std::string hop_result;
     std::string detail;  // what the transport saw (a TLS or socket error), added to the reply
 
+    // Every wait is bounded by the session's deadline (RFC 5321 §4.5.3.2), writes included: a
+    // receiver that stops reading must not hold the connection forever.
+    const auto until_deadline = [&] {
+      const auto deadline = session.deadline().value_or(now_ms() + options.client.command_timeout);
+      return std::chrono::milliseconds(std::max<std::int64_t>(0, (deadline - now_ms()).count()));
+    };
     auto write = [&](const std::string& bytes) -> asio::awaitable<boost::system::error_code> {
-      auto [wec, n] = tls ? co_await asio::async_write(*stream, asio::buffer(bytes), asio::as_tuple(use_awaitable))
-                          : co_await asio::async_write(sock, asio::buffer(bytes), asio::as_tuple(use_awaitable));
-      (void)n;
-      co_return wec;
+      timer.expires_after(std::max(until_deadline(), std::chrono::milliseconds(options.client.command_timeout)));
+      std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> w;
+      if (tls) {
+        w = co_await (asio::async_write(*stream, asio::buffer(bytes), asio::as_tuple(use_awaitable)) ||
+                      timer.async_wait(asio::as_tuple(use_awaitable)));
+      } else {
+        w = co_await (asio::async_write(sock, asio::buffer(bytes), asio::as_tuple(use_awaitable)) ||
+                      timer.async_wait(asio::as_tuple(use_awaitable)));
+      }
+      if (w.index() == 1) co_return asio::error::timed_out;
+      co_return std::get<0>(std::get<0>(w));
     };
 
     char buf[16384];
@@ -115,8 +157,8 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
       while (auto a = session.next_action()) {
         if (auto* send = std::get_if<core::client_action::Send>(&*a)) {
           if (auto wec = co_await write(send->bytes)) {
-            session.connection_lost();
             detail = "write: " + wec.message();
+            session.connection_lost();
           }
         } else if (std::holds_alternative<core::client_action::StartTls>(*a)) {
           if (!options.tls) {
@@ -124,11 +166,12 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
             continue;
           }
           stream.emplace(sock, *options.tls);
-          // SNI, and with a required policy a verified chain whose name matches the hop.
-          SSL_set_tlsext_host_name(stream->native_handle(), hop.host.c_str());
-          if (options.client.tls == core::TlsPolicy::required) {
+          // SNI names the host (never an address, RFC 6066 §3); with a required policy the
+          // chain must verify and its name match the hop.
+          if (!is_address(hop.host)) SSL_set_tlsext_host_name(stream->native_handle(), hop.host.c_str());
+          if (cfg.tls == core::TlsPolicy::required) {
             stream->set_verify_mode(asio::ssl::verify_peer);
-            stream->set_verify_callback(asio::ssl::host_name_verification(hop.host));
+            stream->set_verify_callback(asio::ssl::host_name_verification(bare_host(hop.host)));
           } else {
             stream->set_verify_mode(asio::ssl::verify_none);
           }
@@ -141,15 +184,15 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
             session.tls_started();
           } else {
             detail = hs.index() == 1 ? std::string("timed out") : std::get<0>(std::get<0>(hs)).message();
+            tls_broken = cfg.tls == core::TlsPolicy::opportunistic;
             session.tls_failed();
           }
         } else if (std::holds_alternative<core::client_action::Close>(*a)) {
           closed = true;
         } else if (std::holds_alternative<core::client_action::Ready>(*a)) {
-          const std::size_t next = static_cast<std::size_t>(unresolved());
+          const std::size_t next = unresolved();
           if (next < done.size()) {
             current = next;
-            any_answer = true;
             session.send_message(messages[current]);
           } else {
             session.quit();
@@ -158,20 +201,19 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
           if (current < done.size()) {
             done[current] = result->results;
             ++sent_here;
+            if (on_message) on_message(current, result->results);
           }
           current = done.size();
         } else if (auto* failed = std::get_if<core::client_action::ConnectionFailed>(&*a)) {
-          any_answer = true;
           last = failed->reply;
           if (!detail.empty() && !last.lines.empty()) last.lines.back() += " (" + detail + ")";
-          if (!failed->permanent) all_permanent = false;
+          permanent_here = failed->permanent;
           hop_result = failed->reason + ": " + text_of(last);
         }
       }
       if (closed) break;
       // Wait for replies, racing the session's deadline (time is an input to the session).
-      const auto deadline = session.deadline().value_or(now_ms() + std::chrono::minutes(10));
-      timer.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, (deadline - now_ms()).count())));
+      timer.expires_after(until_deadline());
       std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> got;
       if (tls) {
         got = co_await (stream->async_read_some(asio::buffer(buf), asio::as_tuple(use_awaitable)) ||
@@ -192,6 +234,12 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
       }
     }
     if (hop_result.empty()) hop_result = detail;
+    if (permanent_here) {
+      any_permanent = true;
+    } else {
+      all_permanent = false;
+    }
+    if (tls_broken && sent_here == 0) tries.push_front({attempt.hop, true});
     boost::system::error_code ignored;
     sock.shutdown(tcp::socket::shutdown_both, ignored);
     sock.close(ignored);
@@ -200,7 +248,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
   }
 
   // What no hop took: deferred with the last failure, or failed if every hop refused for good.
-  const bool permanent = any_answer && all_permanent && last.klass() == 5;
+  const bool permanent = any_permanent && all_permanent && last.klass() == 5;
   out.messages.reserve(messages.size());
   for (std::size_t i = 0; i < messages.size(); ++i) {
     if (done[i]) {
@@ -211,6 +259,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
     for (const auto& r : messages[i].recipients) {
       rs.push_back(core::RecipientResult{r, permanent ? core::DeliveryStatus::failed : core::DeliveryStatus::deferred, last});
     }
+    if (on_message) on_message(i, rs);
     out.messages.push_back(std::move(rs));
   }
   co_return out;

@@ -90,57 +90,99 @@ delivery::RoutePlan Relayer::plan(const std::string& domain, const delivery::Sta
     std::lock_guard lock(m_);
     rng.seed(rng_());
   }
-  return delivery::plan_mx_route(*dns_, domain, delivery::MxOptions{cfg_.mx_port, 10, 2}, rng);
+  delivery::MxOptions o;
+  o.port = cfg_.mx_port;
+  o.local_names = {lower(cfg_.helo_name)};
+  return delivery::plan_mx_route(*dns_, domain, o, rng);
 }
 
 asio::awaitable<void> Relayer::run(std::string domain, std::vector<RelayJob> jobs, Done done) {
-  const delivery::StaticRoute* route = routes_.find(domain);
-  // The lookup blocks: it runs on the DNS pool, and this coroutine resumes on its strand.
-  const delivery::RoutePlan plan = co_await asio::co_spawn(
-      dns_pool_, [this, domain, route]() -> asio::awaitable<delivery::RoutePlan> { co_return this->plan(domain, route); },
-      asio::use_awaitable);
-
-  std::vector<std::vector<queue::DeliveryOutcome>> outcomes(jobs.size());
-  if (plan.kind != delivery::RoutePlan::Kind::hops) {
-    const auto state = plan.kind == delivery::RoutePlan::Kind::permanent ? queue::RecipientState::failed
-                                                                         : queue::RecipientState::pending;
-    log_("route", {{"domain", domain}, {"verdict", plan.reply}});
-    for (std::size_t j = 0; j < jobs.size(); ++j) {
-      for (std::size_t k = 0; k < jobs[j].index.size(); ++k) outcomes[j].push_back({jobs[j].index[k], state, plan.reply});
-    }
-  } else {
-    std::vector<net::RelayHop> hops;
-    for (const auto& h : plan.hops) hops.push_back(net::RelayHop{h.host, h.address, h.port});
-    net::RelayOptions o;
-    o.client.helo_name = cfg_.helo_name;
-    o.client.tls = route && route->tls ? policy_of(*route->tls, cfg_.tls) : cfg_.tls;
-    o.client.greeting_timeout = cfg_.command_timeout;
-    o.client.command_timeout = cfg_.command_timeout;
-    o.client.data_init_timeout = cfg_.command_timeout;
-    o.client.data_block_timeout = cfg_.data_timeout;
-    o.client.data_end_timeout = cfg_.data_timeout;
-    if (route && !route->auth_file.empty()) {
-      const std::string& up = auth_.at(route->auth_file);
-      o.client.auth_user = up.substr(0, up.find(':'));
-      o.client.auth_password = up.substr(up.find(':') + 1);
-    }
-    o.tls = tls_;
-    o.connect_timeout = cfg_.connect_timeout;
-    std::vector<core::OutgoingMessage> msgs;
-    for (const auto& j : jobs) msgs.push_back(j.msg);
-    const net::RelayResult r = co_await net::relay_messages(std::move(hops), std::move(msgs), std::move(o));
-    for (const auto& line : r.log) log_("relay", {{"domain", domain}, {"hop", line}});
-    for (std::size_t j = 0; j < jobs.size() && j < r.messages.size(); ++j) {
-      for (std::size_t k = 0; k < jobs[j].index.size() && k < r.messages[j].size(); ++k) {
-        outcomes[j].push_back(delivery::to_outcome(jobs[j].index[k], r.messages[j][k]));
-      }
-    }
+  // Every job is reported exactly once, whatever happens: a job not reported when the relay
+  // ends (an exception, say) is deferred, so its message is never stuck as "in flight".
+  std::vector<bool> reported(jobs.size(), false);
+  auto report = [&](std::size_t j, std::vector<queue::DeliveryOutcome> outcomes) {
+    if (j >= jobs.size() || reported[j]) return;
+    reported[j] = true;
+    done(j, std::move(outcomes));
+  };
+  std::string failure;
+  try {
+    co_await relay(domain, jobs, report);
+  } catch (const std::exception& e) {
+    failure = e.what();
   }
   {
     std::lock_guard lock(m_);
     if (--active_[domain] == 0) active_.erase(domain);
   }
-  done(std::move(outcomes));
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    if (reported[j]) continue;
+    log_("relay", {{"domain", domain}, {"error", failure.empty() ? std::string("no result") : failure}});
+    std::vector<queue::DeliveryOutcome> outcomes;
+    for (std::size_t i : jobs[j].index) outcomes.push_back({i, queue::RecipientState::pending, "451 4.3.0 Relay failed: " + failure});
+    report(j, std::move(outcomes));
+  }
+}
+
+asio::awaitable<void> Relayer::relay(const std::string& domain, const std::vector<RelayJob>& jobs,
+                                     const std::function<void(std::size_t, std::vector<queue::DeliveryOutcome>)>& report) {
+  const delivery::StaticRoute* route = routes_.find(domain);
+  if (!route && !cfg_.mx) {
+    // Nothing says how to reach it (the server checks routable() first; this is the backstop).
+    for (std::size_t j = 0; j < jobs.size(); ++j) {
+      std::vector<queue::DeliveryOutcome> outcomes;
+      for (std::size_t i : jobs[j].index) {
+        outcomes.push_back({i, queue::RecipientState::failed, "550 5.7.1 No route to " + domain + " (no --relay mx or --route)"});
+      }
+      report(j, std::move(outcomes));
+    }
+    co_return;
+  }
+  // The lookup blocks: it runs on the DNS pool, and this coroutine resumes on its strand.
+  const delivery::RoutePlan plan = co_await asio::co_spawn(
+      dns_pool_, [this, domain, route]() -> asio::awaitable<delivery::RoutePlan> { co_return this->plan(domain, route); },
+      asio::use_awaitable);
+
+  if (plan.kind != delivery::RoutePlan::Kind::hops) {
+    const auto state = plan.kind == delivery::RoutePlan::Kind::permanent ? queue::RecipientState::failed
+                                                                         : queue::RecipientState::pending;
+    log_("route", {{"domain", domain}, {"verdict", plan.reply}});
+    for (std::size_t j = 0; j < jobs.size(); ++j) {
+      std::vector<queue::DeliveryOutcome> outcomes;
+      for (std::size_t i : jobs[j].index) outcomes.push_back({i, state, plan.reply});
+      report(j, std::move(outcomes));
+    }
+    co_return;
+  }
+  std::vector<net::RelayHop> hops;
+  for (const auto& h : plan.hops) hops.push_back(net::RelayHop{h.host, h.address, h.port});
+  net::RelayOptions o;
+  o.client.helo_name = cfg_.helo_name;
+  o.client.tls = route && route->tls ? policy_of(*route->tls, cfg_.tls) : cfg_.tls;
+  o.client.greeting_timeout = cfg_.command_timeout;
+  o.client.command_timeout = cfg_.command_timeout;
+  o.client.data_init_timeout = cfg_.command_timeout;
+  o.client.data_block_timeout = cfg_.data_timeout;
+  o.client.data_end_timeout = cfg_.data_timeout;
+  if (route && !route->auth_file.empty()) {
+    const std::string& up = auth_.at(route->auth_file);
+    o.client.auth_user = up.substr(0, up.find(':'));
+    o.client.auth_password = up.substr(up.find(':') + 1);
+  }
+  o.tls = tls_;
+  o.connect_timeout = cfg_.connect_timeout;
+  std::vector<core::OutgoingMessage> msgs;
+  for (const auto& j : jobs) msgs.push_back(j.msg);
+  const net::RelayResult r = co_await net::relay_messages(
+      std::move(hops), std::move(msgs), std::move(o),
+      [&](std::size_t j, const std::vector<core::RecipientResult>& results) {
+        std::vector<queue::DeliveryOutcome> outcomes;
+        for (std::size_t k = 0; k < jobs[j].index.size() && k < results.size(); ++k) {
+          outcomes.push_back(delivery::to_outcome(jobs[j].index[k], results[k]));
+        }
+        report(j, std::move(outcomes));
+      });
+  for (const auto& line : r.log) log_("relay", {{"domain", domain}, {"hop", line}});
 }
 
 }  // namespace refsmtp::server

@@ -126,6 +126,10 @@ struct Server::Impl {
 
   // One line per event on stderr: "refsmtpd event=NAME k=v ..." or a JSON object.
   void write_log(std::string_view event, const net::LogFields& fields) const {
+    if (opt.log_hook) {
+      opt.log_hook(event, fields);
+      return;
+    }
     std::string line;
     if (opt.log_json) {
       nlohmann::ordered_json j;
@@ -298,17 +302,46 @@ struct Server::Impl {
     if (auto where = resolve(p)) {
       t.mailboxes = where->mailboxes;
       t.remote = where->forwards;
-    } else if (relayer && relayer->enabled() && p.mailbox && !p.mailbox->domain.empty() &&
-               !is_local_domain(lower(p.mailbox->domain))) {
+    } else if (p.mailbox && !p.mailbox->domain.empty() && !is_local_domain(lower(p.mailbox->domain))) {
       t.remote.push_back(p);
     } else {
       t.failure = "550 5.1.1 No such local mailbox";
     }
-    if (!t.remote.empty() && !(relayer && relayer->enabled())) {
-      t.failure = "550 5.7.1 Mail to other domains is not relayed by this server (no --relay or --route)";
-      t.remote.clear();
+    for (const auto& r : t.remote) {
+      if (!relayer || !relayer->routable(lower(r.mailbox->domain))) {
+        t.failure = "550 5.7.1 Mail to " + lower(r.mailbox->domain) + " is not relayed by this server (no --relay mx or --route)";
+        t.remote.clear();
+        break;
+      }
     }
     return t;
+  }
+
+  // Aliases with several targets become one queue recipient per target, so each target has its
+  // own delivery state: a target that was delivered is never sent again when another one is
+  // retried, and a bounce names the address that failed. Targets are deduplicated.
+  core::Envelope expand_aliases(const core::Envelope& in) const {
+    core::Envelope out = in;
+    out.recipients.clear();
+    std::set<std::string> seen;
+    auto add = [&](core::Path p, const core::RcptParams& params) {
+      if (seen.insert(lower(p.to_string())).second) out.recipients.push_back(core::Recipient{std::move(p), params});
+    };
+    for (const auto& r : in.recipients) {
+      const auto where = resolve(r.path);
+      const bool domainless = !r.path.mailbox || r.path.mailbox->domain.empty();  // <Postmaster>: kept as it is
+      if (!where || domainless || where->mailboxes.size() + where->forwards.size() <= 1) {
+        add(r.path, r.params);
+        continue;
+      }
+      for (const auto& box : where->mailboxes) {
+        core::Path p;
+        p.mailbox = core::Mailbox{box, primary_domain(r.path), false};
+        add(std::move(p), r.params);
+      }
+      for (const auto& f : where->forwards) add(f, r.params);
+    }
+    return out;
   }
 
   // One delivery attempt of one message: what was decided so far, and the relay jobs still out.
@@ -418,22 +451,19 @@ struct Server::Impl {
         attempts.push_back(a);
         jobs.push_back(std::move(j));
       }
-      relayer->send(domain, std::move(jobs), [this, attempts](std::vector<std::vector<queue::DeliveryOutcome>> results) {
-        bool finished = false;
+      // Each message is recorded as soon as its last job reports: a shutdown or crash later in
+      // the connection repeats at most the message in flight.
+      relayer->send(domain, std::move(jobs), [this, attempts](std::size_t j, std::vector<queue::DeliveryOutcome> results) {
         {
           std::lock_guard relay_lock(queue_m);
-          for (std::size_t j = 0; j < attempts.size(); ++j) {
-            Attempt& a = *attempts[j];
-            if (j < results.size()) a.outcomes.insert(a.outcomes.end(), results[j].begin(), results[j].end());
-            if (--a.jobs_left == 0) {
-              record_attempt(a);
-              in_flight.erase(a.id);
-              finished = true;
-            }
-          }
+          Attempt& a = *attempts.at(j);
+          a.outcomes.insert(a.outcomes.end(), results.begin(), results.end());
+          if (--a.jobs_left != 0) return;
+          record_attempt(a);
+          in_flight.erase(a.id);
         }
         // Bounces and newly due messages go out soon, not a timer tick later.
-        if (finished && !stopping) asio::post(strand, [this] { deliver_due(); });
+        if (!stopping) asio::post(strand, [this] { deliver_due(); });
       });
     }
   }
@@ -739,7 +769,7 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
   queue::ClientInfo ci{envelope.helo, c.client_address, envelope.esmtp, c.tls, !c.auth_identity.empty()};
   // Queue::accept is thread-safe and writes outside its lock: concurrent connections share the
   // spool's group commit.
-  const queue::AcceptResult r = s.queue->accept(envelope, body, ci, s.now());
+  const queue::AcceptResult r = s.queue->accept(s.expand_aliases(envelope), body, ci, s.now());
   log(c, "message", {{"queue_id", r.id.value_or("")}, {"from", envelope.reverse_path.to_string()},
                      {"rcpts", std::to_string(envelope.recipients.size())}, {"size", std::to_string(body.size())},
                      {"verdict", r.reply.format().substr(0, r.reply.format().size() - 2)}});

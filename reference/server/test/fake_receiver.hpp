@@ -26,6 +26,8 @@ struct Behaviour {
   enum class AfterData { reply, drop, silent };
   AfterData after_data = AfterData::reply;
   std::string data_reply = "250 2.0.0 queued as FAKE";
+  // Offer STARTTLS, say 220 to it, then answer the handshake with plain text: a broken TLS setup.
+  bool broken_starttls = false;
 };
 
 struct ReceivedMessage {
@@ -142,7 +144,15 @@ class FakeReceiver {
       if (b.greeting[0] != '2') {
         say(c, "503 5.5.1 not now");
       } else if (verb == "EHLO" || verb == "HELO") {
-        say(c, verb == "EHLO" ? b.ehlo : "250 fake.b.test");
+        if (verb == "EHLO" && b.broken_starttls) {
+          say(c, "250-fake.b.test\r\n250 STARTTLS");
+        } else {
+          say(c, verb == "EHLO" ? b.ehlo : "250 fake.b.test");
+        }
+      } else if (verb == "STARTTLS" && b.broken_starttls) {
+        say(c, "220 2.0.0 go ahead");
+        say(c, "this is not a TLS server hello");
+        return;
       } else if (verb == "MAIL") {
         msg = ReceivedMessage{};
         msg.mail_from = line;

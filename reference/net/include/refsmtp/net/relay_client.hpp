@@ -9,6 +9,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,10 +39,15 @@ struct RelayResult {
   std::vector<std::string> log;
 };
 
-// Messages that no hop took end deferred with the last failure, or failed when every hop that
-// answered refused permanently (5xx greeting or EHLO and HELO both refused).
+// Called as soon as a message's results are known (index into the messages given), so the
+// caller can record each delivery at once instead of when the connection ends.
+using MessageDone = std::function<void(std::size_t message, const std::vector<core::RecipientResult>& results)>;
+
+// Messages that no hop took end deferred with the last failure, or failed when every hop tried
+// refused permanently (a 5xx greeting, or EHLO and HELO both refused). With opportunistic TLS a
+// hop whose handshake fails is tried once more without TLS.
 boost::asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vector<core::OutgoingMessage> messages,
-                                                   RelayOptions options);
+                                                   RelayOptions options, MessageDone on_message = {});
 
 // A client TLS context: TLS 1.2 or later; trusts `ca_file` (PEM) or, when empty, the system's
 // default trust store.

@@ -48,7 +48,9 @@ struct RelayJob {
 
 class Relayer {
  public:
-  using Done = std::function<void(std::vector<std::vector<queue::DeliveryOutcome>>)>;
+  // Called once per job, as soon as that job's results are known (not when the connection
+  // ends), with one outcome per job recipient, in order; on any thread.
+  using Done = std::function<void(std::size_t job, std::vector<queue::DeliveryOutcome> outcomes)>;
   using Log = std::function<void(std::string_view event, const net::LogFields& fields)>;
 
   Relayer(boost::asio::io_context& io, RelayConfig config, Log log);
@@ -61,14 +63,15 @@ class Relayer {
   bool routable(const std::string& domain) const;
   // Whether another connection to `domain` may start now.
   bool has_capacity(const std::string& domain) const;
-  // Starts delivering `jobs` (all for `domain`) in the background; `done` runs once, on some
-  // thread, with one outcome list per job (one outcome per job recipient, in order).
+  // Starts delivering `jobs` (all for `domain`) in the background; `done` runs once per job.
   void send(const std::string& domain, std::vector<RelayJob> jobs, Done done);
   // Waits for DNS lookups in progress; called before the io_context goes away.
   void stop();
 
  private:
   boost::asio::awaitable<void> run(std::string domain, std::vector<RelayJob> jobs, Done done);
+  boost::asio::awaitable<void> relay(const std::string& domain, const std::vector<RelayJob>& jobs,
+                                     const std::function<void(std::size_t, std::vector<queue::DeliveryOutcome>)>& report);
   delivery::RoutePlan plan(const std::string& domain, const delivery::StaticRoute* route);
 
   boost::asio::io_context& io_;

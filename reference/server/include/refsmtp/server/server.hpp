@@ -59,6 +59,8 @@ struct ServerOptions {
   std::function<std::int64_t()> clock;
 
   bool log_json = false;                  // log lines as JSON objects (else key=value text)
+  // When set, every log event goes here instead of stderr (for embedding; called on any thread).
+  std::function<void(std::string_view event, const net::LogFields& fields)> log_hook;
   unsigned threads = 2;                   // io threads (refsmtpd runs io_context::run on each)
   // Runs after the listeners are bound and before the spool is opened: where refsmtpd drops
   // root privileges. Returns false with `error` set to abort the start.
