@@ -5,17 +5,13 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "refsmtp/core/address.hpp"
+
 namespace refsmtp::delivery {
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
+std::string lower(std::string_view s) { return core::ascii_lower(s); }
 
 bool is_numeric_address(const std::string& s) {
   unsigned char buf[16];

@@ -16,12 +16,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::string lower(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
+std::string lower(std::string_view s) { return core::ascii_lower(s); }
 
 core::TlsPolicy policy_of(const std::string& name, core::TlsPolicy fallback) {
   if (name == "none") return core::TlsPolicy::none;
