@@ -286,6 +286,10 @@ Fault ClientSession::send_message(OutgoingMessage msg) {
   if (offered("SIZE")) mail += " SIZE=" + std::to_string(msg_.body.size());
   if (eight_bit) mail += " BODY=8BITMIME";
   if (utf8 || utf8_headers) mail += " SMTPUTF8";
+  // Only a well-formed value goes out: it may come from a spool file, which is untrusted.
+  if (msg_.auth && offered("AUTH") && (*msg_.auth == "<>" || (!msg_.auth->empty() && is_xtext(*msg_.auth)))) {
+    mail += " AUTH=" + *msg_.auth;
+  }
   mail += "\r\n";
   expected_.emplace_back(Expect::mail, 0);
   if (pipelined_) {

@@ -233,6 +233,25 @@ TEST(Client, DeclaredSmtputf8WithUtf8HeadersNeedsTheExtension) {  // RFC 6531 §
   EXPECT_EQ(with.take(), "MAIL FROM:<sender@client.test> BODY=8BITMIME SMTPUTF8\r\n");
 }
 
+TEST(Client, AuthParameterOnlyToServersOfferingAuth) {  // RFC 4954 §5
+  OutgoingMessage m = message({"a"});
+  m.auth = "alice+2Bsales@client.test";
+  Scripted with = ready_client("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  with.c.send_message(m);
+  with.drain();
+  EXPECT_EQ(with.take(), "MAIL FROM:<sender@client.test> AUTH=alice+2Bsales@client.test\r\n");
+  Scripted without = ready_client("250-mx.test\r\n250 8BITMIME\r\n");
+  without.c.send_message(m);
+  without.drain();
+  EXPECT_EQ(without.take(), "MAIL FROM:<sender@client.test>\r\n");
+  // A value that is not xtext (from a damaged spool file, say) is never sent.
+  m.auth = "x\r\nRCPT TO:<evil@x.test>";
+  Scripted bad = ready_client("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  bad.c.send_message(m);
+  bad.drain();
+  EXPECT_EQ(bad.take(), "MAIL FROM:<sender@client.test>\r\n");
+}
+
 TEST(Client, ServerClosingMidTransactionDefers) {  // §3.8
   Scripted s = ready_client();
   s.c.send_message(message({"a"}));

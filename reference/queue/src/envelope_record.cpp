@@ -185,6 +185,7 @@ std::string serialize(const StoredEnvelope& e) {
   s += "\nnext " + std::to_string(e.next_attempt_ms);
   s += "\ndelay-notified " + std::string(e.delay_notified ? "1" : "0");
   s += "\ndata " + std::to_string(e.body_size) + " " + hex64(e.body_hash);
+  if (e.auth) s += "\nauth " + escape(*e.auth);  // optional: records without it stay valid
   for (const auto& r : e.recipients) {
     s += "\nrcpt " + std::string(state_name(r.state)) + " " + path_fields(r.path) + " " + escape(r.last_reply);
   }
@@ -290,7 +291,15 @@ RecordResult parse_envelope(std::string_view text) {
       if (f.size() != 3 || !parse_uint(f[1], e.body_size) || !parse_hex64(f[2], e.body_hash)) return bad();
     }
   }
-  for (std::size_t ln = 1 + nkeys; ln < end_line; ++ln) {
+  std::size_t first_rcpt = 1 + nkeys;
+  if (first_rcpt < end_line && lines[first_rcpt].starts_with("auth ")) {
+    const auto f = split_spaces(lines[first_rcpt]);
+    auto v = f.size() == 2 ? unescape(f[1]) : std::nullopt;
+    if (!v) return fail(RecordError::bad_value, first_rcpt + 1);
+    e.auth = *v;
+    ++first_rcpt;
+  }
+  for (std::size_t ln = first_rcpt; ln < end_line; ++ln) {
     const auto f = split_spaces(lines[ln]);
     if (f[0] != "rcpt") return fail(RecordError::bad_line, ln + 1);
     QueuedRecipient r;

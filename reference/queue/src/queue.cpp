@@ -57,6 +57,7 @@ AcceptResult Queue::accept(const core::Envelope& envelope, std::string_view body
   e.size = envelope.params.size;
   e.body_type = envelope.params.body;
   e.smtputf8 = envelope.params.smtputf8;
+  e.auth = envelope.params.auth;
   for (const auto& r : envelope.recipients) e.recipients.push_back(QueuedRecipient{r.path, RecipientState::pending, ""});
   e.next_attempt_ms = now_ms;
   std::error_code err;

@@ -29,6 +29,7 @@ RC_GTEST_PROP(EnvelopeRecord, SerializeParseRoundTrip, ()) {
   e.body_type = *rc::gen::element(refsmtp::core::BodyType::unspecified, refsmtp::core::BodyType::seven_bit,
                                   refsmtp::core::BodyType::eight_bit_mime, refsmtp::core::BodyType::binary_mime);
   e.smtputf8 = *rc::gen::arbitrary<bool>();
+  if (*rc::gen::arbitrary<bool>()) e.auth = *rc::gen::arbitrary<std::string>();
   const int n = *rc::gen::inRange(0, 5);
   for (int i = 0; i < n; ++i) {
     e.recipients.push_back({gen_path(false),

@@ -129,6 +129,7 @@ TEST(EnvelopeRecord, WriteSeedsWhenAsked) {
   StoredEnvelope odd = sample();
   odd.helo = "evil\nrcpt delivered x y 0 =";
   odd.smtputf8 = true;
+  odd.auth = "alice+2Bsales@example.com";
   odd.recipients[0].path = make_path("j\xC3\xB6rg", "b\xC3\xBC" "cher.test");
   seeds.push_back(odd);
   for (const auto& e : seeds) {

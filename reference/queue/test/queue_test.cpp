@@ -57,6 +57,23 @@ TEST(Queue, AcceptIsDurableAndPrependsReceived) {
   EXPECT_TRUE(body.ends_with("\r\nSubject: t\r\n\r\nhi\r\n"));
 }
 
+TEST(Queue, AuthParameterIsKeptForTheRelay) {  // RFC 4954 §5
+  TempDir dir;
+  PosixStorage storage(dir.path());
+  Queue q(storage, config());
+  ASSERT_FALSE(q.open(0));
+  Envelope with = envelope(make_path("a", "b.test"), {"x"});
+  with.params.auth = "a+2Bb@b.test";
+  const auto r1 = q.accept(with, "Subject: t\r\n\r\nhi\r\n", kClient, 1000);
+  const auto r2 = q.accept(envelope(make_path("a", "b.test"), {"x"}), "Subject: t\r\n\r\nhi\r\n", kClient, 1000);
+  ASSERT_TRUE(r1.id && r2.id);
+  Queue again(storage, config());  // read back from the spool
+  ASSERT_FALSE(again.open(0));
+  ASSERT_NE(again.find(*r1.id), nullptr);
+  EXPECT_EQ(again.find(*r1.id)->auth, std::optional<std::string>("a+2Bb@b.test"));
+  EXPECT_EQ(again.find(*r2.id)->auth, std::nullopt);
+}
+
 TEST(Queue, IdsAreUniqueAndSortable) {
   MemoryStorage storage;
   Queue q(storage, config());

@@ -431,6 +431,7 @@ struct Server::Impl {
         job.msg.reverse_path = e->reverse_path;
         job.msg.body = body;
         job.msg.smtputf8 = e->smtputf8;
+        job.msg.auth = e->auth;
         by_domain[domain].emplace_back(attempt, std::move(job));
       }
     }
@@ -765,9 +766,11 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
   // Queue::accept is thread-safe and writes outside its lock: concurrent connections share the
   // spool's group commit.
   const queue::AcceptResult r = s.queue->accept(s.expand_aliases(envelope), body, ci, s.now());
-  log(c, "message", {{"queue_id", r.id.value_or("")}, {"from", envelope.reverse_path.to_string()},
-                     {"rcpts", std::to_string(envelope.recipients.size())}, {"size", std::to_string(body.size())},
-                     {"verdict", r.reply.format().substr(0, r.reply.format().size() - 2)}});
+  net::LogFields fields{{"queue_id", r.id.value_or("")}, {"from", envelope.reverse_path.to_string()},
+                        {"rcpts", std::to_string(envelope.recipients.size())}, {"size", std::to_string(body.size())}};
+  if (envelope.params.auth) fields.emplace_back("auth", *envelope.params.auth);  // RFC 4954 §5
+  fields.emplace_back("verdict", r.reply.format().substr(0, r.reply.format().size() - 2));
+  log(c, "message", fields);
   if (!r.id) return core::Verdict::reject(r.reply);
   // Deliver soon, outside this call.
   asio::post(s.strand, [&s] { s.deliver_due(); });

@@ -160,13 +160,18 @@ def main():
         with smtplib.SMTP("127.0.0.1", a3_ports["submission"], timeout=10, local_hostname="client.a.test") as s:
             s.starttls(context=ctx)
             s.login("alice", "s3cret")
-            s.sendmail("alice@a.test", ["erin@b.test"], b"Subject: via smarthost\r\n\r\nauthenticated hop\r\n")
+            s.sendmail("alice@a.test", ["erin@b.test"], b"Subject: via smarthost\r\n\r\nauthenticated hop\r\n",
+                       mail_options=["AUTH=alice@a.test"])
         files = wait_for_files(os.path.join(b_mail, "erin", "Maildir", "new"), 1)
         check(len(files) == 1, "the smarthost route delivered to B's submission port")
         if files:
             data = open(os.path.join(b_mail, "erin", "Maildir", "new", files[0]), "rb").read()
             check(b"\tby mx.b.test (refsmtp) with ESMTPSA id " in data, "B saw an authenticated, encrypted client (ESMTPSA)")
 
+        stop(b)
+        err = b.stderr.read()
+        check("role=submission" in err and "auth=alice@a.test" in err,
+              "the smarthost hop passed the sender's AUTH=alice@a.test on (RFC 4954 §5)")
         stop(a)
         err = a.stderr.read()
         check("dead.b.test[127.0.0.3]:%d connect:" % b_port in err, "A tried the preferred MX (refused) first")

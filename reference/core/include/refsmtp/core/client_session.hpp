@@ -59,6 +59,9 @@ struct OutgoingMessage {
   // The sender declared SMTPUTF8 (RFC 6531). Then a header section with UTF-8 needs the
   // extension at the next hop too, as a non-ASCII address always does (5.6.7 without it).
   bool smtputf8 = false;
+  // RFC 4954 §5: the AUTH= value to give in MAIL when the server offers AUTH (an xtext mailbox,
+  // or "<>"); nothing sends none.
+  std::optional<std::string> auth;
 };
 
 enum class DeliveryStatus { delivered, deferred, failed };

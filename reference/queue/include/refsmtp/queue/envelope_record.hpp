@@ -48,6 +48,9 @@ struct StoredEnvelope {
   std::optional<std::uint64_t> size;  // from MAIL SIZE=
   core::BodyType body_type = core::BodyType::unspecified;
   bool smtputf8 = false;
+  // MAIL's AUTH= value (RFC 4954 §5: an xtext mailbox, or "<>"), passed on when relaying to a
+  // server that offers AUTH. Nothing when the client gave none.
+  std::optional<std::string> auth;
   std::vector<QueuedRecipient> recipients;
   std::uint32_t attempts = 0;
   std::int64_t next_attempt_ms = 0;
