@@ -185,4 +185,12 @@ std::error_code MemoryStorage::read(const std::string& path, std::string& data) 
   return {};
 }
 
+std::error_code MemoryStorage::read_range(const std::string& path, std::uint64_t offset, std::size_t size, std::string& data) {
+  std::string all;
+  if (auto e = read(path, all)) return e;
+  if (offset > all.size() || size > all.size() - offset) return err(std::errc::io_error);
+  data = all.substr(static_cast<std::size_t>(offset), size);
+  return {};
+}
+
 }  // namespace refsmtp::queue

@@ -142,4 +142,25 @@ std::error_code PosixStorage::read(const std::string& path, std::string& data) {
   return {};
 }
 
+std::error_code PosixStorage::read_range(const std::string& path, std::uint64_t offset, std::size_t size, std::string& data) {
+  data.assign(size, '\0');
+  const int fd = ::open(full(path).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return last_error();
+  std::size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::pread(fd, data.data() + got, size - got, static_cast<off_t>(offset + got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const auto e = last_error();
+      ::close(fd);
+      return e;
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (got != size) return std::make_error_code(std::errc::io_error);
+  return {};
+}
+
 }  // namespace refsmtp::queue

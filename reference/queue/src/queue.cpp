@@ -17,7 +17,7 @@ std::string Queue::random_boundary() {
   return buf;
 }
 
-Queue::Queue(Storage& storage, QueueConfig config) : spool_(storage), cfg_(std::move(config)), rng_(std::random_device{}()) {
+Queue::Queue(Storage& storage, QueueConfig config) : spool_(storage, config.journal), cfg_(std::move(config)), rng_(std::random_device{}()) {
   salt_ = static_cast<std::uint32_t>(rng_());
   if (cfg_.postmaster.empty()) cfg_.postmaster = "postmaster@" + cfg_.hostname;
 }

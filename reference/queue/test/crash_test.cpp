@@ -50,8 +50,11 @@ TEST(CrashPoints, WorkloadWithoutFaultsDeliversEachRecipientOnce) {
 }
 
 TEST(CrashPoints, CrashAtEveryOperation) {
+  for (const JournalLimits& limits : {JournalLimits{}, kTinyJournal}) {
+  journal_limits() = limits;
+  SCOPED_TRACE(limits.segment_bytes == 1 ? "tiny journal segments" : "default journal segments");
   const std::size_t total = operations_of_workload();
-  ASSERT_GT(total, 20u);
+  ASSERT_GT(total, 8u);
   for (std::size_t k = 0; k < total; ++k) {
     QueueHarness h;
     h.storage.inject(h.storage.operations() + k, Fault::crash);
@@ -74,9 +77,14 @@ TEST(CrashPoints, CrashAtEveryOperation) {
       EXPECT_LE((h.bounced({"T0", 2})), 2) << "crash at op " << k;
     }
   }
+  }
+  journal_limits() = JournalLimits{};
 }
 
 TEST(CrashPoints, ErrorAtEveryOperation) {
+  for (const JournalLimits& limits : {JournalLimits{}, kTinyJournal}) {
+  journal_limits() = limits;
+  SCOPED_TRACE(limits.segment_bytes == 1 ? "tiny journal segments" : "default journal segments");
   const std::size_t total = operations_of_workload();
   for (std::size_t k = 0; k < total; ++k) {
     for (Fault f : {Fault::enospc, Fault::eio, Fault::short_write}) {
@@ -100,4 +108,6 @@ TEST(CrashPoints, ErrorAtEveryOperation) {
       EXPECT_TRUE(report.quarantined.empty()) << "fault at op " << k;
     }
   }
+  }
+  journal_limits() = JournalLimits{};
 }

@@ -12,6 +12,14 @@
 
 namespace refsmtp::queue {
 
+// The journal limits every QueueHarness uses: the defaults, or tiny segments (one record each,
+// checkpointed as soon as two exist) so that rotation and checkpoints happen all the time.
+inline JournalLimits& journal_limits() {
+  static JournalLimits limits;
+  return limits;
+}
+inline const JournalLimits kTinyJournal{1, 1};
+
 struct QueueHarness {
   MemoryStorage storage;
   std::unique_ptr<Queue> queue;
@@ -49,6 +57,7 @@ struct QueueHarness {
 
   static QueueConfig config() {
     QueueConfig c;
+    c.journal = journal_limits();
     c.hostname = "mx.test";
     c.retry.first = {std::chrono::milliseconds(10)};
     c.retry.later = std::chrono::milliseconds(20);

@@ -111,3 +111,19 @@ RC_GTEST_PROP(QueueModel, InvariantsHoldUnderCrashesAndFailures, ()) {
   RC_ASSERT(h.queue->size() == 0u);
   RC_ASSERT(h.check().empty());
 }
+
+// The same with one journal record per segment and checkpoints whenever two exist: rotation,
+// retirement and checkpoints under the same random crashes and failures.
+RC_GTEST_PROP(QueueModel, InvariantsHoldWithTinyJournalSegments, ()) {
+  journal_limits() = kTinyJournal;
+  Model model;
+  QueueHarness h;
+  rc::state::check(model, h, rc::state::gen::execOneOfWithArgs<Accept, Accept, Deliver, Deliver, Deliver, Tick, CrashDuring, Recover>());
+  for (int round = 0; round < 200 && h.queue->size() > 0; ++round) {
+    h.now += 100;
+    h.deliver_due([](int) { return RecipientState::delivered; });
+  }
+  journal_limits() = JournalLimits{};
+  RC_ASSERT(h.queue->size() == 0u);
+  RC_ASSERT(h.check().empty());
+}

@@ -24,32 +24,99 @@ StoredEnvelope envelope(const std::string& id) {
 }  // namespace
 
 TEST(Spool, AcceptRecoverUpdateRemoveOnRealFiles) {
+  // Both lives of a message: in the journal (accepted, updated, removed without a file of its
+  // own), and as queue/ files after a recovery wrote it out.
   TempDir dir;
   PosixStorage storage(dir.path());
+  for (const bool recovered_in_between : {false, true}) {
+    SCOPED_TRACE(recovered_in_between ? "as queue/ files" : "in the journal");
+    Spool spool(storage);
+    ASSERT_FALSE(spool.init());
+    StoredEnvelope e = envelope("M1");
+    ASSERT_FALSE(spool.accept(e, "Subject: x\r\n\r\nbody\r\n"));
+    EXPECT_EQ(e.body_size, 20u);
+    RecoveryReport report;
+    Spool live(storage);  // the spool in use from here on (one object per directory)
+    if (recovered_in_between) {
+      ASSERT_FALSE(live.recover(report));
+      ASSERT_EQ(report.messages.size(), 1u);
+      EXPECT_EQ(report.messages[0], e);
+      EXPECT_TRUE(std::filesystem::exists(dir.path() + "/queue/M1.env"));
+    }
+    Spool& s = recovered_in_between ? live : spool;
+    std::string body;
+    ASSERT_FALSE(s.read_body(e, body));
+    EXPECT_EQ(body, "Subject: x\r\n\r\nbody\r\n");
+
+    e.recipients[0].state = RecipientState::delivered;
+    ++e.attempts;
+    ASSERT_FALSE(s.update(e));
+    {
+      Spool check(storage);
+      ASSERT_FALSE(check.recover(report));  // (writes the message out; `s` is not used again below)
+      ASSERT_EQ(report.messages.size(), 1u);
+      EXPECT_EQ(report.messages[0].recipients[0].state, RecipientState::delivered);
+    }
+    Spool after(storage);
+    ASSERT_FALSE(after.recover(report));
+    bool gone = false;
+    ASSERT_FALSE(after.remove("M1", gone));
+    EXPECT_TRUE(gone);
+    ASSERT_FALSE(Spool(storage).recover(report));
+    EXPECT_TRUE(report.messages.empty());
+  }
+}
+
+TEST(Spool, JournalledMessagesNeedNoFilesAndSurviveATornTail) {
+  MemoryStorage storage;
   Spool spool(storage);
   ASSERT_FALSE(spool.init());
-  StoredEnvelope e = envelope("M1");
-  ASSERT_FALSE(spool.accept(e, "Subject: x\r\n\r\nbody\r\n"));
-  EXPECT_EQ(e.body_size, 20u);
-
-  RecoveryReport report;
-  ASSERT_FALSE(Spool(storage).recover(report));
-  ASSERT_EQ(report.messages.size(), 1u);
-  EXPECT_EQ(report.messages[0], e);
-  std::string body;
-  ASSERT_FALSE(spool.read_body(e, body));
-  EXPECT_EQ(body, "Subject: x\r\n\r\nbody\r\n");
-
-  e.recipients[0].state = RecipientState::delivered;
-  ASSERT_FALSE(spool.update(e));
-  ASSERT_FALSE(Spool(storage).recover(report));
-  EXPECT_EQ(report.messages[0].recipients[0].state, RecipientState::delivered);
-
+  StoredEnvelope a = envelope("A"), b = envelope("B"), c = envelope("C");
+  ASSERT_FALSE(spool.accept(a, "first\r\n"));
+  ASSERT_FALSE(spool.accept(b, "second\r\n"));
+  std::vector<std::string> names;
+  ASSERT_FALSE(storage.list("queue", names));
+  EXPECT_TRUE(names.empty()) << "no file per message";
   bool gone = false;
-  ASSERT_FALSE(spool.remove("M1", gone));
-  EXPECT_TRUE(gone);
-  ASSERT_FALSE(Spool(storage).recover(report));
-  EXPECT_TRUE(report.messages.empty());
+  ASSERT_FALSE(spool.remove("B", gone));
+  // C's record is written but its commit is lost in a crash: C was never acknowledged.
+  storage.inject(storage.operations() + 1, MemoryStorage::Fault::crash);  // the write succeeds, the fsync crashes
+  EXPECT_TRUE(spool.accept(c, "third\r\n"));
+  storage.crash_and_restart();
+  RecoveryReport report;
+  Spool again(storage);
+  ASSERT_FALSE(again.recover(report));
+  ASSERT_EQ(report.messages.size(), 1u);
+  EXPECT_EQ(report.messages[0].id, "A");
+  std::string body;
+  ASSERT_FALSE(again.read_body(report.messages[0], body));
+  EXPECT_EQ(body, "first\r\n");
+  ASSERT_FALSE(storage.list("journal", names));
+  EXPECT_TRUE(names.empty()) << "recovery wrote A out and dropped the journal";
+}
+
+TEST(Spool, DamagedJournalRecordsEndTheirSegmentAndAreReported) {
+  TempDir dir;
+  PosixStorage storage(dir.path());
+  {
+    Spool spool(storage);
+    ASSERT_FALSE(spool.init());
+    StoredEnvelope a = envelope("A"), b = envelope("B");
+    ASSERT_FALSE(spool.accept(a, "first\r\n"));
+    ASSERT_FALSE(spool.accept(b, "second\r\n"));
+  }
+  std::vector<std::string> segments;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path() + "/journal")) segments.push_back(entry.path());
+  ASSERT_EQ(segments.size(), 1u);
+  // Cut B's record short, as a torn append would.
+  std::filesystem::resize_file(segments[0], std::filesystem::file_size(segments[0]) - 5);
+  RecoveryReport report;
+  Spool again(storage);
+  ASSERT_FALSE(again.recover(report));
+  ASSERT_EQ(report.messages.size(), 1u);
+  EXPECT_EQ(report.messages[0].id, "A");
+  ASSERT_EQ(report.removed.size(), 1u);
+  EXPECT_NE(report.removed[0].find("torn or damaged"), std::string::npos);
 }
 
 TEST(Spool, CorruptFilesAreQuarantinedNotLost) {
@@ -62,6 +129,11 @@ TEST(Spool, CorruptFilesAreQuarantinedNotLost) {
   ASSERT_FALSE(spool.accept(bad, "ok\r\n"));
   ASSERT_FALSE(spool.accept(nobody, "ok\r\n"));
   ASSERT_FALSE(spool.accept(tampered, "ok\r\n"));
+  // Recovery makes the files durable and drops the journal: from now on they stand alone.
+  RecoveryReport first;
+  ASSERT_FALSE(spool.recover(first));
+  ASSERT_EQ(first.messages.size(), 4u);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/journal"));
   const std::string q = dir.path() + "/queue/";
   // Truncate one envelope, delete one body, alter one body, drop in a stray file and an orphan body.
   std::filesystem::resize_file(q + "BAD.env", 40);
@@ -83,13 +155,50 @@ TEST(Spool, CorruptFilesAreQuarantinedNotLost) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/tmp/X.env"));
 }
 
+TEST(Spool, OldSegmentsAreCheckpointedAndDeleted) {
+  MemoryStorage storage;
+  Spool spool(storage, JournalLimits{1, 1});  // a segment per record; checkpoint when two exist
+  ASSERT_FALSE(spool.init());
+  StoredEnvelope a = envelope("A"), b = envelope("B"), c = envelope("C");
+  ASSERT_FALSE(spool.accept(a, "stays queued\r\n"));
+  ASSERT_FALSE(spool.accept(b, "delivered\r\n"));
+  ASSERT_FALSE(spool.accept(c, "also queued\r\n"));
+  std::vector<std::string> segments;
+  ASSERT_FALSE(storage.list("journal", segments));
+  EXPECT_EQ(segments.size(), 3u);
+  bool gone = false;
+  ASSERT_FALSE(spool.remove("B", gone));  // its tombstone, then retirement of what is finished
+  ASSERT_FALSE(storage.list("journal", segments));
+  EXPECT_EQ(segments.size(), 1u) << "A and C checkpointed, B retired: only the active segment is left";
+  // A crash now: A and C must be whole from their checkpointed files alone, B gone.
+  storage.crash_and_restart();
+  RecoveryReport report;
+  ASSERT_FALSE(Spool(storage).recover(report));
+  ASSERT_EQ(report.messages.size(), 2u);
+  EXPECT_EQ(report.messages[0].id, "A");
+  EXPECT_EQ(report.messages[1].id, "C");
+  std::string body;
+  ASSERT_FALSE(spool.read_body(report.messages[0], body));
+  EXPECT_EQ(body, "stays queued\r\n");
+}
+
 TEST(Spool, StorageErrorsAtAcceptLeaveNothingBehind) {
-  for (std::size_t op = 0; op < 12; ++op) {
+  std::size_t accept_ops = 0;
+  {
+    MemoryStorage storage;
+    Spool spool(storage);
+    ASSERT_FALSE(spool.init());
+    StoredEnvelope e = envelope("M1");
+    const std::size_t before = storage.operations();
+    ASSERT_FALSE(spool.accept(e, "body\r\n"));
+    accept_ops = storage.operations() - before;
+  }
+  for (std::size_t op = 0; op < accept_ops; ++op) {
     for (auto fault : {MemoryStorage::Fault::enospc, MemoryStorage::Fault::eio, MemoryStorage::Fault::short_write}) {
       MemoryStorage storage;
       Spool spool(storage);
       ASSERT_FALSE(spool.init());
-      storage.inject(op, fault);
+      storage.inject(storage.operations() + op, fault);
       StoredEnvelope e = envelope("M1");
       const auto err = spool.accept(e, "body\r\n");
       RecoveryReport report;

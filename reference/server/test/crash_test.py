@@ -14,6 +14,8 @@ import tempfile
 import threading
 import time
 
+from harness import queued_ids
+
 REFSMTPD = sys.argv[1]
 ROUNDS = 3
 CLIENTS = 4
@@ -82,13 +84,13 @@ def main():
         # Restart once more and let the queue drain.
         proc, _ = start(spool, mail)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and os.listdir(os.path.join(spool, "queue")):
+        while time.monotonic() < deadline and queued_ids(spool):
             time.sleep(0.1)
-        queued = os.listdir(os.path.join(spool, "queue"))
+        queued = queued_ids(spool)
         proc.terminate()
         proc.wait(timeout=10)
         if queued:
-            failures.append("queue did not drain: %d files left" % len(queued))
+            failures.append("queue did not drain: %d messages left" % len(queued))
         seen = tokens_in(mail)
         lost = sorted(t for t in acked if seen.get(t, 0) == 0)
         twice = sorted(t for t, n in seen.items() if n > 1)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import check, failures, finish, start_refsmtpd, stop, wait_for_files, wait_until
+from harness import check, failures, finish, queued_ids, start_refsmtpd, stop, wait_for_files, wait_until
 import time
 
 REFSMTPD = sys.argv[1]
@@ -66,7 +66,7 @@ def main():
                         check(b"Subject: via lmtp\n" in data and b"\n\nhanded to dovecot\n..dot\n" in data
                               and b"Received: from client.test (127.0.0.1)" in data and b"by mx.test (refsmtp) with ESMTP id" in data,
                               "%s's copy carries our Received: header and the exact body" % user)
-                check(wait_until(lambda: os.listdir(os.path.join(spool2, "queue")) == []), "the queue emptied after LMTP delivery")
+                check(wait_until(lambda: queued_ids(spool2) == set()), "the queue emptied after LMTP delivery")
             finally:
                 stop(p)
         finally:

@@ -60,3 +60,36 @@ def stop(p, timeout=15):
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
+
+
+def queued_ids(spool):
+    """The ids of the messages in a refsmtpd spool, read without changing it: envelope files in
+    queue/, plus messages accepted into the journal (journal/*.seg: records "RJ1 M|U|T id ..."
+    each ending in an END line) and not yet removed by a tombstone. (A test's own reader of the
+    format documented in reference/queue/include/refsmtp/queue/spool.hpp.)"""
+    ids = set()
+    qdir = os.path.join(spool, "queue")
+    if os.path.isdir(qdir):
+        ids.update(n[:-4] for n in os.listdir(qdir) if n.endswith(".env"))
+    jdir = os.path.join(spool, "journal")
+    for name in sorted(os.listdir(jdir)) if os.path.isdir(jdir) else []:
+        data = open(os.path.join(jdir, name), "rb").read()
+        pos = 0
+        while True:
+            lf = data.find(b"\n", pos)
+            if lf < 0:
+                break
+            fields = data[pos:lf].decode("ascii", "replace").split(" ")
+            if len(fields) < 3 or fields[0] != "RJ1":
+                break
+            kind, mid = fields[1], fields[2]
+            size = int(fields[3]) + int(fields[4]) if kind in ("M", "U") and len(fields) == 5 else 0
+            end = data.find(b"\n", lf + 1 + size)
+            if end < 0 or not data[lf + 1 + size:end].startswith(b"END "):
+                break  # a torn record ends the segment
+            if kind == "M":
+                ids.add(mid)
+            elif kind == "T":
+                ids.discard(mid)
+            pos = end + 1
+    return ids

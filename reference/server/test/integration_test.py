@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import check, failures, finish, wait_for_files, wait_until
+from harness import check, failures, finish, queued_ids, wait_for_files, wait_until
 import time
 
 REFSMTPD = sys.argv[1]
@@ -101,9 +101,9 @@ def main():
                 code, _ = s.docmd("RCPT TO:<broken")
                 check(code == 501, "broken address refused with 501 (got %d)" % code)
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and os.listdir(os.path.join(spool, "queue")):
+            while time.monotonic() < deadline and queued_ids(spool):
                 time.sleep(0.05)
-            check(os.listdir(os.path.join(spool, "queue")) == [], "queue is empty once delivered")
+            check(queued_ids(spool) == set(), "queue is empty once delivered")
         finally:
             d.stop()
 

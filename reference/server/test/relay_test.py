@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from harness import check, finish, start_refsmtpd, stop, wait_for_files, wait_until
+from harness import check, finish, queued_ids, start_refsmtpd, stop, wait_for_files, wait_until
 
 REFSMTPD = sys.argv[1]
 
@@ -141,12 +141,16 @@ def main():
         time.sleep(2)
         check(maildir_files(b_mail, "dave") == [], "nothing was delivered past an unverified certificate")
         check(maildir_files(a2_mail, "alice") == [], "no bounce: the failure is temporary")
-        queued = os.listdir(os.path.join(work, "a2-spool", "queue"))
-        check(len(queued) >= 1, "the message is still queued on A2")
+        check(len(queued_ids(os.path.join(work, "a2-spool"))) == 1, "the message is in A2's queue (its journal)")
         stop(a2)
         err = a2.stderr.read()
         check("TLS handshake" in err and "certificate verify failed" in err,
               "A2's log says why: the certificate did not verify")
+        # Still queued: a restart of A2 recovers it from its spool.
+        a2b, _ = start_refsmtpd(REFSMTPD, "--listen", "submission=127.0.0.1:0", "--spool", os.path.join(work, "a2-spool"),
+                                "--mail-root", a2_mail, "--relay-ca", a_cert, *a_args)
+        stop(a2b)
+        check("event=recovery queued=1" in a2b.stderr.read(), "the message is still queued on A2 (recovered at restart)")
         # A smarthost with AUTH: every domain goes to B's submission port, found by name through
         # DNS (A record, no MX), over verified STARTTLS, authenticated from a credentials file.
         auth_file = os.path.join(work, "smarthost-auth")

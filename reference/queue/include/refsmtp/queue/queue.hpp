@@ -35,6 +35,7 @@ struct QueueConfig {
   std::string hostname = "localhost";  // in Received: headers, DSNs and queue replies
   std::string postmaster;              // where failed bounces are reported; default postmaster@hostname
   RetryPolicy retry;
+  JournalLimits journal;  // the spool's journal segments (tests make them tiny)
 };
 
 struct ClientInfo {

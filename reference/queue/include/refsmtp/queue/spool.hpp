@@ -1,16 +1,30 @@
 #pragma once
 // The spool: messages on stable storage. A message is two files in queue/: <id>.body (written
-// once) and <id>.env (the envelope, replaced atomically as recipients are delivered). The
-// envelope file is what commits a message: it is renamed into queue/ after the body, and the
-// queue/ directory is fsynced before accept() returns, so a message is either wholly there or
-// was never acknowledged (RFC 5321 §6.1).
+// once) and <id>.env (the envelope, replaced atomically as recipients are delivered).
+//
+// Messages live first in a journal. Accepting appends the envelope and body, as one checksummed
+// record, to the current journal segment, and one fsync of the segment commits every record
+// appended before it (group commit: concurrent accepts share one fsync). Only then does accept()
+// return, so the 250 is sent for a message on stable storage (RFC 5321 §6.1) -- and no file is
+// created per message. A journalled message's body is read from its segment; a new envelope
+// (recipients delivered) is an update record, and removal a tombstone record, each committed the
+// same way. A segment is deleted, oldest first, once every message recorded in it is done. One
+// held by a message that stays queued while the journal grows is checkpointed: that message is
+// written out as queue/ files (durably), and is a file-based message from then on.
+// Recovery replays the journal, writes every live message out as queue/ files, and deletes the
+// segments; queue/ files are then read as before.
 //
 //   tmp/         files being written; anything here at start-up is an interrupted write
+//   journal/     segments NNNNNNNNNNNN.seg of records: "RJ1 M id envlen bodylen\n" env body
+//                (accepted), "RJ1 U id envlen 0\n" env (new envelope), "RJ1 T id\n" (done), each
+//                followed by "END hash\n" (FNV-1a 64 of the record); a torn or damaged record
+//                ends its segment
 //   queue/       committed messages
 //   quarantine/  files that failed to parse at recovery, kept for a person to look at
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -28,12 +42,20 @@ struct RecoveryReport {
   std::vector<std::string> removed;           // interrupted writes and orphan bodies removed
 };
 
-// accept() may be called from several threads at once (with distinct ids): the fsync of queue/
-// that commits a message is then shared -- one caller syncs the directory for every rename done
-// before it started (group commit), so concurrent accepts cost far fewer directory fsyncs.
+struct JournalLimits {
+  std::uint64_t segment_bytes = 4 << 20;  // a segment takes appends until it is this large
+  // More segments than this (an old one held by a message that stays queued) and the oldest is
+  // checkpointed: its messages' files are written durably and it is deleted.
+  std::size_t max_segments = 8;
+};
+
+// accept() may be called from several threads at once (with distinct ids): the journal fsync
+// that commits a message is then shared -- one caller syncs the segment for every record
+// appended before it started (group commit). update() and remove() are called by one thread at
+// a time (the queue's lock), concurrently with accepts.
 class Spool {
  public:
-  explicit Spool(Storage& storage) : s_(storage) {}
+  explicit Spool(Storage& storage, JournalLimits limits = {}) : s_(storage), limits_(limits) {}
 
   std::error_code init();  // creates the directories
   // Writes body and envelope durably. envelope.body_size/body_hash are filled in here.
@@ -48,14 +70,40 @@ class Spool {
   std::error_code recover(RecoveryReport& report);
 
  private:
+  struct Segment {
+    std::uint64_t seq = 0;
+    Storage::Handle h = -1;         // open while records may be appended or still need an fsync
+    std::uint64_t bytes = 0;
+    std::size_t live = 0;           // messages recorded here whose files are not yet durable or done
+    std::uint64_t last_append = 0;  // number of the last record appended here
+    bool entry_synced = false;      // its entry in journal/ is durable
+    bool broken = false;            // an append failed: nothing more is written here
+  };
   std::error_code quarantine(const std::string& name, std::string_view reason, RecoveryReport& report);
-  std::error_code commit_queue_dir();  // group commit of fsync_dir("queue")
+  struct Journalled {
+    std::uint64_t seq = 0;          // the segment holding its M record
+    std::uint64_t body_offset = 0;  // where its body starts there
+    std::uint64_t body_size = 0;
+    std::string env;                // its newest envelope record
+  };
+  // Appends one record and waits until it is durable. `message` counts it as live in its
+  // segment (a message record); the segment's number goes to `seq`, the record's offset in it
+  // to `offset`.
+  std::error_code journal(const std::string& record, bool message, std::uint64_t& seq, std::uint64_t& offset);
+  std::error_code write_out(const std::string& id, const Journalled& j);  // as durable queue/ files
+  std::error_code journal_commit(std::unique_lock<std::mutex>& lock, std::uint64_t mine);
+  Segment* segment(std::uint64_t seq);  // under jm_
+  std::error_code retire();             // deletes finished segments, checkpointing old ones
+  std::error_code replay_journal(RecoveryReport& report);
   Storage& s_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::uint64_t requested_ = 0, synced_ = 0;
-  bool syncing_ = false;
-  std::deque<std::pair<std::uint64_t, std::error_code>> results_;  // recent (generation, result)
+  JournalLimits limits_;
+  std::mutex jm_;  // guards everything below
+  std::condition_variable jcv_;
+  std::deque<Segment> segments_;                       // oldest first; the last takes appends
+  std::map<std::string, Journalled> journalled_;        // messages that live in the journal
+  std::uint64_t next_seq_ = 1, appended_ = 0, jsynced_ = 0;
+  bool jsyncing_ = false;
+  std::deque<std::pair<std::uint64_t, std::error_code>> jresults_;  // recent (record number, result)
 };
 
 }  // namespace refsmtp::queue

@@ -37,6 +37,8 @@ class Storage {
   virtual std::error_code mkdirs(const std::string& dir) = 0;
   virtual std::error_code list(const std::string& dir, std::vector<std::string>& names) = 0;
   virtual std::error_code read(const std::string& path, std::string& data) = 0;
+  // Reads `size` octets at `offset`; fewer than asked (the file is shorter) is an error (EIO).
+  virtual std::error_code read_range(const std::string& path, std::uint64_t offset, std::size_t size, std::string& data) = 0;
 };
 
 // Writes `data` to `dir/name` durably: create a temporary in `tmp_dir`, write, fsync, close,
@@ -61,6 +63,7 @@ class PosixStorage final : public Storage {
   std::error_code mkdirs(const std::string& dir) override;
   std::error_code list(const std::string& dir, std::vector<std::string>& names) override;
   std::error_code read(const std::string& path, std::string& data) override;
+  std::error_code read_range(const std::string& path, std::uint64_t offset, std::size_t size, std::string& data) override;
   const std::string& root() const { return root_; }
 
  private:
@@ -102,6 +105,7 @@ class MemoryStorage final : public Storage {
   std::error_code mkdirs(const std::string& dir) override;
   std::error_code list(const std::string& dir, std::vector<std::string>& names) override;
   std::error_code read(const std::string& path, std::string& data) override;
+  std::error_code read_range(const std::string& path, std::uint64_t offset, std::size_t size, std::string& data) override;
 
  private:
   std::error_code move_entry(const std::string& from, const std::string& to, bool replace);
