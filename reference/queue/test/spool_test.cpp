@@ -1,7 +1,13 @@
 // Spool: accept, update, remove and recovery, on real files and in memory.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "refsmtp/queue/spool.hpp"
 #include "temp_dir.hpp"
@@ -180,6 +186,65 @@ TEST(Spool, OldSegmentsAreCheckpointedAndDeleted) {
   std::string body;
   ASSERT_FALSE(spool.read_body(report.messages[0], body));
   EXPECT_EQ(body, "stays queued\r\n");
+}
+
+TEST(Spool, ConcurrentAcceptsAndRemovalsKeepExactlyTheLiveMessages) {
+  // Accepts from several threads (sharing commits, rotating small segments) while one thread
+  // removes every other message, as the queue does; a fresh spool then finds exactly the rest.
+  TempDir dir;
+  PosixStorage storage(dir.path());
+  Spool spool(storage, JournalLimits{4096, 2});
+  ASSERT_FALSE(spool.init());
+  constexpr int kThreads = 6, kEach = 40;
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<std::string> to_remove;
+  std::atomic<int> failures{0}, writers_left{kThreads};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        StoredEnvelope e = envelope("T" + std::to_string(t) + "x" + std::to_string(i));
+        if (spool.accept(e, "body of " + e.id + "\r\n")) {
+          ++failures;
+          continue;
+        }
+        if (i % 2 == 0) {
+          std::lock_guard lock(m);
+          to_remove.push_back(e.id);
+          cv.notify_one();
+        }
+      }
+      if (--writers_left == 0) cv.notify_one();
+    });
+  }
+  std::thread remover([&] {
+    std::unique_lock lock(m);
+    for (;;) {
+      cv.wait(lock, [&] { return !to_remove.empty() || writers_left == 0; });
+      if (to_remove.empty()) return;
+      const std::string id = to_remove.front();
+      to_remove.pop_front();
+      lock.unlock();
+      bool gone = false;
+      if (spool.remove(id, gone) || !gone) ++failures;
+      lock.lock();
+    }
+  });
+  for (auto& t : threads) t.join();
+  remover.join();
+  ASSERT_EQ(failures, 0);
+  RecoveryReport report;
+  Spool again(storage);
+  ASSERT_FALSE(again.recover(report));
+  ASSERT_EQ(report.messages.size(), static_cast<std::size_t>(kThreads * kEach / 2));
+  for (const auto& e : report.messages) {
+    std::string body;
+    ASSERT_FALSE(again.read_body(e, body)) << e.id;
+    EXPECT_EQ(body, "body of " + e.id + "\r\n");
+    EXPECT_EQ(std::stoi(e.id.substr(e.id.find('x') + 1)) % 2, 1) << e.id;
+  }
+  EXPECT_TRUE(report.quarantined.empty());
 }
 
 TEST(Spool, StorageErrorsAtAcceptLeaveNothingBehind) {
