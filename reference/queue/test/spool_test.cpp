@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -299,3 +300,31 @@ TEST(Spool, UnreadableEntriesAreSetAsideAndEvidenceIsKept) {
   EXPECT_EQ(earlier, "earlier evidence");  // not overwritten
   EXPECT_TRUE(std::filesystem::exists(dir.path() + "/quarantine/WEIRD.body.1"));
 }
+
+// Seeds for fuzz_journal_replay: real segments (accepts, an update, a removal, a torn tail).
+// Writes only when REFSMTP_WRITE_SEEDS names a directory (scripts/seed-corpus sets it).
+TEST(Spool, WriteJournalSeedsWhenAsked) {
+  const char* out = std::getenv("REFSMTP_WRITE_SEEDS");
+  if (!out) GTEST_SKIP() << "REFSMTP_WRITE_SEEDS not set";
+  MemoryStorage storage;
+  Spool spool(storage);
+  ASSERT_FALSE(spool.init());
+  StoredEnvelope a = envelope("A1"), b = envelope("B2");
+  ASSERT_FALSE(spool.accept(a, "Subject: a\r\n\r\nfirst\r\n"));
+  ASSERT_FALSE(spool.accept(b, "Subject: b\r\n\r\nsecond\r\n"));
+  a.recipients[0].state = RecipientState::delivered;
+  ++a.attempts;
+  ASSERT_FALSE(spool.update(a));
+  bool gone = false;
+  ASSERT_FALSE(spool.remove("B2", gone));
+  std::vector<std::string> names;
+  ASSERT_FALSE(storage.list("journal", names));
+  ASSERT_EQ(names.size(), 1u);
+  std::string segment;
+  ASSERT_FALSE(storage.read("journal/" + names[0], segment));
+  int n = 0;
+  for (const std::string& seed : {segment, segment.substr(0, segment.size() - 7), segment.substr(0, segment.find("RJ1 U"))}) {
+    std::ofstream(std::string(out) + "/journal-" + std::to_string(n++), std::ios::binary) << seed;
+  }
+}
+
