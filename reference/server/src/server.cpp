@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <algorithm>
@@ -84,7 +85,8 @@ struct Server::Impl {
   std::optional<delivery::LocalRecipients> recipients;
   std::optional<Credentials> credentials;
   // Threads: connections run on strands of their own; the acceptors, the delivery timer and
-  // shutdown run on this strand; the queue and the connection table are guarded by mutexes.
+  // shutdown run on this strand; deliveries on delivery_pool's thread; relay jobs on strands of
+  // their own; the queue and the connection table are guarded by mutexes.
   asio::strand<asio::io_context::executor_type> strand{asio::make_strand(io)};
   std::mutex tls_m;
   std::shared_ptr<asio::ssl::context> tls;
@@ -104,6 +106,10 @@ struct Server::Impl {
   std::unique_ptr<Relayer> relayer;
   std::set<std::string> in_flight;  // under queue_m: messages with relay jobs still running
   std::atomic<bool> stopping{false};
+  // Deliveries block on disk (fsync) and on LMTP: they run on a thread of their own, so the io
+  // threads keep serving SMTP. Requests coalesce: at most one pass waits to run.
+  std::atomic<bool> delivery_pending{false};
+  std::unique_ptr<asio::thread_pool> delivery_pool;  // last: joined first when Impl goes
 
   Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)) {
     if (!opt.clock) opt.clock = wall_ms;
@@ -117,6 +123,15 @@ struct Server::Impl {
   bool is_local_domain(const std::string& domain) const {
     return recipients ? recipients->is_local_domain(domain)
                       : std::find(opt.domains.begin(), opt.domains.end(), domain) != opt.domains.end();
+  }
+
+  void request_delivery() {
+    if (!delivery_pool || stopping) return;
+    if (delivery_pending.exchange(true)) return;
+    asio::post(*delivery_pool, [this] {
+      delivery_pending = false;
+      deliver_due();
+    });
   }
 
   // One line per event on stderr: "refsmtpd event=NAME k=v ..." or a JSON object.
@@ -459,7 +474,7 @@ struct Server::Impl {
           in_flight.erase(a.id);
         }
         // Bounces and newly due messages go out soon, not a timer tick later.
-        if (!stopping) asio::post(strand, [this] { deliver_due(); });
+        request_delivery();
       });
     }
   }
@@ -521,7 +536,7 @@ struct Server::Impl {
     delivery_timer->expires_after(std::chrono::seconds(1));  // on `strand`
     delivery_timer->async_wait([this](boost::system::error_code ec) {
       if (ec || stopping) return;
-      deliver_due();
+      request_delivery();
       schedule_delivery();
     });
   }
@@ -637,7 +652,8 @@ bool Server::start(std::string& error) {
   }
   if (s.queue) {
     s.delivery_timer = std::make_unique<asio::steady_timer>(s.strand);
-    s.deliver_due();
+    s.delivery_pool = std::make_unique<asio::thread_pool>(1);
+    s.request_delivery();
     s.schedule_delivery();
   }
   return true;
@@ -773,7 +789,7 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
   log(c, "message", fields);
   if (!r.id) return core::Verdict::reject(r.reply);
   // Deliver soon, outside this call.
-  asio::post(s.strand, [&s] { s.deliver_due(); });
+  s.request_delivery();
   return core::Verdict::accept(r.reply);
 }
 
