@@ -249,6 +249,8 @@ std::error_code Spool::retire() {
     std::error_code e;
     for (const auto& [id, j] : pinned) {
       if ((e = write_out(id, j))) break;
+      std::lock_guard written(jm_);
+      if (auto it = journalled_.find(id); it != journalled_.end()) it->second.written_out = true;
     }
     if (!e) e = s_.fsync_dir(kQueue);
     if (!e) e = s_.unlink(segment_name(front.seq));
@@ -256,10 +258,16 @@ std::error_code Spool::retire() {
       lock.lock();
       return e;
     }
-    // The segment is gone from here on, even if making that durable fails: should it come back
-    // after a crash, recovery prefers the newer envelope (more attempts) of the files.
+    // The segment is gone from here on. If that is not durable, it could come back after a
+    // crash: its messages then stay journalled (their files written out are authoritative,
+    // and a removal still leaves a tombstone), so nothing it holds can come back to life.
     const std::error_code sync_error = s_.fsync_dir(kJournal);
     lock.lock();
+    if (sync_error) {
+      if (Segment* s = segment(front.seq); s && s->h >= 0) s_.close(s->h);
+      segments_.pop_front();
+      return sync_error;
+    }
     for (const auto& [id, j] : pinned) {
       // An update recorded meanwhile is newer than what was written out: write it too.
       auto it = journalled_.find(id);
@@ -274,7 +282,6 @@ std::error_code Spool::retire() {
     }
     if (Segment* s = segment(front.seq); s && s->h >= 0) s_.close(s->h);
     segments_.pop_front();
-    if (sync_error) return sync_error;
   }
 }
 
@@ -282,8 +289,10 @@ std::error_code Spool::update(const StoredEnvelope& env) {
   const std::string text = serialize(env);
   {
     std::lock_guard lock(jm_);
-    if (!journalled_.count(env.id)) {
-      // A file-based message: replace its envelope file atomically.
+    auto it = journalled_.find(env.id);
+    if (it == journalled_.end() || it->second.written_out) {
+      // A file-based message (or one whose files a checkpoint wrote out, which are then
+      // authoritative): replace its envelope file atomically.
       return write_durably(s_, kTmp, kQueue, env.id + ".env", text);
     }
   }
@@ -313,16 +322,24 @@ std::error_code Spool::remove(const std::string& id, bool& gone) {
   // A journalled message: its tombstone removes it (group-committed).
   std::uint64_t seq = 0, offset = 0;
   const std::error_code e = journal(make_record('T', id, {}, {}), false, seq, offset);
+  bool written_out = false;
   {
     std::lock_guard lock(jm_);
     auto it = journalled_.find(id);
     if (!e && it != journalled_.end()) {
+      written_out = it->second.written_out;
       if (Segment* s = segment(it->second.seq); s && s->live > 0) --s->live;
       journalled_.erase(it);
     }
   }
   if (e) return e;
   gone = true;
+  if (written_out) {
+    // Files an unfinished checkpoint left: gone with the message (made durable before its
+    // segment is deleted; until then the tombstone stands for it).
+    s_.unlink(std::string(kQueue) + "/" + id + ".env");
+    s_.unlink(std::string(kQueue) + "/" + id + ".body");
+  }
   retire();  // a failure here only keeps segments longer; it is tried again at the next removal
   return {};
 }
@@ -342,6 +359,7 @@ std::error_code Spool::replay_journal(RecoveryReport& report) {
   if (auto e = s_.list(kJournal, names)) return e;
   std::sort(names.begin(), names.end());
   std::map<std::string, JournalRecord> live;
+  std::vector<std::string> dead;
   std::uint64_t max_seq = 0;
   for (const auto& n : names) {
     const std::string path = std::string(kJournal) + "/" + n;
@@ -360,9 +378,19 @@ std::error_code Spool::replay_journal(RecoveryReport& report) {
         if (auto it = live.find(r.id); it != live.end()) it->second.env = std::move(r.env);
       } else {
         live.erase(r.id);
+        dead.push_back(r.id);
       }
     }
     if (pos < data.size()) report.removed.push_back(path + ": ignored from octet " + std::to_string(pos) + " (a torn or damaged record)");
+  }
+  // A removed message is gone, whatever files of it a checkpoint left.
+  for (const auto& id : dead) {
+    if (live.count(id)) continue;
+    s_.unlink(std::string(kQueue) + "/" + id + ".env");
+    s_.unlink(std::string(kQueue) + "/" + id + ".body");
+  }
+  if (!dead.empty()) {
+    if (auto e = s_.fsync_dir(kQueue)) return e;
   }
   // Every live message becomes durable queue/ files (body first). Its envelope is the newest
   // record, unless a whole envelope file of it has more attempts (written after a checkpoint
@@ -396,7 +424,7 @@ std::error_code Spool::read_body(const StoredEnvelope& env, std::string& body) {
   std::optional<Journalled> j;
   {
     std::lock_guard lock(jm_);
-    if (auto it = journalled_.find(env.id); it != journalled_.end()) j = it->second;
+    if (auto it = journalled_.find(env.id); it != journalled_.end() && !it->second.written_out) j = it->second;
   }
   if (j) {
     if (auto e = s_.read_range(segment_name(j->seq), j->body_offset, j->body_size, body)) return e;

@@ -248,6 +248,44 @@ TEST(Spool, ConcurrentAcceptsAndRemovalsKeepExactlyTheLiveMessages) {
   EXPECT_TRUE(report.quarantined.empty());
 }
 
+TEST(Spool, AnUnfinishedCheckpointNeverBringsARemovedMessageBack) {
+  // A fault (an error, or a crash) at each operation of a removal that checkpoints an older
+  // message; then that message is removed too; after a crash, exactly the messages whose
+  // removal did not succeed are there.
+  for (const auto fault : {MemoryStorage::Fault::eio, MemoryStorage::Fault::crash})
+  for (std::size_t k = 0;; ++k) {
+    ASSERT_LT(k, 200u);
+    MemoryStorage storage;
+    Spool spool(storage, JournalLimits{1, 1});
+    ASSERT_FALSE(spool.init());
+    StoredEnvelope a = envelope("A"), b = envelope("B");
+    ASSERT_FALSE(spool.accept(a, "old\r\n"));
+    ASSERT_FALSE(spool.accept(b, "new\r\n"));
+    const std::size_t start = storage.operations();
+    storage.inject(start + k, fault);
+    bool gone = false;
+    const bool b_removed = !spool.remove("B", gone);  // may fail: then B stays
+    std::string body;
+    if (!storage.crashed()) {
+      ASSERT_FALSE(spool.read_body(a, body)) << "op " << k;  // A is whole whatever happened
+      EXPECT_EQ(body, "old\r\n");
+    }
+    const bool a_removed = !spool.remove("A", gone);  // the fault may hit this removal instead
+    const bool fault_reached = storage.operations() > start + k;
+    storage.crash_and_restart();
+    RecoveryReport report;
+    ASSERT_FALSE(Spool(storage).recover(report)) << "op " << k;
+    std::vector<std::string> left;
+    for (const auto& m : report.messages) left.push_back(m.id);
+    std::vector<std::string> expected;
+    if (!a_removed) expected.push_back("A");
+    if (!b_removed) expected.push_back("B");
+    EXPECT_EQ(left, expected) << "op " << k;
+    if (!fault_reached) break;  // every operation of the two removals has had its fault
+    EXPECT_TRUE(report.quarantined.empty()) << "op " << k;
+  }
+}
+
 TEST(Spool, StorageErrorsAtAcceptLeaveNothingBehind) {
   std::size_t accept_ops = 0;
   {

@@ -85,6 +85,7 @@ class Spool {
     std::uint64_t body_offset = 0;  // where its body starts there
     std::uint64_t body_size = 0;
     std::string env;                // its newest envelope record
+    bool written_out = false;       // a checkpoint that did not finish left queue/ files of it
   };
   // Appends one record and waits until it is durable. `message` counts it as live in its
   // segment (a message record); the segment's number goes to `seq`, the record's offset in it
