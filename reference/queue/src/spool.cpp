@@ -164,7 +164,10 @@ std::error_code Spool::journal(const std::string& record, bool message, std::uin
   active.last_append = mine;
   if (message) ++active.live;  // counted now, so the segment cannot be retired under us
   seq = active.seq;
-  const std::error_code e = journal_commit(lock, mine);
+  std::error_code e = journal_commit(lock, mine);
+  if (!e) {
+    if (const Segment* s = segment(seq); s && s->sync_failed) e = std::make_error_code(std::errc::io_error);
+  }
   if (e && message) {
     if (Segment* s = segment(seq); s && s->live > 0) --s->live;
   }
@@ -197,7 +200,7 @@ std::error_code Spool::journal_commit(std::unique_lock<std::mutex>& lock, std::u
     jsyncing_ = false;
     for (auto& seg : segments_) {
       if (e) {
-        if (seg.last_append > jsynced_) seg.broken = true;  // unknown state: nothing more goes there
+        if (seg.last_append > jsynced_) seg.broken = seg.sync_failed = true;  // nothing in it counts now
         continue;
       }
       if (std::find(new_entries.begin(), new_entries.end(), seg.seq) != new_entries.end()) seg.entry_synced = true;
@@ -210,13 +213,13 @@ std::error_code Spool::journal_commit(std::unique_lock<std::mutex>& lock, std::u
         seg.h = -1;
       }
     }
+    jresults_.push_back(CommitResult{jsynced_, covers, e});
     jsynced_ = covers;
-    jresults_.emplace_back(covers, e);
     if (jresults_.size() > 256) jresults_.pop_front();
     jcv_.notify_all();
   }
-  for (const auto& [gen, e] : jresults_) {
-    if (gen >= mine) return e;
+  for (const auto& r : jresults_) {
+    if (r.from < mine && mine <= r.to) return r.error;  // the round that covered this record
   }
   return std::make_error_code(std::errc::io_error);  // too old to know: be safe, not acknowledged
 }
@@ -248,12 +251,16 @@ std::error_code Spool::retire() {
     // in queue/ are made durable, and the segment goes.
     std::error_code e;
     for (const auto& [id, j] : pinned) {
+      if (j.written_out) continue;  // an earlier checkpoint wrote it; its files are newer since
       if ((e = write_out(id, j))) break;
       std::lock_guard written(jm_);
       if (auto it = journalled_.find(id); it != journalled_.end()) it->second.written_out = true;
     }
     if (!e) e = s_.fsync_dir(kQueue);
-    if (!e) e = s_.unlink(segment_name(front.seq));
+    if (!e) {
+      e = s_.unlink(segment_name(front.seq));
+      if (e == std::errc::no_such_file_or_directory) e = {};  // an earlier try removed it
+    }
     if (e) {
       lock.lock();
       return e;
@@ -268,18 +275,8 @@ std::error_code Spool::retire() {
       segments_.pop_front();
       return sync_error;
     }
-    for (const auto& [id, j] : pinned) {
-      // An update recorded meanwhile is newer than what was written out: write it too.
-      auto it = journalled_.find(id);
-      if (it != journalled_.end() && it->second.env != j.env) {
-        const std::string newer = it->second.env;
-        lock.unlock();
-        e = write_durably(s_, kTmp, kQueue, id + ".env", newer);
-        lock.lock();
-        if (e) return e;  // the segment is gone; the update record in a later one still holds it
-      }
-      journalled_.erase(id);
-    }
+    // (Updates are serialised with retire() by the caller, so what was written out is current.)
+    for (const auto& [id, j] : pinned) journalled_.erase(id);
     if (Segment* s = segment(front.seq); s && s->h >= 0) s_.close(s->h);
     segments_.pop_front();
   }
@@ -287,20 +284,32 @@ std::error_code Spool::retire() {
 
 std::error_code Spool::update(const StoredEnvelope& env) {
   const std::string text = serialize(env);
+  bool to_file = true;
   {
     std::lock_guard lock(jm_);
     auto it = journalled_.find(env.id);
-    if (it == journalled_.end() || it->second.written_out) {
-      // A file-based message (or one whose files a checkpoint wrote out, which are then
-      // authoritative): replace its envelope file atomically.
-      return write_durably(s_, kTmp, kQueue, env.id + ".env", text);
-    }
+    to_file = it == journalled_.end() || it->second.written_out;
   }
-  std::uint64_t seq = 0, offset = 0;
-  if (auto e = journal(make_record('U', env.id, text, {}), false, seq, offset)) return e;
-  std::lock_guard lock(jm_);
-  if (auto it = journalled_.find(env.id); it != journalled_.end()) it->second.env = text;
+  if (to_file) {
+    // A file-based message (or one whose files a checkpoint wrote out, which are then
+    // authoritative): replace its envelope file atomically.
+    if (auto e = write_durably(s_, kTmp, kQueue, env.id + ".env", text)) return e;
+  } else {
+    std::uint64_t seq = 0, offset = 0;
+    if (auto e = journal(make_record('U', env.id, text, {}), false, seq, offset)) return e;
+  }
+  {
+    std::lock_guard lock(jm_);
+    if (auto it = journalled_.find(env.id); it != journalled_.end()) it->second.env = text;
+  }
+  retire();  // update records grow the journal too: keep it within its limits
   return {};
+}
+
+Spool::~Spool() {
+  for (auto& seg : segments_) {
+    if (seg.h >= 0) s_.close(seg.h);
+  }
 }
 
 std::error_code Spool::remove(const std::string& id, bool& gone) {

@@ -56,6 +56,9 @@ struct JournalLimits {
 class Spool {
  public:
   explicit Spool(Storage& storage, JournalLimits limits = {}) : s_(storage), limits_(limits) {}
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
 
   std::error_code init();  // creates the directories
   // Writes body and envelope durably. envelope.body_size/body_hash are filled in here.
@@ -78,6 +81,9 @@ class Spool {
     std::uint64_t last_append = 0;  // number of the last record appended here
     bool entry_synced = false;      // its entry in journal/ is durable
     bool broken = false;            // an append failed: nothing more is written here
+    // An fsync of it failed: whatever it holds may never reach the disk (Linux reports a
+    // writeback error once), so no record in it counts as committed any more.
+    bool sync_failed = false;
   };
   std::error_code quarantine(const std::string& name, std::string_view reason, RecoveryReport& report);
   struct Journalled {
@@ -104,7 +110,11 @@ class Spool {
   std::map<std::string, Journalled> journalled_;        // messages that live in the journal
   std::uint64_t next_seq_ = 1, appended_ = 0, jsynced_ = 0;
   bool jsyncing_ = false;
-  std::deque<std::pair<std::uint64_t, std::error_code>> jresults_;  // recent (record number, result)
+  struct CommitResult {
+    std::uint64_t from = 0, to = 0;  // the round committed records from+1 .. to
+    std::error_code error;
+  };
+  std::deque<CommitResult> jresults_;  // recent rounds
 };
 
 }  // namespace refsmtp::queue
