@@ -20,14 +20,6 @@ std::string Mailbox::to_string() const {
   return local_part + "@" + domain;
 }
 
-std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 std::string unquote_local_part(std::string_view local_part) {
   if (local_part.size() < 2 || local_part.front() != '"' || local_part.back() != '"') return std::string(local_part);
   std::string out;

@@ -2,17 +2,14 @@
 
 #include <algorithm>
 
+#include "refsmtp/core/text.hpp"
+
 namespace refsmtp::delivery {
 
 namespace {
 
-std::string lower(std::string_view s) { return core::ascii_lower(s); }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
+using core::ascii_lower;
+using core::trim;
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
   std::vector<std::string_view> out;
@@ -43,9 +40,7 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
   };
   while (!text.empty()) {
     ++lineno;
-    const std::size_t lf = text.find('\n');
-    std::string_view line = text.substr(0, lf);
-    text = lf == std::string_view::npos ? std::string_view() : text.substr(lf + 1);
+    std::string_view line = core::next_line(text);
     if (const std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
     line = trim(line);
     if (line.empty()) continue;
@@ -55,12 +50,12 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
         core::AddressOptions opt;
         auto parsed = core::parse_domain(d, opt);
         if (!parsed || parsed->consumed != d.size()) return fail("invalid domain '" + std::string(d) + "'");
-        t.domains_.push_back(lower(d));
+        t.domains_.push_back(ascii_lower(d));
       }
       continue;
     }
     const std::size_t colon = line.find(':');
-    const std::string name = lower(trim(line.substr(0, colon)));
+    const std::string name = ascii_lower(trim(line.substr(0, colon)));
     if (name == "*") {
       if (colon == std::string_view::npos) return fail("the catch-all needs a target: '*: mailbox'");
     } else if (!safe_mailbox_name(name)) {
@@ -76,7 +71,7 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
           if (!core::parse_mailbox_exact(target, opt)) return fail("invalid address '" + std::string(target) + "'");
           targets.emplace_back(target);
         } else {
-          const std::string n = lower(target);
+          const std::string n = ascii_lower(target);
           if (!safe_mailbox_name(n)) return fail("invalid alias target '" + std::string(target) + "'");
           targets.push_back(n);
         }
@@ -117,7 +112,7 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
 }
 
 bool LocalRecipients::is_local_domain(std::string_view domain) const {
-  return std::find(domains_.begin(), domains_.end(), lower(domain)) != domains_.end();
+  return std::find(domains_.begin(), domains_.end(), ascii_lower(domain)) != domains_.end();
 }
 
 bool LocalRecipients::expand(const std::string& name, int depth, Resolution& out) const {
@@ -147,7 +142,7 @@ std::optional<Resolution> LocalRecipients::resolve(const core::Path& recipient) 
   if (!m.domain.empty() && !is_local_domain(m.domain)) return std::nullopt;
   // §4.1.2: a quoted form means what it quotes ("postmaster" is postmaster); what the table
   // cannot name (spaces, "@", ...) is simply not found, and safe_mailbox_name() guards paths.
-  std::string local = lower(core::unquote_local_part(m.local_part));
+  std::string local = ascii_lower(core::unquote_local_part(m.local_part));
   if (m.domain.empty() && local != "postmaster") return std::nullopt;
   if (detail_separator != '\0' && local != "postmaster") {
     const std::size_t sep = local.find(detail_separator);

@@ -6,12 +6,13 @@
 #include <cstdlib>
 
 #include "refsmtp/core/address.hpp"
+#include "refsmtp/core/text.hpp"
 
 namespace refsmtp::delivery {
 
 namespace {
 
-std::string lower(std::string_view s) { return core::ascii_lower(s); }
+using core::ascii_lower;
 
 bool is_numeric_address(const std::string& s) {
   unsigned char buf[16];
@@ -29,7 +30,7 @@ RoutePlan failure(RoutePlan::Kind kind, std::string reply) {
 std::optional<std::string> address_literal(std::string_view domain) {
   if (domain.size() < 3 || domain.front() != '[' || domain.back() != ']') return std::nullopt;
   std::string inside(domain.substr(1, domain.size() - 2));
-  if (inside.size() > 5 && lower(inside.substr(0, 5)) == "ipv6:") {
+  if (inside.size() > 5 && ascii_lower(inside.substr(0, 5)) == "ipv6:") {
     inside = inside.substr(5);
     unsigned char buf[16];
     if (::inet_pton(AF_INET6, inside.c_str(), buf) != 1) return std::nullopt;
@@ -46,11 +47,11 @@ std::string why(const std::string& error) { return error.empty() ? std::string()
 }  // namespace
 
 RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOptions& options, std::mt19937_64& rng) {
-  const std::string domain = lower(domain_in);
+  const std::string domain = ascii_lower(domain_in);
   if (auto literal = address_literal(domain)) {
     RoutePlan p;
     p.kind = RoutePlan::Kind::hops;
-    p.hops.push_back(NextHop{domain, *literal, options.port, 0});
+    p.hops.push_back(NextHop{*literal, *literal, options.port, 0});  // named by its address
     return p;
   }
   if (domain.empty() || domain.front() == '[') {
@@ -88,7 +89,7 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
   // RFC 5321 §5.1: "If it [the SMTP client] is among the MX records, it MUST discard
   // records with preference values equal to or greater than its own."
   for (std::size_t i = 0; i < records.size(); ++i) {
-    const std::string host = lower(records[i].host);
+    const std::string host = ascii_lower(records[i].host);
     if (std::find(options.local_names.begin(), options.local_names.end(), host) == options.local_names.end()) continue;
     const std::uint16_t own = records[i].preference;
     records.erase(std::remove_if(records.begin(), records.end(), [own](const MxRecord& r) { return r.preference >= own; }),
@@ -105,7 +106,7 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
   bool temporary = false;
   std::string last_error;
   for (const auto& r : records) {
-    const std::string host = lower(r.host);
+    const std::string host = ascii_lower(r.host);
     if (is_numeric_address(host)) {
       // An MX must name a host, not an address (RFC 5321 §5.1); many senders accept it anyway.
       plan.hops.push_back(NextHop{host, host, options.port, r.preference});
@@ -142,7 +143,7 @@ bool RouteTable::add(std::string_view spec, std::string& error) {
   const std::size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) return fail("expected DOMAIN=HOST[:PORT][;tls=...][;auth=FILE]");
   StaticRoute r;
-  r.domain = lower(text.substr(0, eq));
+  r.domain = ascii_lower(text.substr(0, eq));
   std::string rest = text.substr(eq + 1);
   std::vector<std::string> parts;
   for (std::size_t start = 0;;) {
@@ -199,7 +200,7 @@ bool RouteTable::add(std::string_view spec, std::string& error) {
 }
 
 const StaticRoute* RouteTable::find(std::string_view domain) const {
-  const std::string d = lower(domain);
+  const std::string d = ascii_lower(domain);
   const StaticRoute* star = nullptr;
   for (const auto& r : routes_) {
     if (r.domain == d) return &r;
@@ -215,13 +216,13 @@ RoutePlan plan_static_route(DnsResolver& dns, const StaticRoute& route) {
     plan.hops.push_back(NextHop{route.host, route.host, route.port, 0});
     return plan;
   }
-  const AddressLookup a = dns.addresses(lower(route.host));
+  const AddressLookup a = dns.addresses(ascii_lower(route.host));
   if (a.status != DnsStatus::ok) {
     // A configured next hop that does not resolve is the operator's to fix: defer, not bounce.
     return failure(RoutePlan::Kind::temporary, "451 4.4.3 Next hop " + route.host + " has no address" + why(a.error));
   }
   plan.kind = RoutePlan::Kind::hops;
-  for (const auto& addr : a.addresses) plan.hops.push_back(NextHop{lower(route.host), addr, route.port, 0});
+  for (const auto& addr : a.addresses) plan.hops.push_back(NextHop{ascii_lower(route.host), addr, route.port, 0});
   return plan;
 }
 

@@ -27,22 +27,14 @@ core::Millis now_ms() {
   return std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
-// "[192.0.2.1]" -> "192.0.2.1", "[IPv6:2001:db8::1]" -> "2001:db8::1"; names unchanged.
-std::string bare_host(const std::string& host) {
-  if (host.size() < 2 || host.front() != '[' || host.back() != ']') return host;
-  std::string inside = host.substr(1, host.size() - 2);
-  if (inside.size() > 5 && (inside.compare(0, 5, "IPv6:") == 0 || inside.compare(0, 5, "ipv6:") == 0)) inside = inside.substr(5);
-  return inside;
-}
-
 std::string hop_name(const RelayHop& h) {
   return h.host + "[" + h.address + "]:" + std::to_string(h.port);
 }
 
 bool is_address(const std::string& host) {
   boost::system::error_code ec;
-  asio::ip::make_address(bare_host(host), ec);
-  return !ec || (!host.empty() && host.front() == '[');
+  asio::ip::make_address(host, ec);
+  return !ec;
 }
 
 std::string text_of(const core::Reply& r) {
@@ -171,7 +163,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
           if (!is_address(hop.host)) SSL_set_tlsext_host_name(stream->native_handle(), hop.host.c_str());
           if (cfg.tls == core::TlsPolicy::required) {
             stream->set_verify_mode(asio::ssl::verify_peer);
-            stream->set_verify_callback(asio::ssl::host_name_verification(bare_host(hop.host)));
+            stream->set_verify_callback(asio::ssl::host_name_verification(hop.host));
           } else {
             stream->set_verify_mode(asio::ssl::verify_none);
           }

@@ -14,8 +14,8 @@ namespace {
 std::error_code last_error() { return {errno, std::generic_category()}; }
 }  // namespace
 
-std::error_code write_durably(Storage& s, const std::string& tmp_dir, const std::string& dir, const std::string& name,
-                              std::string_view data, bool replace) {
+std::error_code write_and_rename(Storage& s, const std::string& tmp_dir, const std::string& dir, const std::string& name,
+                                 std::string_view data, bool replace) {
   const std::string tmp = tmp_dir + "/" + name;
   s.unlink(tmp);  // a leftover from an interrupted earlier attempt
   Storage::Handle h = -1;
@@ -25,10 +25,13 @@ std::error_code write_durably(Storage& s, const std::string& tmp_dir, const std:
   const std::error_code c = s.close(h);
   if (!e) e = c;
   if (!e) e = replace ? s.rename(tmp, dir + "/" + name) : s.rename_noreplace(tmp, dir + "/" + name);
-  if (e) {
-    s.unlink(tmp);
-    return e;
-  }
+  if (e) s.unlink(tmp);
+  return e;
+}
+
+std::error_code write_durably(Storage& s, const std::string& tmp_dir, const std::string& dir, const std::string& name,
+                              std::string_view data, bool replace) {
+  if (auto e = write_and_rename(s, tmp_dir, dir, name, data, replace)) return e;
   return s.fsync_dir(dir);
 }
 

@@ -41,23 +41,6 @@ std::string make_record(char kind, const std::string& id, std::string_view env, 
   return r;
 }
 
-// Writes queue/NAME through tmp/ (write, fsync, rename) without fsyncing queue/: the callers
-// write several files and then fsync queue/ once, before they delete the journal segment that
-// still stands for them.
-std::error_code put_file(Storage& s, const std::string& name, std::string_view data) {
-  const std::string tmp = std::string(kTmp) + "/" + name;
-  s.unlink(tmp);  // a leftover of an interrupted earlier attempt
-  Storage::Handle h = -1;
-  if (auto e = s.create(tmp, h)) return e;
-  std::error_code e = s.write(h, data);
-  if (!e) e = s.fsync(h);
-  const std::error_code c = s.close(h);
-  if (!e) e = c;
-  if (!e) e = s.rename(tmp, std::string(kQueue) + "/" + name);
-  if (e) s.unlink(tmp);
-  return e;
-}
-
 struct JournalRecord {
   char kind = 0;
   std::string id;
@@ -245,8 +228,8 @@ std::error_code Spool::write_out(const std::string& id, const Journalled& j) {  
   std::string body;
   if (auto e = s_.read_range(segment_name(j.seq), j.body_offset, j.body_size, body)) return e;
   // Body first: the envelope commits the message in queue/.
-  if (auto e = put_file(s_, id + ".body", body)) return e;
-  return put_file(s_, id + ".env", j.env);  // queue/ is fsynced by the caller
+  if (auto e = write_and_rename(s_, kTmp, kQueue, id + ".body", body)) return e;
+  return write_and_rename(s_, kTmp, kQueue, id + ".env", j.env);  // queue/ is fsynced by the caller
 }
 
 std::error_code Spool::retire() {
@@ -431,8 +414,8 @@ std::error_code Spool::replay_journal(RecoveryReport& report) {
         env_text = file;
       }
     }
-    if (auto e = put_file(s_, id + ".body", rec.body)) return e;
-    if (auto e = put_file(s_, id + ".env", env_text)) return e;
+    if (auto e = write_and_rename(s_, kTmp, kQueue, id + ".body", rec.body)) return e;
+    if (auto e = write_and_rename(s_, kTmp, kQueue, id + ".env", env_text)) return e;
   }
   // One fsync of queue/ for all of them, before the segments that stand for them go.
   if (!live.empty()) {

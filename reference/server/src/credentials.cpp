@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "refsmtp/core/base64.hpp"
+#include "refsmtp/core/text.hpp"
 
 namespace refsmtp::server {
 
@@ -37,10 +38,7 @@ std::optional<Credentials> Credentials::parse(std::string_view text, const std::
   std::size_t lineno = 0;
   while (!text.empty()) {
     ++lineno;
-    const std::size_t lf = text.find('\n');
-    std::string_view line = text.substr(0, lf);
-    text = lf == std::string_view::npos ? std::string_view() : text.substr(lf + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const std::string_view line = core::next_line(text);
     if (line.empty() || line.front() == '#') continue;
     auto fail = [&](const std::string& what) {
       error = filename + ":" + std::to_string(lineno) + ": " + what;

@@ -9,6 +9,7 @@
 
 #include "refsmtp/delivery/relay.hpp"
 #include "refsmtp/net/relay_client.hpp"
+#include "refsmtp/core/text.hpp"
 
 namespace refsmtp::server {
 
@@ -16,7 +17,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::string lower(std::string_view s) { return core::ascii_lower(s); }
+using core::ascii_lower;
 
 core::TlsPolicy policy_of(const std::string& name, core::TlsPolicy fallback) {
   if (name == "none") return core::TlsPolicy::none;
@@ -37,7 +38,7 @@ void Relayer::stop() { dns_pool_.join(); }
 bool Relayer::start(std::string& error) {
   for (const auto& spec : cfg_.routes) {
     if (!routes_.add(spec, error)) return false;
-    const delivery::StaticRoute* r = routes_.find(lower(spec.substr(0, spec.find('='))));
+    const delivery::StaticRoute* r = routes_.find(ascii_lower(spec.substr(0, spec.find('='))));
     if (!r || r->auth_file.empty() || auth_.count(r->auth_file)) continue;
     std::ifstream in(r->auth_file);
     std::string line;
@@ -87,7 +88,7 @@ delivery::RoutePlan Relayer::plan(const std::string& domain, const delivery::Sta
   }
   delivery::MxOptions o;
   o.port = cfg_.mx_port;
-  o.local_names = {lower(cfg_.helo_name)};
+  o.local_names = {ascii_lower(cfg_.helo_name)};
   return delivery::plan_mx_route(*dns_, domain, o, rng);
 }
 

@@ -29,6 +29,7 @@
 #include "refsmtp/delivery/lmtp.hpp"
 #include "refsmtp/delivery/mailbox.hpp"
 #include "refsmtp/delivery/relay.hpp"
+#include "refsmtp/core/text.hpp"
 
 namespace refsmtp::server {
 
@@ -41,7 +42,17 @@ std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string lower(std::string_view s) { return core::ascii_lower(s); }
+using core::ascii_lower;
+
+// The whole of a configuration file; false if it cannot be read.
+bool read_text_file(const std::string& path, std::string& text) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  text = ss.str();
+  return true;
+}
 
 }  // namespace
 
@@ -109,6 +120,7 @@ struct Server::Impl {
   // Deliveries block on disk (fsync) and on LMTP: they run on a thread of their own, so the io
   // threads keep serving SMTP. Requests coalesce: at most one pass waits to run.
   std::atomic<bool> delivery_pending{false};
+  std::atomic<std::uint64_t> delivery_passes{0};
   std::unique_ptr<asio::thread_pool> delivery_pool;  // last: joined first when Impl goes
 
   Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)) {
@@ -116,9 +128,6 @@ struct Server::Impl {
   }
 
   std::int64_t now() const { return opt.clock(); }
-  // --test-mode captures every message it accepts, so an authenticated client may address any
-  // domain (nothing leaves the server).
-  bool test_mode_relay_ok() const { return opt.test_mode; }
 
   bool is_local_domain(const std::string& domain) const {
     return recipients ? recipients->is_local_domain(domain)
@@ -184,7 +193,7 @@ struct Server::Impl {
   // The domain to name a mailbox with at the LMTP server: the recipient's own, else the first
   // local domain (for the domainless <Postmaster>).
   std::string primary_domain(const core::Path& p) const {
-    if (p.mailbox && !p.mailbox->domain.empty()) return lower(p.mailbox->domain);
+    if (p.mailbox && !p.mailbox->domain.empty()) return ascii_lower(p.mailbox->domain);
     return opt.domains.empty() ? opt.hostname : opt.domains.front();
   }
 
@@ -192,10 +201,10 @@ struct Server::Impl {
   std::optional<delivery::Resolution> resolve(const core::Path& p) const {
     if (recipients) return recipients->resolve(p);
     if (!p.mailbox) return std::nullopt;
-    const std::string local = lower(p.mailbox->local_part);
+    const std::string local = ascii_lower(p.mailbox->local_part);
     const bool ours = p.mailbox->domain.empty()
                           ? local == "postmaster"
-                          : std::find(opt.domains.begin(), opt.domains.end(), lower(p.mailbox->domain)) != opt.domains.end();
+                          : std::find(opt.domains.begin(), opt.domains.end(), ascii_lower(p.mailbox->domain)) != opt.domains.end();
     if (!ours || !delivery::LocalRecipients::safe_mailbox_name(local)) return std::nullopt;
     return delivery::Resolution{{local}, {}};
   }
@@ -312,14 +321,14 @@ struct Server::Impl {
     if (auto where = resolve(p)) {
       t.mailboxes = where->mailboxes;
       t.remote = where->forwards;
-    } else if (p.mailbox && !p.mailbox->domain.empty() && !is_local_domain(lower(p.mailbox->domain))) {
+    } else if (p.mailbox && !p.mailbox->domain.empty() && !is_local_domain(ascii_lower(p.mailbox->domain))) {
       t.remote.push_back(p);
     } else {
       t.failure = "550 5.1.1 No such local mailbox";
     }
     for (const auto& r : t.remote) {
-      if (!relayer || !relayer->routable(lower(r.mailbox->domain))) {
-        t.failure = "550 5.7.1 Mail to " + lower(r.mailbox->domain) + " is not relayed by this server (no --relay mx or --route)";
+      if (!relayer || !relayer->routable(ascii_lower(r.mailbox->domain))) {
+        t.failure = "550 5.7.1 Mail to " + ascii_lower(r.mailbox->domain) + " is not relayed by this server (no --relay mx or --route)";
         t.remote.clear();
         break;
       }
@@ -335,7 +344,7 @@ struct Server::Impl {
     out.recipients.clear();
     std::set<std::string> seen;
     auto add = [&](core::Path p, const core::RcptParams& params) {
-      if (seen.insert(lower(p.to_string())).second) out.recipients.push_back(core::Recipient{std::move(p), params});
+      if (seen.insert(ascii_lower(p.to_string())).second) out.recipients.push_back(core::Recipient{std::move(p), params});
     };
     for (const auto& r : in.recipients) {
       const auto where = resolve(r.path);
@@ -395,6 +404,10 @@ struct Server::Impl {
   void deliver_due() {
     if (!queue) return;
     std::lock_guard lock(queue_m);
+    struct CountPass {
+      std::atomic<std::uint64_t>& n;
+      ~CountPass() { ++n; }
+    } count{delivery_passes};
     const std::int64_t now_ms = now();
     std::map<std::string, std::vector<std::pair<std::shared_ptr<Attempt>, RelayJob>>> by_domain;
     for (const auto& id : queue->due(now_ms)) {
@@ -406,7 +419,7 @@ struct Server::Impl {
       for (std::size_t i = 0; i < e->recipients.size(); ++i) {
         if (e->recipients[i].state != queue::RecipientState::pending) continue;
         targets[i] = targets_of(e->recipients[i].path);
-        for (const auto& r : targets[i].remote) domains.insert(lower(r.mailbox->domain));
+        for (const auto& r : targets[i].remote) domains.insert(ascii_lower(r.mailbox->domain));
       }
       // Bounded connections per destination: a message waits for its turn as a whole.
       if (std::any_of(domains.begin(), domains.end(), [&](const std::string& d) { return !relayer->has_capacity(d); })) continue;
@@ -431,7 +444,7 @@ struct Server::Impl {
                                              "): mail loop"});
             continue;
           }
-          RelayJob& job = jobs[lower(r.mailbox->domain)];
+          RelayJob& job = jobs[ascii_lower(r.mailbox->domain)];
           job.msg.recipients.push_back(r);
           job.index.push_back(i);
         }
@@ -552,20 +565,18 @@ bool Server::start(std::string& error) {
     return false;
   }
   if (!s.opt.recipients_file.empty()) {
-    std::ifstream in(s.opt.recipients_file);
-    if (!in) {
+    std::string text;
+    if (!read_text_file(s.opt.recipients_file, text)) {
       error = "cannot read recipients file " + s.opt.recipients_file;
       return false;
     }
-    std::stringstream text;
-    text << in.rdbuf();
-    s.recipients = delivery::LocalRecipients::parse(text.str(), s.opt.recipients_file, error);
+    s.recipients = delivery::LocalRecipients::parse(text, s.opt.recipients_file, error);
     if (!s.recipients) return false;
   } else if (s.opt.domains.empty()) {
     error = "give the local domains: --domain DOMAIN (repeatable) or --recipients FILE";
     return false;
   }
-  for (auto& d : s.opt.domains) d = lower(d);
+  for (auto& d : s.opt.domains) d = ascii_lower(d);
   const bool submission = std::any_of(s.opt.listeners.begin(), s.opt.listeners.end(), [](const ListenerSpec& l) { return l.role != "mx"; });
   if (submission) {
     if (s.opt.tls_cert.empty() || s.opt.tls_key.empty()) {
@@ -576,14 +587,12 @@ bool Server::start(std::string& error) {
       error = "the submission roles need --credentials FILE (make entries with: refsmtpd passwd USER --credentials FILE)";
       return false;
     }
-    std::ifstream in(s.opt.credentials_file);
-    if (!in) {
+    std::string text;
+    if (!read_text_file(s.opt.credentials_file, text)) {
       error = "cannot read credentials file " + s.opt.credentials_file;
       return false;
     }
-    std::stringstream text;
-    text << in.rdbuf();
-    s.credentials = Credentials::parse(text.str(), s.opt.credentials_file, error);
+    s.credentials = Credentials::parse(text, s.opt.credentials_file, error);
     if (!s.credentials) return false;
   }
   if (s.opt.test_mode) {
@@ -671,6 +680,8 @@ void Server::stop() {
   });
 }
 
+std::uint64_t Server::delivery_passes() const { return impl_->delivery_passes; }
+
 std::size_t Server::connections() const {
   std::lock_guard lock(impl_->state_m);
   return impl_->active;
@@ -732,7 +743,7 @@ core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::
   Impl& s = *impl_;
   if (s.resolve(q.path)) return core::Verdict::accept();
   if (q.path.mailbox && !q.path.mailbox->domain.empty()) {
-    const std::string domain = lower(q.path.mailbox->domain);
+    const std::string domain = ascii_lower(q.path.mailbox->domain);
     if (!s.is_local_domain(domain)) {
       // Another domain: relayed only for authenticated clients (RFC 6409 §4.3; an MX is not an
       // open relay, RFC 5321 §3.6.2), and only when this server has a way out for it.
@@ -740,7 +751,8 @@ core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::
         log(c, "rcpt", {{"rcpt", q.path.to_string()}, {"verdict", "554 5.7.1 relay denied"}});
         return core::Verdict::reject(core::make_reply(554, 5, 7, 1, "Relay access denied"));
       }
-      if (s.test_mode_relay_ok() || (s.relayer && s.relayer->routable(domain))) return core::Verdict::accept();
+      // (--test-mode captures whatever it accepts: nothing leaves the server.)
+      if (s.opt.test_mode || (s.relayer && s.relayer->routable(domain))) return core::Verdict::accept();
       return core::Verdict::reject(core::make_reply(550, 5, 7, 1, "This server does not relay to " + domain +
                                                                       " (no --relay mx or --route for it)"));
     }

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import check, failures, finish, wait_for_files, wait_until
+from harness import check, failures, finish, reply, wait_for_files, wait_until
 import time
 
 REFSMTPD = sys.argv[1]
@@ -92,27 +92,19 @@ def main():
         s = socket.create_connection(("127.0.0.1", int(mx)), timeout=10)
         f = s.makefile("rb")
 
-        def reply():
-            out = b""
-            while True:
-                line = f.readline()
-                out += line
-                if not line or line[3:4] != b"-":
-                    return out
-
-        reply()
+        reply(f)
         s.sendall(b"EHLO raw.test\r\n")
-        ehlo = reply()
+        ehlo = reply(f)
         check(b"CHUNKING" in ehlo and b"SMTPUTF8" in ehlo and b"8BITMIME" in ehlo, "EHLO offers CHUNKING, SMTPUTF8, 8BITMIME")
         chunk1, chunk2 = b"Subject: chunks\r\n\r\nline\r\n.\r\n", "caf\u00e9 \u2603\r\n".encode()
         s.sendall(b"MAIL FROM:<j\xc3\xb6rg@client.test> SMTPUTF8 BODY=8BITMIME\r\nRCPT TO:<bdat@example.test>\r\n")
-        r1, r2 = reply(), reply()
+        r1, r2 = reply(f), reply(f)
         s.sendall(b"BDAT %d\r\n" % len(chunk1) + chunk1 + b"BDAT %d LAST\r\n" % len(chunk2) + chunk2)
-        r3, r4 = reply(), reply()
+        r3, r4 = reply(f), reply(f)
         check(r1.startswith(b"250") and r2.startswith(b"250") and r3.startswith(b"250") and r4.startswith(b"250 2.0.0"),
               "SMTPUTF8 sender and two BDAT chunks accepted")
         s.sendall(b"QUIT\r\n")
-        reply()
+        reply(f)
         s.close()
         msgs = stored(mail, "bdat")
         check(len(msgs) == 1 and msgs[0].startswith("Return-Path: <j\u00f6rg@client.test>\n".encode())

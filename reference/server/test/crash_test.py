@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 
-from harness import queued_ids
+from harness import queued_ids, wait_until
 
 REFSMTPD = sys.argv[1]
 ROUNDS = 3
@@ -83,9 +83,7 @@ def main():
 
         # Restart once more and let the queue drain.
         proc, _ = start(spool, mail)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and queued_ids(spool):
-            time.sleep(0.1)
+        wait_until(lambda: not queued_ids(spool), 30)
         queued = queued_ids(spool)
         proc.terminate()
         proc.wait(timeout=10)

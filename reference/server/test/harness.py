@@ -3,6 +3,7 @@ failures, bounded waits, and starting/stopping the daemon on free loopback ports
 import os
 import subprocess
 import sys
+import threading
 import time
 
 failures = []
@@ -50,6 +51,37 @@ def start_refsmtpd(refsmtpd, *args, listeners=1):
         fields = dict(f.split("=", 1) for f in line.split()[1:])
         ports[fields["role"]] = int(fields["port"])
     return p, ports
+
+
+def reply(f):
+    """One whole SMTP reply (possibly multi-line) read from a socket file, as bytes; b'' at EOF."""
+    out = b""
+    while True:
+        line = f.readline()
+        out += line
+        if not line or line[3:4] != b"-":
+            return out
+
+
+class LogTail:
+    """Collects a running refsmtpd's stderr lines on a thread, so a test can wait for an event
+    (with a deadline) instead of sleeping. Use its text() instead of p.stderr.read()."""
+
+    def __init__(self, p):
+        self.lines = []
+        self.thread = threading.Thread(target=self._read, args=(p.stderr,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, text, timeout=15.0):
+        return wait_until(lambda: any(text in l for l in list(self.lines)), timeout)
+
+    def text(self):
+        self.thread.join(timeout=5)  # the process has been stopped: read to the end
+        return "".join(self.lines)
 
 
 def stop(p, timeout=15):

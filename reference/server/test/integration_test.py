@@ -11,7 +11,6 @@ import sys
 import tempfile
 
 from harness import check, failures, finish, queued_ids, wait_for_files, wait_until
-import time
 
 REFSMTPD = sys.argv[1]
 
@@ -100,10 +99,7 @@ def main():
                 check(code == 501, "leading-dot local part is a syntax error, 501 (got %d)" % code)
                 code, _ = s.docmd("RCPT TO:<broken")
                 check(code == 501, "broken address refused with 501 (got %d)" % code)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and queued_ids(spool):
-                time.sleep(0.05)
-            check(queued_ids(spool) == set(), "queue is empty once delivered")
+            check(wait_until(lambda: queued_ids(spool) == set(), 10), "queue is empty once delivered")
         finally:
             d.stop()
 

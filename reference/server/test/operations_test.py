@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness import check, failures, finish, start_refsmtpd, stop, wait_for_files, wait_until
+from harness import check, failures, finish, reply, start_refsmtpd, stop, wait_for_files, wait_until
 import time
 
 REFSMTPD = sys.argv[1]
@@ -26,16 +26,6 @@ def start(*args):
 def connect(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     return s, s.makefile("rb")
-
-
-def reply(f):
-    """One whole reply (possibly multi-line) as bytes, or b'' at EOF."""
-    out = b""
-    while True:
-        line = f.readline()
-        out += line
-        if not line or line[3:4] != b"-":
-            return out
 
 
 def make_cert(path_cert, path_key, cn):

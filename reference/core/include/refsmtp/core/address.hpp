@@ -70,9 +70,7 @@ Result<Parsed<Path>, AddressError> parse_forward_path(std::string_view in, const
 Result<Mailbox, AddressError> parse_mailbox_exact(std::string_view in, const AddressOptions& opt);
 
 bool is_atext(unsigned char c);
-// ASCII letters to lower case, every other octet unchanged: how domains (RFC 5321 §2.4) and the
-// keys of local tables compare.
-std::string ascii_lower(std::string_view s);
+
 // Length of one well-formed UTF-8 sequence starting at in[0] for a non-ASCII lead byte
 // (RFC 3629 §4: no overlongs, no surrogates, at most U+10FFFF); 0 when malformed.
 std::size_t utf8_sequence_length(std::string_view in);

@@ -41,6 +41,11 @@ class Storage {
   virtual std::error_code read_range(const std::string& path, std::uint64_t offset, std::size_t size, std::string& data) = 0;
 };
 
+// The same without the final fsync of `dir`: for writing several files and then fsyncing
+// their directory once. The file's contents are durable; its name is not yet.
+std::error_code write_and_rename(Storage& s, const std::string& tmp_dir, const std::string& dir, const std::string& name,
+                                 std::string_view data, bool replace = true);
+
 // Writes `data` to `dir/name` durably: create a temporary in `tmp_dir`, write, fsync, close,
 // rename into place, fsync `dir`. On failure the temporary is removed (best effort) and the
 // target is either absent or its previous version. With `replace` false an existing target is

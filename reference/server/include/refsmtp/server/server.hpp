@@ -12,6 +12,7 @@
 
 #include "refsmtp/delivery/lmtp.hpp"
 #include "refsmtp/delivery/local_recipients.hpp"
+#include "refsmtp/delivery/relay.hpp"
 #include "refsmtp/net/connection.hpp"
 #include "refsmtp/queue/queue.hpp"
 #include "refsmtp/server/credentials.hpp"
@@ -53,7 +54,7 @@ struct ServerOptions {
   // Relay (outbound SMTP): to other domains for authenticated clients, and for aliases and
   // bounces that point elsewhere. Off unless relay.mx is set or routes are given.
   RelayConfig relay;
-  std::size_t max_received = 100;         // more Received: headers than this: a mail loop (RFC 5321 §6.3)
+  std::size_t max_received = delivery::kDefaultMaxReceived;  // more Received: headers: a mail loop (RFC 5321 §6.3)
   queue::RetryPolicy retry;               // when deferred mail is tried again, and when it bounces
   // The wall clock, in ms since the epoch, for the queue (arrival, retries); tests inject one.
   std::function<std::int64_t()> clock;
@@ -87,6 +88,9 @@ class Server final : public net::SessionHost {
   // if they do not load, in which case the old ones stay in use.
   bool reload_tls(std::string& error);
   std::size_t connections() const;
+  // Delivery passes completed so far (one runs each second and after each accepted message):
+  // what a test or health check waits on to know the queue has looked at what is due.
+  std::uint64_t delivery_passes() const;
   // Writes one log line in the configured format (for events outside connections).
   void note(std::string_view event, const net::LogFields& fields) const;
 

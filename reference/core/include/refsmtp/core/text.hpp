@@ -1,0 +1,20 @@
+#pragma once
+// Small text helpers shared by the parsers of configuration and script files (recipient
+// tables, credentials, conformance scripts) and by the code that compares domains.
+#include <string>
+#include <string_view>
+
+namespace refsmtp::core {
+
+// ASCII letters to lower case, every other octet unchanged: how domains (RFC 5321 §2.4) and the
+// keys of local tables compare.
+std::string ascii_lower(std::string_view s);
+
+// Without leading and trailing spaces and tabs (and a trailing CR).
+std::string_view trim(std::string_view s);
+
+// Takes the next line off the front of `text` and returns it without its LF or CRLF; the last
+// line may lack a line end. Call while !text.empty().
+std::string_view next_line(std::string_view& text);
+
+}  // namespace refsmtp::core
