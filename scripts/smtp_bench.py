@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Messages per second over SMTP on loopback, measured with Postfix's smtp-source (1 KiB
-messages), against: refsmtpd durable (queue + Maildir), refsmtpd --test-mode, Postfix's
-smtp-sink (protocol only: the ceiling) and a private Postfix delivering to Maildir. Servers
-alternate within each repetition; the median of REPEAT runs is reported.
+messages), against: refsmtpd durable (queue + Maildir), refsmtpd --test-mode (capturing to a
+directory, and to an mbox file), Postfix's smtp-sink (protocol only: the ceiling) and a private
+Postfix delivering to Maildir. Servers alternate within each repetition; the median of REPEAT
+runs is reported.
 
   scripts/bench smtp [MESSAGES]          (called by scripts/bench; MESSAGES default 2000)
 """
@@ -54,17 +55,23 @@ def run_source(port, sessions):
 
 
 class Refsmtpd:
-    def __init__(self, work, test_mode):
-        self.name = "refsmtpd --test-mode" if test_mode else "refsmtpd (durable: queue + Maildir)"
-        self.work, self.test_mode = work, test_mode
+    NAMES = {None: "refsmtpd (durable: queue + Maildir)",
+             "dir": "refsmtpd --test-mode --capture-dir (a file per message)",
+             "mbox": "refsmtpd --test-mode --capture-mbox (one file)"}
+
+    def __init__(self, work, capture):
+        self.name = self.NAMES[capture]
+        self.work, self.capture = work, capture
 
     def start(self):
         d = tempfile.mkdtemp(dir=self.work)
         args = [REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "bench.test", "--domain", "example.test",
                 "--max-connections-per-client", "1000", "--max-connections", "1000"]
-        if self.test_mode:
+        if self.capture == "dir":
             os.makedirs(os.path.join(d, "capture"))
             args += ["--test-mode", "--capture-dir", os.path.join(d, "capture")]
+        elif self.capture == "mbox":
+            args += ["--test-mode", "--capture-mbox", os.path.join(d, "capture.mbox")]
         else:
             args += ["--spool", os.path.join(d, "spool"), "--mail-root", os.path.join(d, "mail")]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -145,7 +152,7 @@ def main():
         raise SystemExit("smtp-source not found: it comes with Debian's postfix package (scripts/deps installs it)")
     work = tempfile.mkdtemp(prefix="refsmtp-bench-")
     os.chmod(work, 0o755)  # peers deliver as unprivileged users, who must reach their directories
-    servers = [Refsmtpd(work, False), Refsmtpd(work, True), Sink(), Postfix(work)]
+    servers = [Refsmtpd(work, None), Refsmtpd(work, "dir"), Refsmtpd(work, "mbox"), Sink(), Postfix(work)]
     results = {}
     try:
         for rep in range(REPEAT):
@@ -162,7 +169,7 @@ def main():
                     finally:
                         server.stop()
                     results.setdefault((server.name, sessions), []).append(rate)
-                    print("%-42s sessions=%-2d %8.0f msgs/s" % (server.name, sessions, rate), file=sys.stderr)
+                    print("%-56s sessions=%-2d %8.0f msgs/s" % (server.name, sessions, rate), file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n%d x 1 KiB messages with smtp-source, median of %d run(s):\n" % (MESSAGES, REPEAT))

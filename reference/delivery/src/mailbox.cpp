@@ -15,14 +15,18 @@ namespace {
 std::error_code last_error() { return {errno, std::generic_category()}; }
 }  // namespace
 
-std::string local_copy(const core::Path& sender, std::string_view message) {
-  std::string out = "Return-Path: " + sender.to_string() + "\n";
-  out.reserve(message.size() + out.size());
+std::string to_lf(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
   for (std::size_t i = 0; i < message.size(); ++i) {
     if (message[i] == '\r' && i + 1 < message.size() && message[i + 1] == '\n') continue;
     out += message[i];
   }
   return out;
+}
+
+std::string local_copy(const core::Path& sender, std::string_view message) {
+  return "Return-Path: " + sender.to_string() + "\n" + to_lf(message);
 }
 
 std::error_code deliver_maildir(queue::Storage& s, const MaildirTarget& t, std::string_view message, std::string& name) {

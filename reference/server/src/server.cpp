@@ -1,5 +1,7 @@
 #include "refsmtp/server/server.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -22,6 +24,7 @@
 #include <set>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -109,10 +112,19 @@ struct Server::Impl {
   std::unique_ptr<asio::steady_timer> drain_timer;
   std::mutex queue_m;  // one delivery pass at a time (accepts do not take it)
   std::atomic<std::uint64_t> captured_count{0};
+  // --capture-mbox: the file, open for appending; an entry is written whole under capture_m.
+  struct CaptureFile {
+    int fd = -1;
+    ~CaptureFile() {
+      if (fd >= 0) ::close(fd);
+    }
+  } capture_mbox;
+  std::mutex capture_m;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<ListenerSpec> bound;
   std::unique_ptr<asio::steady_timer> delivery_timer;
   std::atomic<std::uint64_t> next_conn{1};
+  std::size_t next_context = 0;  // on `strand`: the accept loops run there
   std::uint64_t maildir_seq = 0;  // under queue_m
   std::unique_ptr<Relayer> relayer;
   std::set<std::string> in_flight;  // under queue_m: messages with relay jobs still running
@@ -128,6 +140,75 @@ struct Server::Impl {
   }
 
   std::int64_t now() const { return opt.clock(); }
+
+  bool open_capture_mbox(std::string& error) {
+    // O_NOFOLLOW and a regular file only, as for mbox delivery.
+    const int fd = ::open(opt.capture_mbox.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    struct stat st{};
+    const char* why = nullptr;
+    if (fd < 0 || ::fstat(fd, &st) != 0) why = std::strerror(errno);
+    else if (!S_ISREG(st.st_mode)) why = "not a regular file";
+    if (why) {
+      error = "cannot open --capture-mbox " + opt.capture_mbox + ": " + why;
+      if (fd >= 0) ::close(fd);
+      return false;
+    }
+    capture_mbox.fd = fd;
+    return true;
+  }
+
+  // --capture-dir: NAME.tmp written, then renamed to NAME.eml, so a reader never sees a part.
+  bool capture_to_file(const std::string& text, std::string& name) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%013lld-%06llu.eml", static_cast<long long>(wall_ms()),
+                  static_cast<unsigned long long>(++captured_count));
+    name = buf;
+    const std::string path = opt.capture_dir + "/" + name;
+    const std::string tmp = path + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return false;
+    bool ok = write_all(fd, text);
+    int saved = errno;
+    if (::close(fd) != 0 && ok) {
+      ok = false;
+      saved = errno;
+    }
+    if (ok && std::rename(tmp.c_str(), path.c_str()) == 0) return true;
+    if (ok) saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    return false;
+  }
+
+  // --capture-mbox: one mboxrd entry (RFC 4155) per message, LF line ends, appended whole: a
+  // failed write is cut back off, so the next entry starts on a "From " line of its own. Not
+  // fsynced (test mode promises no durability).
+  bool capture_to_mbox(const core::Path& sender, const std::string& text, std::string& name) {
+    const std::string entry = delivery::mbox_entry(sender, wall_ms(), delivery::to_lf(text));
+    std::lock_guard<std::mutex> lock(capture_m);
+    struct stat st{};
+    if (::fstat(capture_mbox.fd, &st) != 0) return false;
+    if (!write_all(capture_mbox.fd, entry)) {
+      const int saved = errno;
+      if (::ftruncate(capture_mbox.fd, st.st_size) != 0) {}  // best effort; the error reported is the write's
+      errno = saved;
+      return false;
+    }
+    name = "message " + std::to_string(++captured_count) + " in " + opt.capture_mbox;
+    return true;
+  }
+
+  static bool write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::write(fd, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
 
   bool is_local_domain(const std::string& domain) const {
     return recipients ? recipients->is_local_domain(domain)
@@ -211,7 +292,11 @@ struct Server::Impl {
 
   asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string role, Server& server) {
     while (!stopping) {
-      auto conn_strand = asio::make_strand(io);  // the connection's own: its socket and timers live on it
+      // The connection's own executor: its socket and timers live on it.
+      const auto& contexts = opt.connection_contexts;
+      const asio::any_io_executor conn_strand =
+          contexts.empty() ? asio::any_io_executor(asio::make_strand(io))
+                           : asio::any_io_executor(contexts[next_context++ % contexts.size()]->get_executor());
       auto [ec, socket] = co_await acceptor.async_accept(conn_strand, asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) co_return;
@@ -596,8 +681,8 @@ bool Server::start(std::string& error) {
     if (!s.credentials) return false;
   }
   if (s.opt.test_mode) {
-    if (s.opt.capture_dir.empty()) {
-      error = "--test-mode needs --capture-dir DIR";
+    if (s.opt.capture_dir.empty() == s.opt.capture_mbox.empty()) {
+      error = "--test-mode needs one of --capture-dir DIR and --capture-mbox FILE";
       return false;
     }
   } else {
@@ -644,6 +729,7 @@ bool Server::start(std::string& error) {
   }
   // Privileges may be dropped here (refsmtpd --user): after binding, before touching the spool.
   if (s.opt.after_bind && !s.opt.after_bind(error)) return false;
+  if (!s.opt.capture_mbox.empty() && !s.open_capture_mbox(error)) return false;
   if (!s.opt.test_mode) {
     s.spool_storage = std::make_unique<queue::PosixStorage>(s.opt.spool_dir);
     s.mail_storage = std::make_unique<queue::PosixStorage>(s.opt.mail_root);
@@ -771,24 +857,23 @@ core::Verdict Server::check_auth(const net::ConnectionInfo&, const core::action:
 core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) {
   Impl& s = *impl_;
   if (s.opt.test_mode) {
-    // One file per message: the envelope in headers a test can read, then the body as received.
+    // The envelope in header fields a test can read. A capture file holds them, a blank line,
+    // then the message exactly as received; an mbox entry has them as its first header fields
+    // (as Return-Path: and Delivered-To: are added), so that mail readers see the message's own.
+    const bool to_mbox = s.capture_mbox.fd >= 0;
     std::string text = "X-Refsmtp-Mail-From: " + envelope.reverse_path.to_string() + "\r\n";
     for (const auto& r : envelope.recipients) text += "X-Refsmtp-Rcpt-To: " + r.path.to_string() + "\r\n";
-    text += "\r\n";
+    if (!to_mbox) text += "\r\n";
     text += body;
-    char name[64];
-    std::snprintf(name, sizeof name, "%013lld-%06llu.eml", static_cast<long long>(wall_ms()),
-                  static_cast<unsigned long long>(++s.captured_count));
-    const std::string path = s.opt.capture_dir + "/" + name;
-    std::ofstream out(path + ".tmp", std::ios::binary);
-    out << text;
-    out.close();
-    if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
+    std::string name;
+    if (!(to_mbox ? s.capture_to_mbox(envelope.reverse_path, text, name) : s.capture_to_file(text, name))) {
+      log(c, "message", {{"from", envelope.reverse_path.to_string()}, {"size", std::to_string(body.size())},
+                         {"error", std::strerror(errno)}, {"verdict", "451"}});
       return core::Verdict::reject(core::make_reply(451, 4, 3, 0, "Could not capture the message"));
     }
     log(c, "message", {{"from", envelope.reverse_path.to_string()}, {"rcpts", std::to_string(envelope.recipients.size())},
                        {"size", std::to_string(body.size())}, {"captured", name}, {"verdict", "250"}});
-    return core::Verdict::accept(core::make_reply(250, 2, 0, 0, std::string("OK captured as ") + name));
+    return core::Verdict::accept(core::make_reply(250, 2, 0, 0, "OK captured as " + name));
   }
   queue::ClientInfo ci{envelope.helo, c.client_address, envelope.esmtp, c.tls, !c.auth_identity.empty()};
   // Queue::accept is thread-safe and writes outside its lock: concurrent connections share the

@@ -2,7 +2,9 @@
 """refsmtpd on loopback, driven by Python's smtplib (a real, independent SMTP client):
 plain and STARTTLS delivery into Maildir compared byte for byte, relay denial, unknown users,
 pipelined transactions, test mode. Every wait is bounded; the daemon is always stopped."""
+import mailbox
 import os
+import re
 import shutil
 import smtplib
 import ssl
@@ -181,7 +183,47 @@ def main():
         finally:
             t.stop()
 
+        # Test mode with --capture-mbox: every message appended to one mbox file (RFC 4155, mboxrd),
+        # whole before its 250, so it can be read as soon as the client has the reply.
+        mbox_path = os.path.join(work, "captured.mbox")
+        t = Daemon("--test-mode", "--capture-mbox", mbox_path, "--domain", "example.test")
+        try:
+            with smtplib.SMTP("127.0.0.1", t.port, timeout=10, local_hostname="client.test") as s:
+                s.ehlo()
+                replies = []
+                for sender, rcpts, body in (("a@client.test", ["x@example.test", "y@example.test"],
+                                             b"Subject: one\r\n\r\nFrom here on\r\n>From quoted\r\n"),
+                                            ("", ["x@example.test"], b"Subject: two\r\n\r\nbounce\r\n")):
+                    s.mail(sender)
+                    for r in rcpts:
+                        s.rcpt(r)
+                    replies.append(s.data(body))
+            check([r[0] for r in replies] == [250, 250] and b"message 2 in " in replies[1][1],
+                  "mbox capture answers 250 naming the message (got %r)" % replies)
+            data = open(mbox_path, "rb").read()
+            entries = re.split(rb"^From \S+ [A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4}\n", data,
+                               flags=re.M)
+            check(entries == [b"",
+                              b"X-Refsmtp-Mail-From: <a@client.test>\nX-Refsmtp-Rcpt-To: <x@example.test>\n"
+                              b"X-Refsmtp-Rcpt-To: <y@example.test>\nSubject: one\n\n>From here on\n>>From quoted\n\n",
+                              b"X-Refsmtp-Mail-From: <>\nX-Refsmtp-Rcpt-To: <x@example.test>\nSubject: two\n\nbounce\n\n"],
+                  "mbox capture holds both messages, From_ lines quoted mboxrd-style (got %r)" % data[:400])
+            check(data.startswith(b"From a@client.test ") and b"\nFrom MAILER-DAEMON " in data,
+                  "each entry's From_ line names its sender")
+            box = mailbox.mbox(mbox_path, create=False)
+            check([m["Subject"] for m in box] == ["one", "two"], "Python's mailbox module reads the capture")
+        finally:
+            t.stop()
+
         # Bad command lines give clear errors and exit codes.
+        bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--domain", "x.test", "--test-mode",
+                              "--capture-dir", capture, "--capture-mbox", mbox_path], capture_output=True, text=True,
+                             timeout=10)
+        check(bad.returncode == 1 and "one of --capture-dir" in bad.stderr, "two capture stores are refused clearly")
+        bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--domain", "x.test", "--test-mode",
+                              "--capture-mbox", capture], capture_output=True, text=True, timeout=10)
+        check(bad.returncode == 1 and "cannot open --capture-mbox " + capture in bad.stderr,
+              "a directory as --capture-mbox is refused, naming it (got %r)" % bad.stderr)
         bad = subprocess.run([REFSMTPD, "--listen", "relay=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-dir", capture], capture_output=True, text=True, timeout=10)
         check(bad.returncode == 2 and "unknown role" in bad.stderr, "unknown role is refused clearly")

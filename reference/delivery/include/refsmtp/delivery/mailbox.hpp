@@ -14,6 +14,9 @@
 
 namespace refsmtp::delivery {
 
+// The message with every CRLF turned into LF (a lone CR or LF is kept as it is).
+std::string to_lf(std::string_view message);
+
 // "Return-Path: <sender>" + message, with CRLF turned into LF.
 std::string local_copy(const core::Path& sender, std::string_view message);
 

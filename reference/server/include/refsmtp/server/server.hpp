@@ -40,8 +40,10 @@ struct ServerOptions {
   std::string tls_cert, tls_key;         // PEM files; STARTTLS is offered when both are set
   std::string credentials_file;          // for AUTH on submission(s): see credentials.hpp
   std::uint64_t max_message_size = 32 * 1024 * 1024;
-  bool test_mode = false;                // keep messages in capture_dir instead of queue/mailboxes
-  std::string capture_dir;
+  // Test mode: messages are captured instead of queued and delivered. Exactly one store:
+  bool test_mode = false;
+  std::string capture_dir;               // one file per message, NAME.eml, renamed into place whole
+  std::string capture_mbox;              // or every message appended to this mbox file (mboxrd)
 
   // Limits (RFC 5321 §4.5.3.2 timeouts; connection counts answered 421 4.7.0 when exceeded).
   std::size_t max_connections = 200;
@@ -62,7 +64,12 @@ struct ServerOptions {
   bool log_json = false;                  // log lines as JSON objects (else key=value text)
   // When set, every log event goes here instead of stderr (for embedding; called on any thread).
   std::function<void(std::string_view event, const net::LogFields& fields)> log_hook;
-  unsigned threads = 2;                   // io threads (refsmtpd runs io_context::run on each)
+  unsigned threads = 2;                   // io threads (refsmtpd runs one io_context on each)
+  // Where connections run. Empty: each on a strand of the server's io_context, which may be run
+  // by any number of threads. Else spread round-robin over these io_contexts, each run by
+  // exactly one thread (the server's may be among them): a connection's handlers then never
+  // hand off to, or wake, another thread.
+  std::vector<boost::asio::io_context*> connection_contexts;
   // Runs after the listeners are bound and before the spool is opened: where refsmtpd drops
   // root privileges. Returns false with `error` set to abort the start.
   std::function<bool(std::string& error)> after_bind;
