@@ -217,7 +217,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--drain-timeout", opt.drain_timeout_s, "on SIGTERM, seconds transactions may take to finish")
       ->capture_default_str();
-  app.add_option("--threads", opt.threads, "io threads")->capture_default_str()->check(CLI::Range(1u, 64u));
+  app.add_option("--threads", opt.threads, "io threads, each with an event loop of its own; connections are spread over them")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
   app.add_flag("--log-json", opt.log_json, "log one JSON object per line (default: key=value text)");
   // Relay.
   std::string relay_mode = "none", relay_tls = "opportunistic";

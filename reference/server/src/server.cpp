@@ -98,8 +98,8 @@ struct Server::Impl {
   std::unique_ptr<queue::Queue> queue;
   std::optional<delivery::LocalRecipients> recipients;
   std::optional<Credentials> credentials;
-  // Threads: connections run on strands of their own; the acceptors, the delivery timer and
-  // shutdown run on this strand; deliveries on delivery_pool's thread; relay jobs on strands of
+  // Threads: connections run on strands of their own, or on the single-threaded io_contexts in
+  // opt.connection_contexts; the acceptors, the delivery timer and shutdown run on this strand; deliveries on delivery_pool's thread; relay jobs on strands of
   // their own; the queue and the connection table are guarded by mutexes.
   asio::strand<asio::io_context::executor_type> strand{asio::make_strand(io)};
   std::mutex tls_m;
