@@ -99,8 +99,9 @@ struct Server::Impl {
   std::optional<delivery::LocalRecipients> recipients;
   std::optional<Credentials> credentials;
   // Threads: connections run on strands of their own, or on the single-threaded io_contexts in
-  // opt.connection_contexts; the acceptors, the delivery timer and shutdown run on this strand; deliveries on delivery_pool's thread; relay jobs on strands of
-  // their own; the queue and the connection table are guarded by mutexes.
+  // opt.connection_contexts; the acceptors, the delivery timer and shutdown run on this strand;
+  // deliveries on delivery_pool's thread; relay jobs on strands of their own; the queue and the
+  // connection table are guarded by mutexes.
   asio::strand<asio::io_context::executor_type> strand{asio::make_strand(io)};
   std::mutex tls_m;
   std::shared_ptr<asio::ssl::context> tls;
