@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Relay throughput on loopback: Postfix's smtp-source sends MESSAGES x 1 KiB messages (20
+sessions) to a durable refsmtpd whose recipient table forwards the address to another domain,
+routed (--route) to Postfix's smtp-sink. Reported: the accept rate (until smtp-source is done)
+and the relay rate (until the queue has logged every message done, i.e. smtp-sink answered 250),
+for several --relay-connections; smtp-source straight into smtp-sink is printed as the ceiling.
+The median of REPEAT runs.
+
+  scripts/bench relay [MESSAGES]          (called by scripts/bench; MESSAGES default 5000)
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from smtp_bench import SBIN, Sink  # noqa: E402  (the same smtp-sink setup as the SMTP benchmark)
+
+REFSMTPD = sys.argv[1]
+MESSAGES = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+REPEAT = int(os.environ.get("REPEAT", "1"))
+SESSIONS = 20
+CONNECTIONS = (1, 2, 8)
+
+
+def source(port):
+    cmd = [os.path.join(SBIN, "smtp-source"), "-s", str(SESSIONS), "-m", str(MESSAGES), "-l", "1024",
+           "-f", "bench@client.test", "-t", "conform@example.test", "127.0.0.1:%d" % port]
+    r = subprocess.run(cmd, capture_output=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("smtp-source failed: %s" % r.stderr.decode()[-300:])
+
+
+def relay_run(work, sink_port, connections):
+    d = tempfile.mkdtemp(dir=work)
+    table = os.path.join(d, "recipients")
+    with open(table, "w") as f:
+        f.write("domains example.test\nconform: conform@sink.test\n")
+    proc = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "relay.test", "--recipients", table,
+                             "--spool", os.path.join(d, "spool"), "--mail-root", os.path.join(d, "mail"),
+                             "--route", "sink.test=127.0.0.1:%d;tls=none" % sink_port,
+                             "--relay-connections", str(connections),
+                             "--max-connections", "1000", "--max-connections-per-client", "1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = threading.Event()
+    counts = {"done": 0, "deferred": 0}
+
+    def read_log():  # every message leaves the queue with "what=done"; a deferral would show too
+        for line in proc.stderr:
+            if "event=queue" in line and "what=done" in line:
+                counts["done"] += 1
+                if counts["done"] == MESSAGES:
+                    done.set()
+            elif "what=deferred" in line:
+                counts["deferred"] += 1
+
+    try:
+        port = int(proc.stdout.readline().strip().split("port=")[1])
+        reader = threading.Thread(target=read_log, daemon=True)
+        reader.start()
+        t0 = time.monotonic()
+        source(port)
+        accepted = time.monotonic() - t0
+        if not done.wait(timeout=300):
+            raise RuntimeError("only %d of %d messages relayed (%d deferrals)" % (counts["done"], MESSAGES,
+                                                                                 counts["deferred"]))
+        relayed = time.monotonic() - t0
+        return MESSAGES / accepted, MESSAGES / relayed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    if not os.path.exists(os.path.join(SBIN, "smtp-source")):
+        raise SystemExit("smtp-source not found: it comes with Debian's postfix package (scripts/deps installs it)")
+    work = tempfile.mkdtemp(prefix="refsmtp-relay-bench-")
+    results, ceiling = {}, []
+    try:
+        for _ in range(REPEAT):
+            sink = Sink()
+            sink_port = sink.start()
+            try:
+                t0 = time.monotonic()
+                source(sink_port)
+                ceiling.append(MESSAGES / (time.monotonic() - t0))
+                print("smtp-source -> smtp-sink: %8.0f msgs/s" % ceiling[-1], file=sys.stderr)
+                for c in CONNECTIONS:
+                    accept, relay = relay_run(work, sink_port, c)
+                    results.setdefault(c, []).append((accept, relay))
+                    print("refsmtpd relay, --relay-connections %d: accepted %8.0f msgs/s, relayed %8.0f msgs/s"
+                          % (c, accept, relay), file=sys.stderr)
+            finally:
+                sink.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n%d x 1 KiB messages, %d smtp-source sessions, refsmtpd -> smtp-sink, median of %d run(s):\n"
+          % (MESSAGES, SESSIONS, REPEAT))
+    print("| --relay-connections | accepted | relayed (all done) |")
+    print("|---|---|---|")
+    for c in CONNECTIONS:
+        print("| %d | %.0f msgs/s | %.0f msgs/s |" % (c, statistics.median(a for a, _ in results[c]),
+                                                    statistics.median(r for _, r in results[c])))
+    print("\nsmtp-source straight into smtp-sink: %.0f msgs/s" % statistics.median(ceiling))
+
+
+if __name__ == "__main__":
+    main()
