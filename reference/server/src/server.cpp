@@ -488,7 +488,7 @@ struct Server::Impl {
   // Delivers what is due: local recipients at once (Maildir, mbox or LMTP), other domains through
   // the relay in the background. Runs every second and after each accepted message.
   void deliver_due() {
-    if (!queue) return;
+    if (!queue || stopping) return;
     std::lock_guard lock(queue_m);
     struct CountPass {
       std::atomic<std::uint64_t>& n;
@@ -562,18 +562,22 @@ struct Server::Impl {
         jobs.push_back(std::move(j));
       }
       // Each message is recorded as soon as its last job reports: a shutdown or crash later in
-      // the connection repeats at most the message in flight.
+      // the connection repeats at most the message in flight. The recording runs on the delivery
+      // thread, in the order the results came: the relay's io thread (which also serves SMTP
+      // connections) never waits for queue_m, held through whole delivery passes, or for a disk.
       relayer->send(domain, std::move(jobs), [this, attempts](std::size_t j, std::vector<queue::DeliveryOutcome> results) {
-        {
-          std::lock_guard relay_lock(queue_m);
-          Attempt& a = *attempts.at(j);
-          a.outcomes.insert(a.outcomes.end(), results.begin(), results.end());
-          if (--a.jobs_left != 0) return;
-          record_attempt(a);
-          in_flight.erase(a.id);
-        }
-        // Bounces and newly due messages go out soon, not a timer tick later.
-        request_delivery();
+        asio::post(*delivery_pool, [this, attempts, j, results = std::move(results)] {
+          {
+            std::lock_guard relay_lock(queue_m);
+            Attempt& a = *attempts.at(j);
+            a.outcomes.insert(a.outcomes.end(), results.begin(), results.end());
+            if (--a.jobs_left != 0) return;
+            record_attempt(a);
+            in_flight.erase(a.id);
+          }
+          // Bounces and newly due messages go out soon, not a timer tick later.
+          request_delivery();
+        });
       });
     }
   }
@@ -642,7 +646,14 @@ struct Server::Impl {
 };
 
 Server::Server(asio::io_context& io, ServerOptions options) : impl_(std::make_unique<Impl>(io, std::move(options))) {}
-Server::~Server() = default;
+Server::~Server() {
+  // Relay results already handed to the delivery thread are recorded before the queue goes, so
+  // a message the next hop took is not sent again after a restart. (No new pass starts.)
+  if (impl_->delivery_pool) {
+    impl_->stopping = true;
+    impl_->delivery_pool->join();
+  }
+}
 
 bool Server::start(std::string& error) {
   Impl& s = *impl_;
