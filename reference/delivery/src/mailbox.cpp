@@ -41,13 +41,19 @@ std::error_code deliver_maildir(queue::Storage& s, const MaildirTarget& t, std::
   }
   const long long seconds = t.now_ms / 1000;
   const long long micros = (t.now_ms % 1000) * 1000;
+  const auto write = [&](const std::string& n) {
+    return t.sync_dir ? queue::write_durably(s, t.dir + "/tmp", t.dir + "/new", n, message, /*replace=*/false)
+                      : queue::write_and_rename(s, t.dir + "/tmp", t.dir + "/new", n, message, /*replace=*/false);
+  };
   if (!t.idempotency_key.empty()) {
     std::string key;
     for (char c : t.idempotency_key) key += (c == '/' || c == ':' || c == '.') ? '_' : c;
     name = std::to_string(seconds) + ".K" + key + "." + host;
-    // Already there: an earlier attempt got this far before a crash. It is the same message.
-    const auto e = queue::write_durably(s, t.dir + "/tmp", t.dir + "/new", name, message, /*replace=*/false);
-    return e == std::errc::file_exists ? std::error_code() : e;
+    // Already there: an earlier attempt got this far (before a crash, or before an fsync of
+    // new/ failed). It is the same message; its name is made durable now.
+    const auto e = write(name);
+    if (e != std::errc::file_exists) return e;
+    return t.sync_dir ? s.fsync_dir(t.dir + "/new") : std::error_code();
   }
   std::error_code e;
   // A name already in new/ (pid and sequence reused after a restart, clock stepped back) is
@@ -56,7 +62,7 @@ std::error_code deliver_maildir(queue::Storage& s, const MaildirTarget& t, std::
     char buf[128];
     std::snprintf(buf, sizeof buf, "%lld.M%lldP%ldQ%llu.", seconds, micros, t.pid, static_cast<unsigned long long>(t.sequence + k));
     name = buf + host;
-    e = queue::write_durably(s, t.dir + "/tmp", t.dir + "/new", name, message, /*replace=*/false);
+    e = write(name);
     if (e != std::errc::file_exists) break;
   }
   return e;

@@ -103,6 +103,42 @@ TEST(Maildir, CrashBeforeRenameLeavesNoMessage) {
   }
 }
 
+TEST(Maildir, WithoutDirSyncTheDeliveryIsDurableOnceTheCallerSyncsNew) {
+  const auto delivered_after_crash = [](refsmtp::queue::MemoryStorage& s) {
+    s.crash_and_restart();
+    std::vector<std::string> files;
+    s.list("m/new", files);
+    return files.size();
+  };
+  MaildirTarget t{"m", "h", 0, 1, 1, "Q1-0"};
+  t.sync_dir = false;
+  std::string name;
+  {
+    refsmtp::queue::MemoryStorage s;
+    ASSERT_FALSE(deliver_maildir(s, t, "x\n", name));
+    EXPECT_EQ(delivered_after_crash(s), 0u) << "the rename into new/ is not durable until new/ is synced";
+  }
+  {
+    refsmtp::queue::MemoryStorage s;
+    ASSERT_FALSE(deliver_maildir(s, t, "x\n", name));
+    ASSERT_FALSE(s.fsync_dir("m/new"));
+    EXPECT_EQ(delivered_after_crash(s), 1u);
+    std::string data;
+    ASSERT_FALSE(s.read("m/new/" + name, data));
+    EXPECT_EQ(data, "x\n");
+  }
+  {
+    // Found already there by a repeated, synced delivery (the caller's sync failed before):
+    // its name is made durable then.
+    refsmtp::queue::MemoryStorage s;
+    ASSERT_FALSE(deliver_maildir(s, t, "x\n", name));
+    MaildirTarget again = t;
+    again.sync_dir = true;
+    ASSERT_FALSE(deliver_maildir(s, again, "x\n", name));
+    EXPECT_EQ(delivered_after_crash(s), 1u);
+  }
+}
+
 TEST(Mbox, AppendsWithFromLineAndMboxrdQuoting) {  // RFC 4155
   TempDir dir;
   const std::string box = dir.path() + "/bob.mbox";

@@ -455,7 +455,30 @@ struct Server::Impl {
     std::string id;
     std::vector<queue::DeliveryOutcome> outcomes;
     std::size_t jobs_left = 0;
+    // Maildir deliveries whose new/ is not yet fsynced: (index into outcomes, that new/).
+    std::vector<std::pair<std::size_t, std::string>> unsynced;
   };
+
+  // Makes the Maildir deliveries of these attempts durable: each new/ they renamed into is
+  // fsynced once, however many messages went there. A delivery whose new/ could not be synced
+  // is deferred (it may not survive a crash; a retry finds it there and does not copy it again).
+  void sync_maildirs(const std::vector<std::shared_ptr<Attempt>>& attempts) {
+    std::map<std::string, std::error_code> synced;
+    for (const auto& a : attempts) {
+      for (const auto& [k, dir] : a->unsynced) {
+        if (!synced.count(dir)) synced[dir] = mail_storage->fsync_dir(dir);
+      }
+    }
+    for (const auto& a : attempts) {
+      for (const auto& [k, dir] : a->unsynced) {
+        if (const std::error_code err = synced[dir]) {
+          a->outcomes[k].state = queue::RecipientState::pending;
+          a->outcomes[k].reply = "451 4.3.0 " + dir + ": " + err.message();
+        }
+      }
+      a->unsynced.clear();
+    }
+  }
 
   // Merges the outcomes of several targets of one queue recipient (an alias): delivered only
   // when every target is; otherwise the first non-delivery decides.
@@ -496,6 +519,18 @@ struct Server::Impl {
     } count{delivery_passes};
     const std::int64_t now_ms = now();
     std::map<std::string, std::vector<std::pair<std::shared_ptr<Attempt>, RelayJob>>> by_domain;
+    // Local deliveries are made durable in batches: one fsync per Maildir new/ for up to
+    // kBatch messages, then each message is recorded. Attempts with relay jobs are synced with
+    // the batch too, and recorded when their jobs report.
+    constexpr std::size_t kBatch = 64;
+    std::vector<std::shared_ptr<Attempt>> batch, relaying;
+    const auto settle = [&] {
+      sync_maildirs(relaying);
+      sync_maildirs(batch);
+      for (const auto& a : batch) record_attempt(*a);
+      batch.clear();
+      relaying.clear();
+    };
     for (const auto& id : queue->due(now_ms)) {
       if (in_flight.count(id)) continue;
       const queue::StoredEnvelope* e = queue->find(id);
@@ -516,7 +551,7 @@ struct Server::Impl {
       }
       auto attempt = std::make_shared<Attempt>();
       attempt->id = id;
-      deliver_local(*e, body, targets, now_ms, attempt->outcomes);
+      deliver_local(*e, body, targets, now_ms, *attempt);
       // Relay jobs: one per destination domain. A message that has looped (too many Received:
       // headers, RFC 5321 §6.3) is not sent anywhere again.
       const bool looping = !domains.empty() && delivery::count_received_headers(body) > opt.max_received;
@@ -536,9 +571,11 @@ struct Server::Impl {
         }
       }
       if (jobs.empty()) {
-        record_attempt(*attempt);
+        batch.push_back(attempt);
+        if (batch.size() >= kBatch) settle();
         continue;
       }
+      if (!attempt->unsynced.empty()) relaying.push_back(attempt);
       in_flight.insert(id);
       attempt->jobs_left = jobs.size();
       for (auto& [domain, job] : jobs) {
@@ -549,6 +586,7 @@ struct Server::Impl {
         by_domain[domain].emplace_back(attempt, std::move(job));
       }
     }
+    settle();
     for (const auto& ev : queue->take_events()) {
       if (ev.what.starts_with("accepted")) continue;
       write_log("queue", {{"queue_id", ev.id}, {"what", ev.what}});
@@ -582,9 +620,11 @@ struct Server::Impl {
     }
   }
 
-  // Local delivery of one message's local recipients; outcomes are appended to `outcomes`.
+  // Local delivery of one message's local recipients; outcomes are appended to the attempt's.
+  // Maildir deliveries are left for sync_maildirs to make durable.
   void deliver_local(const queue::StoredEnvelope& e, const std::string& body, const std::vector<Targets>& targets,
-                     std::int64_t now_ms, std::vector<queue::DeliveryOutcome>& outcomes) {
+                     std::int64_t now_ms, Attempt& attempt) {
+    std::vector<queue::DeliveryOutcome>& outcomes = attempt.outcomes;
     const std::string& id = e.id;
     const std::string copy = delivery::local_copy(e.reverse_path, body);
     // LMTP: every local recipient of the message in one transaction (RFC 2033), one reply each.
@@ -614,8 +654,10 @@ struct Server::Impl {
         } else {
           delivery::MaildirTarget target{box + "/Maildir", opt.hostname, e.arrival_ms, ++maildir_seq,
                                          static_cast<long>(::getpid()), id + "-" + std::to_string(i)};
+          target.sync_dir = false;
           std::string name;
           err = delivery::deliver_maildir(*mail_storage, target, copy, name);
+          if (!err) attempt.unsynced.emplace_back(outcomes.size(), target.dir + "/new");
         }
         outcomes.push_back({i, err ? queue::RecipientState::pending : queue::RecipientState::delivered,
                             err ? "451 4.3.0 " + box + ": " + err.message()

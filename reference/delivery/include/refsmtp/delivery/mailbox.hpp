@@ -30,10 +30,13 @@ struct MaildirTarget {
   // that name already in new/ counts as delivered: a delivery repeated after a crash does not
   // leave a second copy (exactly once into the mailbox).
   std::string idempotency_key;
+  // False: new/ is not fsynced here. The caller fsyncs DIR/new (once for many deliveries into
+  // it) before it counts the message as delivered; until then a crash may undo the delivery.
+  bool sync_dir = true;
 };
 
 // Maildir delivery: write tmp/NAME, fsync, rename to new/NAME, fsync new/ (the Maildir protocol,
-// made durable). NAME is "SECONDS.MMICROSPPIDQSEQ.HOST", or "SECONDS.KKEY.HOST" with an
+// made durable; see sync_dir). NAME is "SECONDS.MMICROSPPIDQSEQ.HOST", or "SECONDS.KKEY.HOST" with an
 // idempotency key, with "/" and ":" in HOST encoded as \057 and \072. Returns the file name
 // under new/. (The new/ entry is noticed by readers only once renamed: never a partial file.)
 std::error_code deliver_maildir(queue::Storage& storage, const MaildirTarget& target, std::string_view message_lf,
