@@ -3,7 +3,8 @@
 messages), against: refsmtpd durable (queue + Maildir), refsmtpd --test-mode (capturing to a
 directory, and to an mbox file), Postfix's smtp-sink (protocol only: the ceiling) and a private
 Postfix delivering to Maildir. Servers alternate within each repetition; the median of REPEAT
-runs is reported.
+runs is reported. For refsmtpd (durable) and Postfix, a second rate counts until every message
+is delivered into the Maildir: the throughput they can sustain.
 
   scripts/bench smtp [MESSAGES]          (called by scripts/bench; MESSAGES default 2000)
 """
@@ -14,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REFSMTPD = sys.argv[1]
@@ -51,7 +53,7 @@ def run_source(port, sessions):
     elapsed = time.monotonic() - t0
     if r.returncode != 0:
         raise RuntimeError("smtp-source failed: %s" % r.stderr.decode()[-300:])
-    return MESSAGES / elapsed
+    return MESSAGES / elapsed, t0
 
 
 class Refsmtpd:
@@ -74,8 +76,29 @@ class Refsmtpd:
             args += ["--test-mode", "--capture-mbox", os.path.join(d, "capture.mbox")]
         else:
             args += ["--spool", os.path.join(d, "spool"), "--mail-root", os.path.join(d, "mail")]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        durable = self.capture is None
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE if durable else subprocess.DEVNULL,
+                                     text=True)
+        if durable:
+            # Each message leaves the queue, delivered, with one "what=done" log line.
+            self.done, self.all_done = 0, threading.Event()
+            threading.Thread(target=self.count_done, daemon=True).start()
         return int(self.proc.stdout.readline().strip().split("port=")[1])
+
+    def count_done(self):
+        for line in self.proc.stderr:
+            if "event=queue" in line and "what=done" in line:
+                self.done += 1
+                if self.done == MESSAGES:
+                    self.all_done.set()
+
+    def delivered(self):
+        """When the last message was delivered to its Maildir (durable mode only)."""
+        if self.capture is not None:
+            return None
+        if not self.all_done.wait(timeout=300):
+            raise RuntimeError("only %d of %d messages delivered" % (self.done, MESSAGES))
+        return time.monotonic()
 
     def stop(self):
         self.proc.terminate()
@@ -112,6 +135,18 @@ class Postfix:
             raise RuntimeError("postfix peer did not start: " + r.stdout[-300:] + r.stderr[-300:])
         fields = dict(l.split("=", 1) for l in r.stdout.split() if "=" in l)
         return int(fields["port"])
+
+    def delivered(self):
+        """When Postfix's log shows the last message delivered (status=sent) to its Maildir."""
+        deadline = time.monotonic() + 300
+        while True:
+            with open(os.path.join(self.dir, "postfix.log"), errors="replace") as f:
+                sent = sum(1 for line in f if "status=sent" in line)
+            if sent >= MESSAGES:
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                raise RuntimeError("Postfix delivered only %d of %d messages" % (sent, MESSAGES))
+            time.sleep(0.02)  # Postfix has no completion signal to wait on: its log is polled
 
     def stop(self):
         subprocess.run([os.path.join(ROOT, "scripts", "peers"), "stop", "postfix", self.dir], capture_output=True, timeout=60)
@@ -165,22 +200,28 @@ def main():
                         print("skip %s: %s" % (server.name, e), file=sys.stderr)
                         continue
                     try:
-                        rate = run_source(port, sessions)
+                        rate, t0 = run_source(port, sessions)
+                        delivered = getattr(server, "delivered", lambda: None)()
                     finally:
                         server.stop()
                     results.setdefault((server.name, sessions), []).append(rate)
                     print("%-56s sessions=%-2d %8.0f msgs/s" % (server.name, sessions, rate), file=sys.stderr)
+                    if delivered is not None:
+                        name = server.name + ", until all delivered"
+                        results.setdefault((name, sessions), []).append(MESSAGES / (delivered - t0))
+                        print("%-56s sessions=%-2d %8.0f msgs/s" % (name, sessions, results[(name, sessions)][-1]),
+                              file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n%d x 1 KiB messages with smtp-source, median of %d run(s):\n" % (MESSAGES, REPEAT))
     print("| Server | 1 session | 20 sessions |")
     print("|---|---|---|")
-    for server in servers:
+    for name in dict.fromkeys(n for n, _ in results):
         cells = []
         for sessions in (1, 20):
-            vals = [v for v in results.get((server.name, sessions), []) if v is not None]
+            vals = [v for v in results.get((name, sessions), []) if v is not None]
             cells.append("%.0f msgs/s" % statistics.median(vals) if vals else "n/a")
-        print("| %s | %s | %s |" % (server.name, cells[0], cells[1]))
+        print("| %s | %s | %s |" % (name, cells[0], cells[1]))
     n, kb = idle_rss(int(os.environ.get("IDLE", "10000")))
     print("\nrefsmtpd RSS with %d idle connections: %.1f MiB" % (n, kb / 1024.0))
 

@@ -86,38 +86,54 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
   std::shuffle(records.begin(), records.end(), rng);
   std::stable_sort(records.begin(), records.end(),
                    [](const MxRecord& a, const MxRecord& b) { return a.preference < b.preference; });
-  // RFC 5321 §5.1: "If it [the SMTP client] is among the MX records, it MUST discard
-  // records with preference values equal to or greater than its own."
-  for (std::size_t i = 0; i < records.size(); ++i) {
+  // The addresses of the exchangers that may be tried (at most max_hosts, the best ones),
+  // looked up once; an address given as an MX stands for itself.
+  std::vector<AddressLookup> addrs;
+  for (std::size_t i = 0; i < records.size() && i < options.max_hosts; ++i) {
     const std::string host = ascii_lower(records[i].host);
-    if (std::find(options.local_names.begin(), options.local_names.end(), host) == options.local_names.end()) continue;
+    if (is_numeric_address(host)) {
+      // An MX must name a host, not an address (RFC 5321 §5.1); many senders accept it anyway.
+      addrs.push_back(AddressLookup{DnsStatus::ok, {host}, {}});
+    } else {
+      addrs.push_back(dns.addresses(host));
+    }
+  }
+  // RFC 5321 §5.1: "If it [the SMTP client] is among the MX records, it MUST discard
+  // records with preference values equal to or greater than its own." This host is an
+  // exchanger named by one of its names, or one at an address where it takes mail itself.
+  const auto is_self = [&](std::size_t i) {
+    const auto& names = options.local_names;
+    if (std::find(names.begin(), names.end(), ascii_lower(records[i].host)) != names.end()) return true;
+    if (i >= addrs.size() || addrs[i].status != DnsStatus::ok) return false;
+    const auto& mine = options.local_addresses;
+    return std::any_of(addrs[i].addresses.begin(), addrs[i].addresses.end(),
+                       [&](const std::string& a) { return std::find(mine.begin(), mine.end(), a) != mine.end(); });
+  };
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (!is_self(i)) continue;
+    // Sorted by preference: the better exchangers are the ones before the first of its preference.
     const std::uint16_t own = records[i].preference;
-    records.erase(std::remove_if(records.begin(), records.end(), [own](const MxRecord& r) { return r.preference >= own; }),
-                  records.end());
+    std::size_t kept = 0;
+    while (kept < records.size() && records[kept].preference < own) ++kept;
+    records.resize(kept);
+    addrs.resize(std::min(kept, addrs.size()));
     if (records.empty()) {
       return failure(RoutePlan::Kind::permanent,
                      "554 5.4.6 Mail for " + domain + " loops back to this host (its best mail exchanger)");
     }
     break;
   }
-  if (records.size() > options.max_hosts) records.resize(options.max_hosts);
-
   RoutePlan plan;
   bool temporary = false;
   std::string last_error;
-  for (const auto& r : records) {
-    const std::string host = ascii_lower(r.host);
-    if (is_numeric_address(host)) {
-      // An MX must name a host, not an address (RFC 5321 §5.1); many senders accept it anyway.
-      plan.hops.push_back(NextHop{host, host, options.port, r.preference});
-      continue;
-    }
-    const AddressLookup a = dns.addresses(host);
+  for (std::size_t i = 0; i < addrs.size(); ++i) {
+    const std::string host = ascii_lower(records[i].host);
+    const AddressLookup& a = addrs[i];
     if (a.status == DnsStatus::ok) {
       std::size_t taken = 0;
       for (const auto& addr : a.addresses) {
         if (taken++ == options.max_addresses) break;
-        plan.hops.push_back(NextHop{host, addr, options.port, r.preference});
+        plan.hops.push_back(NextHop{host, addr, options.port, records[i].preference});
       }
     } else {
       temporary = temporary || a.status == DnsStatus::temporary;

@@ -1,7 +1,7 @@
 // Properties of the routing policy over arbitrary DNS answers (RapidCheck): whatever the MX and
 // address tables say, the plan tries exchangers in preference order, only ever names hosts and
-// addresses the answers gave, honours the limits, and fails permanently exactly for the answers
-// RFC 5321 §5.1 and RFC 7505 call permanent.
+// addresses the answers gave, never routes back to this host, honours the limits, and fails
+// permanently exactly for the answers RFC 5321 §5.1 and RFC 7505 call permanent.
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
@@ -44,11 +44,14 @@ RC_GTEST_PROP(MxRouteProperty, PlansFollowTheAnswers, ()) {
     const int k = *rc::gen::inRange(0, 4);
     std::vector<std::string> addrs;
     const int count = *rc::gen::inRange(1, 4);
-    for (int i = 0; i < count; ++i) addrs.push_back("192.0.2." + std::to_string(*rc::gen::inRange(1, 250)));
+    for (int i = 0; i < count; ++i) addrs.push_back("192.0.2." + std::to_string(*rc::gen::inRange(1, 9)));
     dns.address_answers[h] = AddressLookup{gen_status(k), gen_status(k) == DnsStatus::ok ? addrs : std::vector<std::string>{}, "y"};
     if (gen_status(k) == DnsStatus::ok) addresses[h] = addrs;
   }
-  const MxOptions opt{2525, static_cast<std::size_t>(*rc::gen::inRange(1, 6)), static_cast<std::size_t>(*rc::gen::inRange(1, 3)), {}};
+  MxOptions opt{2525, static_cast<std::size_t>(*rc::gen::inRange(1, 6)), static_cast<std::size_t>(*rc::gen::inRange(1, 3)), {}, {}};
+  // Sometimes this host takes mail at an address some exchanger has (RFC 5321 §5.1).
+  const int own = *rc::gen::inRange(0, 3);
+  for (int i = 0; i < own; ++i) opt.local_addresses.push_back("192.0.2." + std::to_string(*rc::gen::inRange(1, 9)));
   std::mt19937_64 rng(*rc::gen::arbitrary<std::uint64_t>());
   const RoutePlan p = plan_mx_route(dns, "d.test", opt, rng);
 
@@ -72,6 +75,10 @@ RC_GTEST_PROP(MxRouteProperty, PlansFollowTheAnswers, ()) {
     auto it = addresses.find(h.host);
     RC_ASSERT(it != addresses.end());  // only hosts that resolved
     RC_ASSERT(std::find(it->second.begin(), it->second.end(), h.address) != it->second.end());
+    // Never back to this host: no exchanger with one of its addresses, nor any not better.
+    for (const auto& a : it->second) {
+      RC_ASSERT(std::find(opt.local_addresses.begin(), opt.local_addresses.end(), a) == opt.local_addresses.end());
+    }
   }
 }
 

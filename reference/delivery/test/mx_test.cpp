@@ -26,7 +26,7 @@ TEST(MxRoute, SortsByPreferenceAndResolvesEachExchanger) {
   dns.add_a("mx2.example.test", {"192.0.2.2", "2001:db8::2"});
   dns.add_a("mx3.example.test", {"192.0.2.3"});
   std::mt19937_64 rng(1);
-  const RoutePlan p = plan_mx_route(dns, "Example.TEST", MxOptions{2525, 10, 2, {}}, rng);
+  const RoutePlan p = plan_mx_route(dns, "Example.TEST", MxOptions{2525, 10, 2, {}, {}}, rng);
   ASSERT_EQ(p.kind, RoutePlan::Kind::hops);
   EXPECT_EQ(hosts_of(p), (std::vector<std::string>{"mx1.example.test=192.0.2.1", "mx2.example.test=192.0.2.2",
                                                    "mx2.example.test=2001:db8::2", "mx3.example.test=192.0.2.3"}));
@@ -138,7 +138,7 @@ TEST(MxRoute, LimitsExchangersAndAddresses) {
   }
   dns.add_mx("example.test", many);
   std::mt19937_64 rng(1);
-  const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{25, 3, 1, {}}, rng);
+  const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{25, 3, 1, {}, {}}, rng);
   EXPECT_EQ(p.hops.size(), 3u);
 }
 
@@ -158,6 +158,29 @@ TEST(MxRoute, ThisHostAndWorseExchangersAreDropped) {  // RFC 5321 §5.1
   const RoutePlan loop = plan_mx_route(dns, "example.test", opt, rng);
   EXPECT_EQ(loop.kind, RoutePlan::Kind::permanent);
   EXPECT_EQ(loop.reply.substr(0, 10), "554 5.4.6 ");
+}
+
+TEST(MxRoute, AnExchangerAtAnAddressOfThisHostIsThisHost) {  // RFC 5321 §5.1
+  TableResolver dns;
+  dns.add_mx("example.test", {{10, "best.example.test"}, {20, "alias.example.test"}, {30, "worse.example.test"}});
+  dns.add_a("best.example.test", {"192.0.2.1"});
+  dns.add_a("alias.example.test", {"2001:db8::9", "192.0.2.9"});
+  dns.add_a("worse.example.test", {"192.0.2.3"});
+  dns.add_mx("bare.test", {{10, "192.0.2.9"}});  // an address as an MX (not allowed, but seen)
+  MxOptions opt;
+  std::mt19937_64 rng(1);
+  opt.local_addresses = {"192.0.2.99"};
+  EXPECT_EQ(plan_mx_route(dns, "example.test", opt, rng).hops.size(), 4u) << "not ours: every exchanger stays";
+  opt.local_addresses = {"192.0.2.9"};  // alias.example.test is this host under another name
+  const RoutePlan p = plan_mx_route(dns, "example.test", opt, rng);
+  ASSERT_EQ(p.kind, RoutePlan::Kind::hops);
+  EXPECT_EQ(hosts_of(p), std::vector<std::string>{"best.example.test=192.0.2.1"});
+  opt.local_addresses = {"192.0.2.1"};
+  const RoutePlan loop = plan_mx_route(dns, "example.test", opt, rng);
+  EXPECT_EQ(loop.kind, RoutePlan::Kind::permanent);
+  EXPECT_EQ(loop.reply.substr(0, 10), "554 5.4.6 ");
+  opt.local_addresses = {"192.0.2.9"};
+  EXPECT_EQ(plan_mx_route(dns, "bare.test", opt, rng).kind, RoutePlan::Kind::permanent);
 }
 
 TEST(MxRoute, AddressLiteralsNeedNoDns) {

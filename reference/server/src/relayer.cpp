@@ -89,6 +89,7 @@ delivery::RoutePlan Relayer::plan(const std::string& domain, const delivery::Sta
   delivery::MxOptions o;
   o.port = cfg_.mx_port;
   o.local_names = {ascii_lower(cfg_.helo_name)};
+  o.local_addresses = cfg_.local_addresses;
   return delivery::plan_mx_route(*dns_, domain, o, rng);
 }
 

@@ -1,6 +1,9 @@
 #include "refsmtp/server/server.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +92,41 @@ std::optional<ListenerSpec> parse_listen(const std::string& text, std::string& e
     return std::nullopt;
   }
   return l;
+}
+
+// The numeric addresses where listeners take connections on `port`; a wildcard listener
+// (0.0.0.0, ::) stands for every address of this host's interfaces (of its family; :: takes
+// IPv4 too).
+static std::vector<std::string> addresses_listening_on(const std::vector<ListenerSpec>& listeners, std::uint16_t port) {
+  std::set<std::string> out;
+  for (const auto& l : listeners) {
+    if (l.port != port) continue;
+    boost::system::error_code ec;
+    const auto a = asio::ip::make_address(l.address, ec);
+    if (ec) continue;
+    if (!a.is_unspecified()) {
+      out.insert(a.to_string());
+      continue;
+    }
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) continue;
+    for (const ifaddrs* i = list; i; i = i->ifa_next) {
+      if (!i->ifa_addr) continue;
+      char buf[INET6_ADDRSTRLEN] = {0};
+      if (i->ifa_addr->sa_family == AF_INET) {
+        ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+      } else if (i->ifa_addr->sa_family == AF_INET6 && a.is_v6()) {
+        ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf, sizeof buf);
+      } else {
+        continue;
+      }
+      // Canonical text, as addresses from DNS are compared in it.
+      const auto parsed = asio::ip::make_address(buf, ec);
+      if (!ec) out.insert(parsed.to_string());
+    }
+    ::freeifaddrs(list);
+  }
+  return {out.begin(), out.end()};
 }
 
 struct Server::Impl {
@@ -757,12 +795,6 @@ bool Server::start(std::string& error) {
   if (!s.opt.tls_cert.empty() || !s.opt.tls_key.empty()) {
     if (!s.load_tls(error)) return false;
   }
-  RelayConfig rc = s.opt.relay;
-  if (rc.helo_name == "localhost") rc.helo_name = s.opt.hostname;
-  s.relayer = std::make_unique<Relayer>(s.io, rc, [&s](std::string_view event, const net::LogFields& fields) {
-    s.write_log(event, fields);
-  });
-  if (!s.relayer->start(error)) return false;
   for (const auto& l : s.opt.listeners) {
     boost::system::error_code ec;
     auto acceptor = std::make_unique<tcp::acceptor>(s.io);
@@ -781,6 +813,15 @@ bool Server::start(std::string& error) {
     asio::co_spawn(s.strand, s.accept_loop(*acceptor, l.role, *this), asio::detached);
     s.acceptors.push_back(std::move(acceptor));
   }
+  // The relay (before privileges go: it reads the routes' auth files). It knows where this
+  // server takes mail, so that an exchanger there counts as this host (RFC 5321 §5.1).
+  RelayConfig rc = s.opt.relay;
+  if (rc.helo_name == "localhost") rc.helo_name = s.opt.hostname;
+  rc.local_addresses = addresses_listening_on(s.bound, rc.mx_port);
+  s.relayer = std::make_unique<Relayer>(s.io, rc, [&s](std::string_view event, const net::LogFields& fields) {
+    s.write_log(event, fields);
+  });
+  if (!s.relayer->start(error)) return false;
   // Privileges may be dropped here (refsmtpd --user): after binding, before touching the spool.
   if (s.opt.after_bind && !s.opt.after_bind(error)) return false;
   if (!s.opt.capture_mbox.empty() && !s.open_capture_mbox(error)) return false;

@@ -70,7 +70,9 @@ def main():
         dns, dns_port = start_dnsmasq([
             "--mx-host=b.test,dead.b.test,5", "--mx-host=b.test,mx.b.test,10",
             "--host-record=dead.b.test,127.0.0.3", "--host-record=mx.b.test,127.0.0.2",
-            "--host-record=aonly.b2.test,127.0.0.2", "--mx-host=nullmx.test,.,0"])
+            "--host-record=aonly.b2.test,127.0.0.2", "--mx-host=nullmx.test,.,0",
+            # selfloop.test's only exchanger is A under another name (A takes mail at that address)
+            "--mx-host=selfloop.test,other-name.a.test,10", "--host-record=other-name.a.test,127.0.0.1"])
         procs.append(dns)
         a_cert, a_key = make_cert(work, "a", ["a.test"])
         b_cert, b_key = make_cert(work, "b", ["mx.b.test", "aonly.b2.test"])
@@ -78,7 +80,15 @@ def main():
         subprocess.run([REFSMTPD, "passwd", "alice", "--credentials", creds, "--iterations", "1000"], input="s3cret\n",
                        text=True, check=True, capture_output=True)
 
-        b_port = free_port("127.0.0.2")
+        # B's port, free on 127.0.0.1 too: A takes mail there itself (see selfloop.test).
+        while True:
+            b_port = free_port("127.0.0.2")
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", b_port))
+                    break
+                except OSError:
+                    continue
         b_mail = os.path.join(work, "b-mail")
         b, b_ports = start_refsmtpd(REFSMTPD, "--listen", "mx=127.0.0.2:%d" % b_port, "--listen", "submission=127.0.0.2:0",
                                     "--credentials", creds, "--hostname", "mx.b.test",
@@ -90,8 +100,9 @@ def main():
                   "--credentials", creds, "--relay", "mx", "--dns-server", "127.0.0.1:%d" % dns_port,
                   "--relay-port", str(b_port), "--relay-tls", "required", "--relay-connect-timeout", "3s",
                   "--retry-intervals", "1h"]
-        a, a_ports = start_refsmtpd(REFSMTPD, "--listen", "submission=127.0.0.1:0", "--spool", os.path.join(work, "a-spool"),
-                                    "--mail-root", a_mail, "--relay-ca", b_cert, *a_args)
+        a, a_ports = start_refsmtpd(REFSMTPD, "--listen", "submission=127.0.0.1:0", "--listen", "mx=127.0.0.1:%d" % b_port,
+                                    "--spool", os.path.join(work, "a-spool"), "--mail-root", a_mail, "--relay-ca", b_cert,
+                                    *a_args, listeners=2)
         procs.append(a)
 
         body = ("From: alice@a.test\r\nTo: bob@b.test\r\nSubject: across\r\n\r\nline one\r\n.leading dot\r\n"
@@ -102,9 +113,10 @@ def main():
         with smtplib.SMTP("127.0.0.1", a_ports["submission"], timeout=10, local_hostname="client.a.test") as s:
             s.starttls(context=ctx)
             s.login("alice", "s3cret")
-            refused = s.sendmail("alice@a.test", ["bob@b.test", "carol@aonly.b2.test", "x@nullmx.test", "y@nowhere.test"],
+            refused = s.sendmail("alice@a.test", ["bob@b.test", "carol@aonly.b2.test", "x@nullmx.test", "y@nowhere.test",
+                                                  "z@selfloop.test"],
                                  body, mail_options=["BODY=8BITMIME"])
-            check(refused == {}, "A accepts all four recipients from the authenticated user")
+            check(refused == {}, "A accepts all five recipients from the authenticated user")
 
         files = wait_for_files(os.path.join(b_mail, "bob", "Maildir", "new"), 1)
         check(len(files) == 1, "the message arrived in bob's Maildir on B")
@@ -121,11 +133,13 @@ def main():
               "aonly.b2.test (no MX, an A record) was reached through its implicit MX")
 
         bounces = wait_for_files(os.path.join(a_mail, "alice", "Maildir", "new"), 1)
-        check(len(bounces) == 1, "one bounce for the two undeliverable recipients reached alice on A")
+        check(len(bounces) == 1, "one bounce for the three undeliverable recipients reached alice on A")
         if bounces:
             dsn = open(os.path.join(a_mail, "alice", "Maildir", "new", bounces[0]), "rb").read().decode("utf-8", "replace")
             check("Status: 5.1.10" in dsn and "556 5.1.10" in dsn and "null MX" in dsn, "null MX: 556 5.1.10 (RFC 7505)")
             check("Final-Recipient: rfc822; y@nowhere.test" in dsn and "Status: 5.1.2" in dsn, "NXDOMAIN: 5.1.2")
+            check("Final-Recipient: rfc822; z@selfloop.test" in dsn and "Status: 5.4.6" in dsn and "loops back" in dsn,
+                  "an MX at an address where A itself takes mail is A: 5.4.6, not a connection to itself")
             check("bob@b.test" not in dsn.split("text/rfc822-headers")[0], "the delivered recipients are not in the report")
 
         # A second sender that does not trust B's certificate: required TLS fails, nothing is

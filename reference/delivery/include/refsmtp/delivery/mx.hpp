@@ -66,6 +66,9 @@ struct MxOptions {
   // This server's own host names (lower case). RFC 5321 §5.1: when one of them is an exchanger
   // for the domain, only exchangers with a better (lower) preference may be used.
   std::vector<std::string> local_names;
+  // Numeric addresses where this server itself takes mail on `port`: an exchanger at one of
+  // them is this host too, whatever its name.
+  std::vector<std::string> local_addresses;
 };
 
 // MX resolution (RFC 5321 §5.1):
@@ -73,7 +76,8 @@ struct MxOptions {
 //   - no MX record (NOERROR, no data): the domain's own A/AAAA is the implicit MX;
 //   - null MX (a single "0 ." record, RFC 7505): permanent failure 556 5.1.10, no retries;
 //   - NXDOMAIN: permanent failure 550 5.1.2; temporary DNS failure: defer (451 4.4.3);
-//   - if this host is itself an exchanger, it and every exchanger not better than it are dropped;
+//   - if this host is itself an exchanger (by name, or by an address it takes mail at), it and
+//     every exchanger not better than it are dropped;
 //     none left is a permanent failure (5.4.6: the mail would loop back here);
 //   - exchangers without an address are skipped; when none is left the failure is temporary if
 //     any lookup failed temporarily, else permanent (5.4.4, unroutable).
