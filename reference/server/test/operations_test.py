@@ -198,6 +198,20 @@ def main():
                       "the unprivileged daemon delivered, as nobody")
             finally:
                 stop(p)
+            # Test mode's capture mbox is made and handed to the user before privileges go.
+            box = os.path.join(work, "u.mbox")
+            p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--user", "nobody", "--test-mode",
+                                  "--capture-mbox", box, "--domain", "example.test"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                line = p.stdout.readline()
+                check("port=" in line, "started with --user nobody --capture-mbox")
+                with smtplib.SMTP("127.0.0.1", int(line.strip().split("port=")[1]), timeout=10, local_hostname="client.test") as s:
+                    s.sendmail("a@client.test", ["u@example.test"], b"Subject: unprivileged\r\n\r\nx\r\n")
+                check(os.stat(box).st_uid == nobody.pw_uid and b"Subject: unprivileged\n" in open(box, "rb").read(),
+                      "the unprivileged daemon captured into its mbox, owned by nobody")
+            finally:
+                stop(p)
         else:
             print("note: not root, --user not exercised")
 
