@@ -45,11 +45,11 @@ std::string reply_text(const core::Reply& reply) {
   return out;
 }
 
-queue::DeliveryOutcome to_outcome(std::size_t recipient, const core::RecipientResult& result) {
+queue::DeliveryOutcome to_outcome(std::size_t recipient, const core::RecipientResult& result, const std::string& remote) {
   const auto state = result.status == core::DeliveryStatus::delivered ? queue::RecipientState::delivered
                      : result.status == core::DeliveryStatus::failed  ? queue::RecipientState::failed
                                                                       : queue::RecipientState::pending;
-  return queue::DeliveryOutcome{recipient, state, reply_text(result.reply)};
+  return queue::DeliveryOutcome{recipient, state, reply_text(result.reply), remote};
 }
 
 }  // namespace refsmtp::delivery

@@ -193,7 +193,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
           if (current < done.size()) {
             done[current] = result->results;
             ++sent_here;
-            if (on_message) on_message(current, result->results);
+            if (on_message) on_message(current, result->results, hop.host);
           }
           current = done.size();
         } else if (auto* failed = std::get_if<core::client_action::ConnectionFailed>(&*a)) {
@@ -251,7 +251,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
     for (const auto& r : messages[i].recipients) {
       rs.push_back(core::RecipientResult{r, permanent ? core::DeliveryStatus::failed : core::DeliveryStatus::deferred, last});
     }
-    if (on_message) on_message(i, rs);
+    if (on_message) on_message(i, rs, std::string());
     out.messages.push_back(std::move(rs));
   }
   co_return out;

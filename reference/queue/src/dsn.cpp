@@ -84,6 +84,9 @@ std::string make_dsn(const DsnInput& in) {
     m += "Final-Recipient: rfc822; " + clean(r.recipient.mailbox ? r.recipient.mailbox->to_string() : "") + "\r\n";
     m += std::string("Action: ") + (r.delayed ? "delayed" : "failed") + "\r\n";
     m += "Status: " + clean(r.status) + "\r\n";
+    if (!r.remote_mta.empty()) m += "Remote-MTA: dns; " + clean(r.remote_mta) + "\r\n";
+    // The diagnostic is an SMTP reply, whether a remote server or this one gave it (ours are
+    // written as replies too), so its type is "smtp" (RFC 3464 §2.3.6).
     if (!r.diagnostic.empty()) m += "Diagnostic-Code: smtp; " + clean(r.diagnostic) + "\r\n";
     m += "Last-Attempt-Date: " + rfc5322_date(in.now_ms) + "\r\n";
   }

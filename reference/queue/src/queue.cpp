@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <random>
 
 #include "refsmtp/queue/dsn.hpp"
@@ -182,13 +183,15 @@ std::error_code Queue::record(const std::string& id, const std::vector<DeliveryO
   if (it == msgs_.end()) return std::make_error_code(std::errc::no_such_file_or_directory);
   StoredEnvelope next = it->second;  // changes are committed only once durable
   std::vector<DsnRecipient> failed;
+  std::map<std::size_t, std::string> remote;  // who gave this attempt's replies (not stored)
   for (const auto& o : outcomes) {
     if (o.recipient >= next.recipients.size()) continue;
     QueuedRecipient& r = next.recipients[o.recipient];
     if (r.state != RecipientState::pending) continue;  // states never go backwards
     r.last_reply = o.reply;
     r.state = o.state;
-    if (o.state == RecipientState::failed) failed.push_back({r.path, false, status_of(o.reply, true), o.reply});
+    remote[o.recipient] = o.remote;
+    if (o.state == RecipientState::failed) failed.push_back({r.path, false, status_of(o.reply, true), o.reply, o.remote});
   }
   ++next.attempts;
   const bool pending = std::any_of(next.recipients.begin(), next.recipients.end(),
@@ -198,18 +201,22 @@ std::error_code Queue::record(const std::string& id, const std::vector<DeliveryO
     const auto when = next_attempt(cfg_.retry, next.attempts, next.arrival_ms, now_ms);
     if (!when) {
       // Give up (RFC 3463 4.4.7 / 5.4.7: delivery time expired).
-      for (auto& r : next.recipients) {
+      for (std::size_t i = 0; i < next.recipients.size(); ++i) {
+        auto& r = next.recipients[i];
         if (r.state != RecipientState::pending) continue;
         r.state = RecipientState::failed;
         const std::string why = r.last_reply.empty() ? std::string("gave up") : r.last_reply;
-        failed.push_back({r.path, false, "5.4.7", why + " (delivery time expired)"});
+        failed.push_back({r.path, false, "5.4.7", why + " (delivery time expired)", remote[i]});
       }
     } else {
       next.next_attempt_ms = *when;
       if (!next.delay_notified && cfg_.retry.delay_warning && now_ms - next.arrival_ms >= cfg_.retry.delay_warning->count() &&
           next.kind == MessageKind::normal && !next.reverse_path.is_null()) {
-        for (const auto& r : next.recipients) {
-          if (r.state == RecipientState::pending) delayed.push_back({r.path, true, status_of(r.last_reply, false), r.last_reply});
+        for (std::size_t i = 0; i < next.recipients.size(); ++i) {
+          const auto& r = next.recipients[i];
+          if (r.state == RecipientState::pending) {
+            delayed.push_back({r.path, true, status_of(r.last_reply, false), r.last_reply, remote[i]});
+          }
         }
         next.delay_notified = true;
       }

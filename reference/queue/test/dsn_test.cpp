@@ -35,6 +35,23 @@ TEST(Dsn, StatusOfReply) {
   EXPECT_EQ(status_of("451 4.3.0 later", true), "5.0.0");  // class must agree
 }
 
+TEST(Dsn, NamesTheRemoteMtaThatGaveTheReply) {  // RFC 3464 §2.3.5
+  DsnInput in;
+  in.reporting_mta = "mx.test";
+  in.original_id = "Q1";
+  in.to = make_path("alice", "example.com");
+  in.recipients = {{make_path("bob", "example.org"), false, "5.1.1", "550 5.1.1 no such user", "mx.example.org"},
+                   {make_path("carol", "example.org"), false, "5.1.10", "556 5.1.10 null MX"}};
+  const std::string m = make_dsn(in);
+  EXPECT_NE(m.find("Final-Recipient: rfc822; bob@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+                   "Remote-MTA: dns; mx.example.org\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n"),
+            std::string::npos);
+  EXPECT_NE(m.find("Final-Recipient: rfc822; carol@example.org\r\nAction: failed\r\nStatus: 5.1.10\r\n"
+                   "Diagnostic-Code: smtp; 556 5.1.10 null MX\r\n"),
+            std::string::npos);
+  EXPECT_EQ(m.find("Remote-MTA: dns; mx.example.org\r\nDiagnostic-Code: smtp; 556"), std::string::npos);
+}
+
 TEST(Dsn, MultipartReportShape) {  // RFC 3464 §2, RFC 6522
   DsnInput in;
   in.reporting_mta = "mx.test";
@@ -51,6 +68,7 @@ TEST(Dsn, MultipartReportShape) {  // RFC 3464 §2, RFC 6522
             std::string::npos);
   EXPECT_NE(m.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n"), std::string::npos);
   EXPECT_NE(m.find("Auto-Submitted: auto-replied\r\n"), std::string::npos);
+  EXPECT_EQ(m.find("Remote-MTA:"), std::string::npos) << "decided here: no remote MTA is named (RFC 3464 §2.3.5)";
   EXPECT_TRUE(m.ends_with("--refsmtp-dsn-Q1--\r\n"));
   // Only CRLF line ends.
   for (std::size_t i = 0; i < m.size(); ++i) {

@@ -146,7 +146,7 @@ TEST(Queue, PermanentFailureBouncesToTheSender) {  // RFC 3464, RFC 5321 §6.1
   Queue q(storage, config());
   q.open(0);
   const std::string id = *q.accept(envelope(make_path("alice", "example.com"), {"x", "y"}), "Subject: s\r\n\r\nb\r\n", kClient, 0).id;
-  ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, "550 5.1.1 no such user"}, {1, RecipientState::delivered, "250 ok"}}, 5));
+  ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, "550 5.1.1 no such user", "mx.example.com"}, {1, RecipientState::delivered, "250 ok"}}, 5));
   ASSERT_EQ(q.size(), 1u);  // the original is done; the bounce is queued
   const std::string bounce_id = q.due(5).at(0);
   const StoredEnvelope* b = q.find(bounce_id);
@@ -155,7 +155,9 @@ TEST(Queue, PermanentFailureBouncesToTheSender) {  // RFC 3464, RFC 5321 §6.1
   EXPECT_EQ(b->recipients.at(0).path.to_string(), "<alice@example.com>");
   std::string body;
   ASSERT_FALSE(q.read_body(bounce_id, body));
-  EXPECT_NE(body.find("Final-Recipient: rfc822; x@mx.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"), std::string::npos);
+  EXPECT_NE(body.find("Final-Recipient: rfc822; x@mx.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+                      "Remote-MTA: dns; mx.example.com\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n"),
+            std::string::npos);
   EXPECT_EQ(body.find("y@mx.test\r\nAction"), std::string::npos);  // only the failed one
   EXPECT_NE(body.find("Subject: s\r\n"), std::string::npos);
 }
@@ -212,7 +214,7 @@ TEST(Queue, RetriesOnScheduleThenGivesUpWithABounce) {  // RFC 5321 §4.5.4.1
         continue;
       }
       attempts.push_back(now);
-      ASSERT_FALSE(q.record(id, {{0, RecipientState::pending, "451 4.4.1 no answer"}}, now));
+      ASSERT_FALSE(q.record(id, {{0, RecipientState::pending, "451 4.4.1 no answer", "mx.slow.test"}}, now));
     }
   }
   EXPECT_EQ(attempts, (std::vector<std::int64_t>{0, 100, 300, 700, 1100, 1500, 1900, 2000}));
@@ -223,7 +225,8 @@ TEST(Queue, RetriesOnScheduleThenGivesUpWithABounce) {  // RFC 5321 §4.5.4.1
   std::string body;
   q.read_body(q.due(now).at(0), body);
   EXPECT_NE(body.find("Status: 5.4.7"), std::string::npos);
-  EXPECT_NE(body.find("451 4.4.1 no answer (delivery time expired)"), std::string::npos);
+  EXPECT_NE(body.find("Remote-MTA: dns; mx.slow.test\r\nDiagnostic-Code: smtp; 451 4.4.1 no answer (delivery time expired)"),
+            std::string::npos);
 }
 
 TEST(Queue, CorruptSpoolFileIsQuarantinedAndReported) {

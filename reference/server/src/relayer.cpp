@@ -172,10 +172,10 @@ asio::awaitable<void> Relayer::relay(const std::string& domain, const std::vecto
   for (const auto& j : jobs) msgs.push_back(j.msg);
   const net::RelayResult r = co_await net::relay_messages(
       std::move(hops), std::move(msgs), std::move(o),
-      [&](std::size_t j, const std::vector<core::RecipientResult>& results) {
+      [&](std::size_t j, const std::vector<core::RecipientResult>& results, const std::string& remote) {
         std::vector<queue::DeliveryOutcome> outcomes;
         for (std::size_t k = 0; k < jobs[j].index.size() && k < results.size(); ++k) {
-          outcomes.push_back(delivery::to_outcome(jobs[j].index[k], results[k]));
+          outcomes.push_back(delivery::to_outcome(jobs[j].index[k], results[k], remote));
         }
         report(j, std::move(outcomes));
       });

@@ -709,7 +709,8 @@ struct Server::Impl {
       lo.lhlo_name = opt.hostname;
       const auto res = delivery::lmtp_deliver(opt.lmtp, lmtp_msg, lo);
       for (std::size_t k = 0; k < res.results.size() && k < lmtp_index.size(); ++k) {
-        outcomes.push_back(delivery::to_outcome(lmtp_index[k], res.results[k]));
+        // The LMTP server's replies name it as the remote MTA (when it is reached over TCP).
+        outcomes.push_back(delivery::to_outcome(lmtp_index[k], res.results[k], opt.lmtp.unix_path.empty() ? opt.lmtp.host : ""));
       }
     }
   }

@@ -74,6 +74,7 @@ def main():
             dsn = open(os.path.join(mail, "alice", "Maildir", "new", bounces[0]), "rb").read().decode("utf-8", "replace")
             check("Diagnostic-Code: smtp; 550 5.1.1" in dsn and "nobody@example.test" in dsn,
                   "the bounce quotes Postfix's 550 5.1.1 reply")
+            check("Remote-MTA: dns; 127.0.0.1\n" in dsn, "and names Postfix's host as the Remote-MTA (RFC 3464)")
 
         # Postfix -> refsmtpd (refsmtpd is Postfix's next hop for sink.test)
         token2 = uuid.uuid4().hex

@@ -40,8 +40,10 @@ struct RelayResult {
 };
 
 // Called as soon as a message's results are known (index into the messages given), so the
-// caller can record each delivery at once instead of when the connection ends.
-using MessageDone = std::function<void(std::size_t message, const std::vector<core::RecipientResult>& results)>;
+// caller can record each delivery at once instead of when the connection ends. `remote` names
+// the hop whose transaction gave them (its host), or is empty for a message no hop took.
+using MessageDone = std::function<void(std::size_t message, const std::vector<core::RecipientResult>& results,
+                                       const std::string& remote)>;
 
 // Messages that no hop took end deferred with the last failure, or failed when every hop tried
 // refused permanently (a 5xx greeting, or EHLO and HELO both refused). With opportunistic TLS a

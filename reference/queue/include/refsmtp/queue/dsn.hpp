@@ -23,10 +23,14 @@ struct TraceInfo {
 std::string received_header(const TraceInfo& t);
 
 struct DsnRecipient {
+  DsnRecipient() = default;
+  DsnRecipient(core::Path r, bool d, std::string st, std::string diag, std::string from = {})
+      : recipient(std::move(r)), delayed(d), status(std::move(st)), diagnostic(std::move(diag)), remote_mta(std::move(from)) {}
   core::Path recipient;
   bool delayed = false;    // Action: delayed (else failed)
   std::string status;      // e.g. "5.1.1"
-  std::string diagnostic;  // the remote reply, e.g. "550 5.1.1 no such user" (may be empty)
+  std::string diagnostic;  // the reply, e.g. "550 5.1.1 no such user" (may be empty)
+  std::string remote_mta;  // the server that gave it, if not this one (Remote-MTA, RFC 3464 §2.3.5)
 };
 
 struct DsnInput {
