@@ -15,11 +15,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from smtp_bench import SBIN, Sink  # noqa: E402  (the same smtp-sink setup as the SMTP benchmark)
+from smtp_bench import SBIN, LogCount, Sink, stop_process  # noqa: E402  (shared with the SMTP benchmark)
 
 REFSMTPD = sys.argv[1]
 MESSAGES = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
@@ -42,39 +41,28 @@ def relay_run(work, sink_port, connections):
     table = os.path.join(d, "recipients")
     with open(table, "w") as f:
         f.write("domains example.test\nconform: conform@sink.test\n")
-    proc = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "relay.test", "--recipients", table,
-                             "--spool", os.path.join(d, "spool"), "--mail-root", os.path.join(d, "mail"),
-                             "--route", "sink.test=127.0.0.1:%d;tls=none" % sink_port,
-                             "--relay-connections", str(connections),
-                             "--max-connections", "1000", "--max-connections-per-client", "1000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    done = threading.Event()
-    counts = {"done": 0, "deferred": 0}
-
-    def read_log():  # every message leaves the queue with "what=done"; a deferral would show too
-        for line in proc.stderr:
-            if "event=queue" in line and "what=done" in line:
-                counts["done"] += 1
-                if counts["done"] == MESSAGES:
-                    done.set()
-            elif "what=deferred" in line:
-                counts["deferred"] += 1
-
+    log = os.path.join(d, "refsmtpd.log")
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "relay.test", "--recipients", table,
+                                 "--spool", os.path.join(d, "spool"), "--mail-root", os.path.join(d, "mail"),
+                                 "--route", "sink.test=127.0.0.1:%d;tls=none" % sink_port,
+                                 "--relay-connections", str(connections),
+                                 "--max-connections", "1000", "--max-connections-per-client", "1000"],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         port = int(proc.stdout.readline().strip().split("port=")[1])
-        reader = threading.Thread(target=read_log, daemon=True)
-        reader.start()
         t0 = time.monotonic()
         source(port)
         accepted = time.monotonic() - t0
-        if not done.wait(timeout=300):
-            raise RuntimeError("only %d of %d messages relayed (%d deferrals)" % (counts["done"], MESSAGES,
-                                                                                 counts["deferred"]))
-        relayed = time.monotonic() - t0
+        # Every message leaves the queue with "what=done" once smtp-sink has answered 250.
+        try:
+            relayed = LogCount(log, b"what=done").wait_for(MESSAGES) - t0
+        except RuntimeError:
+            deferred = LogCount(log, b'what="deferred').update()
+            raise RuntimeError("not every message was relayed (%d deferrals logged)" % deferred)
         return MESSAGES / accepted, MESSAGES / relayed
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc, 30)
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -92,16 +80,8 @@ def postfix_run(work, sink_port):
         t0 = time.monotonic()
         source(port, "conform@sink.test")
         accepted = time.monotonic() - t0
-        deadline = time.monotonic() + 300
-        while True:
-            with open(log, errors="replace") as f:
-                sent = sum(1 for line in f if "status=sent" in line)
-            if sent >= MESSAGES:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("Postfix relayed only %d of %d messages" % (sent, MESSAGES))
-            time.sleep(0.02)  # polls the log: Postfix has no completion signal to wait on
-        return MESSAGES / accepted, MESSAGES / (time.monotonic() - t0)
+        done = LogCount(log, b"status=sent").wait_for(MESSAGES)
+        return MESSAGES / accepted, MESSAGES / (done - t0)
     finally:
         subprocess.run([PEERS, "stop", "postfix", d], capture_output=True, timeout=60)
         shutil.rmtree(d, ignore_errors=True)

@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 REFSMTPD = sys.argv[1]
@@ -42,6 +41,42 @@ def wait_port(port, timeout=10):
         except OSError:
             time.sleep(0.05)
     return False
+
+
+class LogCount:
+    """Counts the lines of a growing log file that contain `needle`, reading only what is new
+    (the benchmarked servers write their logs to files, never to a pipe that could stall them)."""
+
+    def __init__(self, path, needle):
+        self.path, self.needle, self.offset, self.count, self.rest = path, needle, 0, 0, b""
+
+    def update(self):
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        lines = (self.rest + data).split(b"\n")
+        self.rest = lines.pop()
+        self.count += sum(1 for line in lines if self.needle in line)
+        return self.count
+
+    def wait_for(self, n, timeout=300):
+        """When the count reached n; RuntimeError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.update() < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s: %d of %d lines with %r" % (self.path, self.count, n, self.needle.decode()))
+            time.sleep(0.01)  # a log file has no completion signal to wait on: it is polled
+        return time.monotonic()
+
+
+def stop_process(proc, timeout):
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run_source(port, sessions):
@@ -76,33 +111,19 @@ class Refsmtpd:
             args += ["--test-mode", "--capture-mbox", os.path.join(d, "capture.mbox")]
         else:
             args += ["--spool", os.path.join(d, "spool"), "--mail-root", os.path.join(d, "mail")]
-        durable = self.capture is None
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE if durable else subprocess.DEVNULL,
-                                     text=True)
-        if durable:
-            # Each message leaves the queue, delivered, with one "what=done" log line.
-            self.done, self.all_done = 0, threading.Event()
-            threading.Thread(target=self.count_done, daemon=True).start()
+        log = os.path.join(d, "refsmtpd.log")
+        with open(log, "wb") as err:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
+        # Each message leaves the queue, delivered, with one "what=done" log line.
+        self.done = LogCount(log, b"what=done")
         return int(self.proc.stdout.readline().strip().split("port=")[1])
-
-    def count_done(self):
-        for line in self.proc.stderr:
-            if "event=queue" in line and "what=done" in line:
-                self.done += 1
-                if self.done == MESSAGES:
-                    self.all_done.set()
 
     def delivered(self):
         """When the last message was delivered to its Maildir (durable mode only)."""
-        if self.capture is not None:
-            return None
-        if not self.all_done.wait(timeout=300):
-            raise RuntimeError("only %d of %d messages delivered" % (self.done, MESSAGES))
-        return time.monotonic()
+        return None if self.capture is not None else self.done.wait_for(MESSAGES)
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        stop_process(self.proc, 30)
 
 
 class Sink:
@@ -118,8 +139,7 @@ class Sink:
         return port
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        stop_process(self.proc, 10)
 
 
 class Postfix:
@@ -138,15 +158,7 @@ class Postfix:
 
     def delivered(self):
         """When Postfix's log shows the last message delivered (status=sent) to its Maildir."""
-        deadline = time.monotonic() + 300
-        while True:
-            with open(os.path.join(self.dir, "postfix.log"), errors="replace") as f:
-                sent = sum(1 for line in f if "status=sent" in line)
-            if sent >= MESSAGES:
-                return time.monotonic()
-            if time.monotonic() > deadline:
-                raise RuntimeError("Postfix delivered only %d of %d messages" % (sent, MESSAGES))
-            time.sleep(0.02)  # Postfix has no completion signal to wait on: its log is polled
+        return LogCount(os.path.join(self.dir, "postfix.log"), b"status=sent").wait_for(MESSAGES)
 
     def stop(self):
         subprocess.run([os.path.join(ROOT, "scripts", "peers"), "stop", "postfix", self.dir], capture_output=True, timeout=60)
@@ -177,8 +189,7 @@ def idle_rss(connections):
     finally:
         for s in socks:
             s.close()
-        p.terminate()
-        p.wait(timeout=30)
+        stop_process(p, 30)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -50,7 +50,8 @@ std::error_code deliver_maildir(queue::Storage& s, const MaildirTarget& t, std::
     for (char c : t.idempotency_key) key += (c == '/' || c == ':' || c == '.') ? '_' : c;
     name = std::to_string(seconds) + ".K" + key + "." + host;
     // Already there: an earlier attempt got this far (before a crash, or before an fsync of
-    // new/ failed). It is the same message; its name is made durable now.
+    // new/ failed). It is the same message; its name is made durable now (by the caller, when
+    // sync_dir is false).
     const auto e = write(name);
     if (e != std::errc::file_exists) return e;
     return t.sync_dir ? s.fsync_dir(t.dir + "/new") : std::error_code();

@@ -19,6 +19,20 @@ bool is_numeric_address(const std::string& s) {
   return ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
+// An address in one canonical text form, so that equal addresses compare equal: IPv6 as
+// inet_ntop writes it, and an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address.
+std::string canonical_address(const std::string& s) {
+  unsigned char buf[16];
+  char out[INET6_ADDRSTRLEN] = {0};
+  if (::inet_pton(AF_INET, s.c_str(), buf) == 1) return ::inet_ntop(AF_INET, buf, out, sizeof out) ? out : s;
+  if (::inet_pton(AF_INET6, s.c_str(), buf) != 1) return s;
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(mapped, mapped + 12, buf)) return ::inet_ntop(AF_INET, buf + 12, out, sizeof out) ? out : s;
+  return ::inet_ntop(AF_INET6, buf, out, sizeof out) ? out : s;
+}
+
+bool is_loopback(const std::string& canonical) { return canonical.starts_with("127.") || canonical == "::1"; }
+
 RoutePlan failure(RoutePlan::Kind kind, std::string reply) {
   RoutePlan p;
   p.kind = kind;
@@ -86,43 +100,57 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
   std::shuffle(records.begin(), records.end(), rng);
   std::stable_sort(records.begin(), records.end(),
                    [](const MxRecord& a, const MxRecord& b) { return a.preference < b.preference; });
-  // The addresses of the exchangers that may be tried (at most max_hosts, the best ones),
-  // looked up once; an address given as an MX stands for itself.
-  std::vector<AddressLookup> addrs;
-  for (std::size_t i = 0; i < records.size() && i < options.max_hosts; ++i) {
-    const std::string host = ascii_lower(records[i].host);
-    if (is_numeric_address(host)) {
-      // An MX must name a host, not an address (RFC 5321 §5.1); many senders accept it anyway.
-      addrs.push_back(AddressLookup{DnsStatus::ok, {host}, {}});
-    } else {
-      addrs.push_back(dns.addresses(host));
-    }
-  }
   // RFC 5321 §5.1: "If it [the SMTP client] is among the MX records, it MUST discard
   // records with preference values equal to or greater than its own." This host is an
-  // exchanger named by one of its names, or one at an address where it takes mail itself.
-  const auto is_self = [&](std::size_t i) {
-    const auto& names = options.local_names;
-    if (std::find(names.begin(), names.end(), ascii_lower(records[i].host)) != names.end()) return true;
-    if (i >= addrs.size() || addrs[i].status != DnsStatus::ok) return false;
-    const auto& mine = options.local_addresses;
-    return std::any_of(addrs[i].addresses.begin(), addrs[i].addresses.end(),
-                       [&](const std::string& a) { return std::find(mine.begin(), mine.end(), a) != mine.end(); });
-  };
+  // exchanger named by one of its names (anywhere in the list: no lookup needed), or one at an
+  // address where it takes mail itself. Exchangers are looked up once each, in preference
+  // order, as far as the ones that may be tried: the best max_hosts, and the rest of the last
+  // one's preference (this host tying with it must be seen), at most 2 x max_hosts lookups.
+  std::size_t self = records.size();
   for (std::size_t i = 0; i < records.size(); ++i) {
-    if (!is_self(i)) continue;
+    const auto& names = options.local_names;
+    if (std::find(names.begin(), names.end(), ascii_lower(records[i].host)) != names.end()) {
+      self = i;
+      break;
+    }
+  }
+  const auto lookup = [&](std::size_t i) {
+    const std::string host = ascii_lower(records[i].host);
+    // An MX must name a host, not an address (RFC 5321 §5.1); many senders accept it anyway.
+    if (is_numeric_address(host)) return AddressLookup{DnsStatus::ok, {host}, {}};
+    return dns.addresses(host);
+  };
+  const auto is_local = [&](const std::string& address) {
+    const std::string a = canonical_address(address);
+    if (options.local_loopback && is_loopback(a)) return true;
+    return std::any_of(options.local_addresses.begin(), options.local_addresses.end(),
+                       [&](const std::string& mine) { return canonical_address(mine) == a; });
+  };
+  std::vector<AddressLookup> addrs;
+  const std::size_t hosts = std::max<std::size_t>(options.max_hosts, 1);
+  for (std::size_t i = 0; i < self; ++i) {
+    if (i >= hosts && (records[i].preference > records[hosts - 1].preference || i >= 2 * hosts)) break;
+    addrs.push_back(lookup(i));
+    if (addrs.back().status == DnsStatus::ok &&
+        std::any_of(addrs.back().addresses.begin(), addrs.back().addresses.end(), is_local)) {
+      self = i;
+      break;
+    }
+  }
+  if (self < records.size()) {
     // Sorted by preference: the better exchangers are the ones before the first of its preference.
-    const std::uint16_t own = records[i].preference;
     std::size_t kept = 0;
-    while (kept < records.size() && records[kept].preference < own) ++kept;
-    records.resize(kept);
-    addrs.resize(std::min(kept, addrs.size()));
-    if (records.empty()) {
+    while (kept < records.size() && records[kept].preference < records[self].preference) ++kept;
+    if (kept == 0) {
       return failure(RoutePlan::Kind::permanent,
                      "554 5.4.6 Mail for " + domain + " loops back to this host (its best mail exchanger)");
     }
-    break;
+    records.resize(kept);
   }
+  if (records.size() > options.max_hosts) records.resize(options.max_hosts);
+  addrs.resize(std::min(addrs.size(), records.size()));
+  while (addrs.size() < records.size()) addrs.push_back(lookup(addrs.size()));
+
   RoutePlan plan;
   bool temporary = false;
   std::string last_error;

@@ -67,7 +67,7 @@ TEST_F(DnsTest, NoDataAndNxdomainAreTold) {
 TEST_F(DnsTest, RoutesOverRealDns) {
   auto dns = resolver();
   std::mt19937_64 rng(7);
-  const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{2525, 10, 2, {}, {}}, rng);
+  const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{2525, 10, 2, {}, {}, false}, rng);
   ASSERT_EQ(p.kind, RoutePlan::Kind::hops) << p.reply;
   ASSERT_EQ(p.hops.size(), 3u);
   EXPECT_EQ(p.hops[0].address, "127.0.0.2");

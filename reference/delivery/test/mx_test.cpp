@@ -26,7 +26,7 @@ TEST(MxRoute, SortsByPreferenceAndResolvesEachExchanger) {
   dns.add_a("mx2.example.test", {"192.0.2.2", "2001:db8::2"});
   dns.add_a("mx3.example.test", {"192.0.2.3"});
   std::mt19937_64 rng(1);
-  const RoutePlan p = plan_mx_route(dns, "Example.TEST", MxOptions{2525, 10, 2, {}, {}}, rng);
+  const RoutePlan p = plan_mx_route(dns, "Example.TEST", MxOptions{2525, 10, 2, {}, {}, false}, rng);
   ASSERT_EQ(p.kind, RoutePlan::Kind::hops);
   EXPECT_EQ(hosts_of(p), (std::vector<std::string>{"mx1.example.test=192.0.2.1", "mx2.example.test=192.0.2.2",
                                                    "mx2.example.test=2001:db8::2", "mx3.example.test=192.0.2.3"}));
@@ -138,7 +138,7 @@ TEST(MxRoute, LimitsExchangersAndAddresses) {
   }
   dns.add_mx("example.test", many);
   std::mt19937_64 rng(1);
-  const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{25, 3, 1, {}, {}}, rng);
+  const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{25, 3, 1, {}, {}, false}, rng);
   EXPECT_EQ(p.hops.size(), 3u);
 }
 
@@ -181,6 +181,40 @@ TEST(MxRoute, AnExchangerAtAnAddressOfThisHostIsThisHost) {  // RFC 5321 §5.1
   EXPECT_EQ(loop.reply.substr(0, 10), "554 5.4.6 ");
   opt.local_addresses = {"192.0.2.9"};
   EXPECT_EQ(plan_mx_route(dns, "bare.test", opt, rng).kind, RoutePlan::Kind::permanent);
+}
+
+TEST(MxRoute, ThisHostTyingWithTheLastExchangerTriedIsSeen) {  // RFC 5321 §5.1
+  // At most two exchangers are tried; this host shares the second one's preference, and may
+  // come after it in the shuffle: every exchanger of that preference is discarded all the same.
+  TableResolver dns;
+  dns.add_mx("tie.test", {{5, "d.tie.test"}, {10, "a.tie.test"}, {10, "b.tie.test"}, {10, "c.tie.test"}});
+  dns.add_a("d.tie.test", {"192.0.2.4"});
+  dns.add_a("a.tie.test", {"192.0.2.1"});
+  dns.add_a("b.tie.test", {"192.0.2.2"});
+  dns.add_a("c.tie.test", {"192.0.2.9"});
+  MxOptions opt;
+  opt.max_hosts = 2;
+  opt.local_addresses = {"192.0.2.9"};
+  for (std::uint64_t seed = 0; seed < 20; ++seed) {
+    std::mt19937_64 rng(seed);
+    EXPECT_EQ(hosts_of(plan_mx_route(dns, "tie.test", opt, rng)), std::vector<std::string>{"d.tie.test=192.0.2.4"}) << seed;
+  }
+}
+
+TEST(MxRoute, MappedAndLoopbackAddressesOfThisHostCount) {
+  TableResolver dns;
+  dns.add_mx("m.test", {{10, "best.m.test"}, {20, "mapped.m.test"}});
+  dns.add_a("best.m.test", {"192.0.2.1"});
+  dns.add_a("mapped.m.test", {"::ffff:192.0.2.9"});
+  dns.add_mx("lo.test", {{10, "lo.lo.test"}});
+  dns.add_a("lo.lo.test", {"127.0.0.2"});
+  MxOptions opt;
+  opt.local_addresses = {"192.0.2.9"};
+  std::mt19937_64 rng(1);
+  EXPECT_EQ(hosts_of(plan_mx_route(dns, "m.test", opt, rng)), std::vector<std::string>{"best.m.test=192.0.2.1"});
+  EXPECT_EQ(plan_mx_route(dns, "lo.test", opt, rng).kind, RoutePlan::Kind::hops);  // 127.0.0.2 is not ours...
+  opt.local_loopback = true;  // ...unless a wildcard listener takes every loopback address
+  EXPECT_EQ(plan_mx_route(dns, "lo.test", opt, rng).kind, RoutePlan::Kind::permanent);
 }
 
 TEST(MxRoute, AddressLiteralsNeedNoDns) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <termios.h>
 #include <unistd.h>
@@ -52,13 +53,23 @@ bool drop_privileges(const std::string& user, const std::vector<std::string>& di
   }
   for (const auto& f : files) {
     if (f.empty()) continue;
-    const int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 || ::fchown(fd, pw->pw_uid, pw->pw_gid) != 0) {
-      error = "--user " + user + ": cannot give " + f + " to the user: " + std::strerror(errno);
-      if (fd >= 0) ::close(fd);
+    // Root gives this file away: only a plain file of its own (not a symlink, a hard link to
+    // something else, or a FIFO to block on) that is new or already root's or the user's.
+    const int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    struct stat st{};
+    const char* why = nullptr;
+    if (fd < 0 || ::fstat(fd, &st) != 0) {
+      why = std::strerror(errno);
+    } else if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || (st.st_uid != 0 && st.st_uid != pw->pw_uid)) {
+      why = "not a plain file of root's or the user's";
+    } else if (::fchown(fd, pw->pw_uid, pw->pw_gid) != 0) {
+      why = std::strerror(errno);
+    }
+    if (fd >= 0) ::close(fd);
+    if (why) {
+      error = "--user " + user + ": cannot give " + f + " to the user: " + why;
       return false;
     }
-    ::close(fd);
   }
   if (::setgroups(0, nullptr) != 0 || ::setgid(pw->pw_gid) != 0 || ::setuid(pw->pw_uid) != 0) {
     error = "--user " + user + ": cannot drop privileges: " + std::strerror(errno);
@@ -329,7 +340,7 @@ int main(int argc, char** argv) {
   }
   if (!run_as.empty()) {
     opt.after_bind = [run_as, dirs = std::vector<std::string>{opt.spool_dir, opt.mail_root, opt.capture_dir},
-                      files = std::vector<std::string>{opt.capture_mbox}](std::string& error) {
+                      files = std::vector<std::string>{opt.test_mode ? opt.capture_mbox : std::string()}](std::string& error) {
       return drop_privileges(run_as, dirs, files, error);
     };
   }

@@ -90,6 +90,7 @@ delivery::RoutePlan Relayer::plan(const std::string& domain, const delivery::Sta
   o.port = cfg_.mx_port;
   o.local_names = {ascii_lower(cfg_.helo_name)};
   o.local_addresses = cfg_.local_addresses;
+  o.local_loopback = cfg_.local_loopback;
   return delivery::plan_mx_route(*dns_, domain, o, rng);
 }
 

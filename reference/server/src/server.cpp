@@ -25,6 +25,7 @@
 #include <list>
 #include <map>
 #include <set>
+#include <thread>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -94,22 +95,27 @@ std::optional<ListenerSpec> parse_listen(const std::string& text, std::string& e
   return l;
 }
 
-// The numeric addresses where listeners take connections on `port`; a wildcard listener
-// (0.0.0.0, ::) stands for every address of this host's interfaces (of its family; :: takes
-// IPv4 too).
-static std::vector<std::string> addresses_listening_on(const std::vector<ListenerSpec>& listeners, std::uint16_t port) {
-  std::set<std::string> out;
+// Where this server takes connections on `port`, for the relay's self-MX rule: the listeners'
+// addresses; a wildcard listener (0.0.0.0, ::) stands for every address of this host's
+// interfaces (of its family; :: takes IPv4 too) and for every loopback address. An error
+// listing the interfaces goes to `error` (the rule then knows fewer addresses).
+static void add_addresses_listening_on(const std::vector<ListenerSpec>& listeners, std::uint16_t port, RelayConfig& rc,
+                                       std::string& error) {
   for (const auto& l : listeners) {
     if (l.port != port) continue;
     boost::system::error_code ec;
     const auto a = asio::ip::make_address(l.address, ec);
     if (ec) continue;
     if (!a.is_unspecified()) {
-      out.insert(a.to_string());
+      rc.local_addresses.push_back(a.to_string());
       continue;
     }
+    rc.local_loopback = true;
     ifaddrs* list = nullptr;
-    if (::getifaddrs(&list) != 0) continue;
+    if (::getifaddrs(&list) != 0) {
+      error = std::string("cannot list the interface addresses: ") + std::strerror(errno);
+      continue;
+    }
     for (const ifaddrs* i = list; i; i = i->ifa_next) {
       if (!i->ifa_addr) continue;
       char buf[INET6_ADDRSTRLEN] = {0};
@@ -120,13 +126,10 @@ static std::vector<std::string> addresses_listening_on(const std::vector<Listene
       } else {
         continue;
       }
-      // Canonical text, as addresses from DNS are compared in it.
-      const auto parsed = asio::ip::make_address(buf, ec);
-      if (!ec) out.insert(parsed.to_string());
+      rc.local_addresses.push_back(buf);
     }
     ::freeifaddrs(list);
   }
-  return {out.begin(), out.end()};
 }
 
 struct Server::Impl {
@@ -154,6 +157,7 @@ struct Server::Impl {
   // --capture-mbox: the file, open for appending; an entry is written whole under capture_m.
   struct CaptureFile {
     int fd = -1;
+    bool broken = false;  // a failed append could not be cut back off
     ~CaptureFile() {
       if (fd >= 0) ::close(fd);
     }
@@ -219,22 +223,34 @@ struct Server::Impl {
     return false;
   }
 
-  // --capture-mbox: one mboxrd entry (RFC 4155) per message, LF line ends, appended whole: a
-  // failed write is cut back off, so the next entry starts on a "From " line of its own. Not
-  // fsynced (test mode promises no durability).
+  // --capture-mbox: one mboxrd entry (RFC 4155) per message, LF line ends, appended whole under
+  // an fcntl lock (what mbox readers take), waited for briefly. A failed write is cut back off,
+  // so the next entry starts on a "From " line of its own; if even that fails the file is left
+  // alone and every later message gets 451. Not fsynced: test mode promises no durability.
   bool capture_to_mbox(const core::Path& sender, const std::string& text, std::string& name) {
     const std::string entry = delivery::mbox_entry(sender, wall_ms(), delivery::to_lf(text));
     std::lock_guard<std::mutex> lock(capture_m);
-    struct stat st{};
-    if (::fstat(capture_mbox.fd, &st) != 0) return false;
-    if (!write_all(capture_mbox.fd, entry)) {
-      const int saved = errno;
-      if (::ftruncate(capture_mbox.fd, st.st_size) != 0) {}  // best effort; the error reported is the write's
-      errno = saved;
+    if (capture_mbox.broken) {
+      errno = EIO;
       return false;
     }
-    name = "message " + std::to_string(++captured_count) + " in " + opt.capture_mbox;
-    return true;
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    for (int tries = 0; ::fcntl(capture_mbox.fd, F_SETLK, &fl) != 0; ++tries) {
+      if ((errno != EACCES && errno != EAGAIN) || tries == 20) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a reader holds it: 100 ms at most
+    }
+    struct stat st{};
+    const bool sized = ::fstat(capture_mbox.fd, &st) == 0;
+    const bool ok = sized && write_all(capture_mbox.fd, entry);
+    const int saved = errno;
+    if (!ok && sized && ::ftruncate(capture_mbox.fd, st.st_size) != 0) capture_mbox.broken = true;
+    fl.l_type = F_UNLCK;
+    ::fcntl(capture_mbox.fd, F_SETLK, &fl);
+    errno = saved;
+    if (ok) name = "offset " + std::to_string(st.st_size) + " of " + opt.capture_mbox;
+    return ok;
   }
 
   static bool write_all(int fd, std::string_view data) {
@@ -557,17 +573,20 @@ struct Server::Impl {
     } count{delivery_passes};
     const std::int64_t now_ms = now();
     std::map<std::string, std::vector<std::pair<std::shared_ptr<Attempt>, RelayJob>>> by_domain;
-    // Local deliveries are made durable in batches: one fsync per Maildir new/ for up to
-    // kBatch messages, then each message is recorded. Attempts with relay jobs are synced with
-    // the batch too, and recorded when their jobs report.
+    // Maildir deliveries are made durable in batches: one fsync per new/ for up to kBatch
+    // messages, then those messages are recorded. (Attempts with relay jobs are synced with the
+    // batch too, and recorded when their jobs report; attempts with nothing to sync -- mbox,
+    // LMTP, failures -- are recorded at once, so a crash repeats as few deliveries as can be.)
     constexpr std::size_t kBatch = 64;
-    std::vector<std::shared_ptr<Attempt>> batch, relaying;
+    std::vector<std::shared_ptr<Attempt>> unsynced;  // the batch
+    std::size_t to_record = 0;                        // of which local-only, to record after the sync
     const auto settle = [&] {
-      sync_maildirs(relaying);
-      sync_maildirs(batch);
-      for (const auto& a : batch) record_attempt(*a);
-      batch.clear();
-      relaying.clear();
+      sync_maildirs(unsynced);
+      for (const auto& a : unsynced) {
+        if (a->jobs_left == 0) record_attempt(*a);
+      }
+      unsynced.clear();
+      to_record = 0;
     };
     for (const auto& id : queue->due(now_ms)) {
       if (in_flight.count(id)) continue;
@@ -608,14 +627,17 @@ struct Server::Impl {
           job.index.push_back(i);
         }
       }
-      if (jobs.empty()) {
-        batch.push_back(attempt);
-        if (batch.size() >= kBatch) settle();
+      attempt->jobs_left = jobs.size();
+      if (jobs.empty() && attempt->unsynced.empty()) {
+        record_attempt(*attempt);
         continue;
       }
-      if (!attempt->unsynced.empty()) relaying.push_back(attempt);
+      if (!attempt->unsynced.empty()) {
+        unsynced.push_back(attempt);
+        if (jobs.empty() && ++to_record >= kBatch) settle();
+      }
+      if (jobs.empty()) continue;
       in_flight.insert(id);
-      attempt->jobs_left = jobs.size();
       for (auto& [domain, job] : jobs) {
         job.msg.reverse_path = e->reverse_path;
         job.msg.body = body;
@@ -811,18 +833,23 @@ bool Server::start(std::string& error) {
     ListenerSpec b = l;
     b.port = acceptor->local_endpoint().port();
     s.bound.push_back(b);
-    asio::co_spawn(s.strand, s.accept_loop(*acceptor, l.role, *this), asio::detached);
     s.acceptors.push_back(std::move(acceptor));
   }
   // The relay (before privileges go: it reads the routes' auth files). It knows where this
   // server takes mail, so that an exchanger there counts as this host (RFC 5321 §5.1).
   RelayConfig rc = s.opt.relay;
   if (rc.helo_name == "localhost") rc.helo_name = s.opt.hostname;
-  rc.local_addresses = addresses_listening_on(s.bound, rc.mx_port);
+  std::string interfaces_error;
+  add_addresses_listening_on(s.bound, rc.mx_port, rc, interfaces_error);
+  if (!interfaces_error.empty()) s.write_log("relay", {{"warning", interfaces_error}});
   s.relayer = std::make_unique<Relayer>(s.io, rc, [&s](std::string_view event, const net::LogFields& fields) {
     s.write_log(event, fields);
   });
   if (!s.relayer->start(error)) return false;
+  // Connections are taken only now that everything they use exists.
+  for (std::size_t i = 0; i < s.acceptors.size(); ++i) {
+    asio::co_spawn(s.strand, s.accept_loop(*s.acceptors[i], s.bound[i].role, *this), asio::detached);
+  }
   // Privileges may be dropped here (refsmtpd --user): after binding, before touching the spool.
   if (s.opt.after_bind && !s.opt.after_bind(error)) return false;
   if (!s.opt.capture_mbox.empty() && !s.open_capture_mbox(error)) return false;
@@ -853,7 +880,8 @@ bool Server::start(std::string& error) {
 std::vector<ListenerSpec> Server::bound() const { return impl_->bound; }
 
 void Server::stop() {
-  // Stops accepting and delivering; running connections and relay jobs end with the io_context.
+  // Stops accepting and delivering; running connections and relay jobs end with the
+  // io_contexts they run on.
   asio::post(impl_->strand, [&s = *impl_] {
     s.stopping = true;
     boost::system::error_code ec;

@@ -198,9 +198,11 @@ def main():
                     for r in rcpts:
                         s.rcpt(r)
                     replies.append(s.data(body))
-            check([r[0] for r in replies] == [250, 250] and b"message 2 in " in replies[1][1],
-                  "mbox capture answers 250 naming the message (got %r)" % replies)
             data = open(mbox_path, "rb").read()
+            second = data.find(b"\nFrom MAILER-DAEMON ") + 1
+            check([r[0] for r in replies] == [250, 250] and b"offset 0 of " in replies[0][1]
+                  and ("offset %d of " % second).encode() in replies[1][1],
+                  "mbox capture answers 250 with where the entry starts (got %r)" % replies)
             entries = re.split(rb"^From \S+ [A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4}\n", data,
                                flags=re.M)
             check(entries == [b"",

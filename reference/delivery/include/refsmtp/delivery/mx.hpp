@@ -67,8 +67,10 @@ struct MxOptions {
   // for the domain, only exchangers with a better (lower) preference may be used.
   std::vector<std::string> local_names;
   // Numeric addresses where this server itself takes mail on `port`: an exchanger at one of
-  // them is this host too, whatever its name.
+  // them is this host too, whatever its name (IPv4-mapped IPv6 addresses match their IPv4).
   std::vector<std::string> local_addresses;
+  // Every loopback address is this host too (a wildcard listener takes all of 127.0.0.0/8).
+  bool local_loopback = false;
 };
 
 // MX resolution (RFC 5321 §5.1):

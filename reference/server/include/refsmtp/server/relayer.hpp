@@ -32,9 +32,12 @@ struct RelayConfig {
   core::TlsPolicy tls = core::TlsPolicy::opportunistic;  // routes may override it
   std::string ca_file;                   // trust store for TlsPolicy::required; empty: the system's
   std::string helo_name = "localhost";
-  // Where this server itself takes mail on mx_port (numeric): an exchanger at one of these
-  // addresses is this host, whatever its name (RFC 5321 §5.1). Server::start fills it in.
+  // Where this server itself takes mail on mx_port (numeric; and every loopback address when
+  // local_loopback): an exchanger there is this host, whatever its name (RFC 5321 §5.1).
+  // Server::start adds its listeners' addresses to those given (e.g. a public address that
+  // NAT forwards here).
   std::vector<std::string> local_addresses;
+  bool local_loopback = false;
   std::size_t max_per_destination = 2;   // connections at once per destination domain
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(30)};
   // Client timeouts (RFC 5321 §4.5.3.2); tests shorten them.
