@@ -800,6 +800,9 @@ bool Server::start(std::string& error) {
       error = "--test-mode needs one of --capture-dir DIR and --capture-mbox FILE";
       return false;
     }
+  } else if (!s.opt.capture_dir.empty() || !s.opt.capture_mbox.empty()) {
+    error = "--capture-dir and --capture-mbox are for --test-mode only";
+    return false;
   } else {
     if (s.opt.spool_dir.empty() || (s.opt.mail_root.empty() && s.opt.delivery != Delivery::lmtp)) {
       error = "--spool DIR and --mail-root DIR are required (or --test-mode --capture-dir DIR; with --lmtp no --mail-root)";

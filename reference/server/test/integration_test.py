@@ -222,6 +222,10 @@ def main():
                               "--capture-dir", capture, "--capture-mbox", mbox_path], capture_output=True, text=True,
                              timeout=10)
         check(bad.returncode == 1 and "one of --capture-dir" in bad.stderr, "two capture stores are refused clearly")
+        bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--domain", "x.test", "--capture-mbox", mbox_path,
+                              "--spool", os.path.join(work, "s"), "--mail-root", os.path.join(work, "m")],
+                             capture_output=True, text=True, timeout=10)
+        check(bad.returncode == 1 and "for --test-mode only" in bad.stderr, "a capture store without --test-mode is refused")
         bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-mbox", capture], capture_output=True, text=True, timeout=10)
         check(bad.returncode == 1 and "cannot open --capture-mbox " + capture in bad.stderr,
