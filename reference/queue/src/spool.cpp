@@ -401,9 +401,20 @@ std::error_code Spool::replay_journal(RecoveryReport& report) {
   if (!dead.empty()) {
     if (auto e = s_.fsync_dir(kQueue)) return e;
   }
-  // Every live message becomes durable queue/ files (body first). Its envelope is the newest
-  // record, unless a whole envelope file of it has more attempts (written after a checkpoint
-  // whose segment deletion did not become durable): states never go backwards.
+  // Every live message is carried into one new segment, committed with one fsync: its body and
+  // its newest envelope record -- or a whole envelope file of it with more attempts (written
+  // after a checkpoint whose segment deletion did not become durable): states never go
+  // backwards. Then the files of it a checkpoint left go, and the old segments. A crash in
+  // between replays old and new segments alike: the new records (the last ones) repeat what
+  // the old ones say. A message whose record does not hold together (an envelope that does not
+  // parse or match its body) is written out as queue/ files instead, for the scan to set aside.
+  struct Carried {
+    std::string id, env;
+    const std::string* body;
+    StoredEnvelope parsed;
+  };
+  std::vector<Carried> carried;
+  bool written_out = false;
   for (const auto& [id, rec] : live) {
     std::string env_text = rec.env;
     std::string file;
@@ -414,14 +425,48 @@ std::error_code Spool::replay_journal(RecoveryReport& report) {
         env_text = file;
       }
     }
+    RecordResult parsed = parse_envelope(env_text);
+    if (parsed.envelope && parsed.envelope->id == id && parsed.envelope->body_size == rec.body.size() &&
+        parsed.envelope->body_hash == fnv1a64(rec.body)) {
+      carried.push_back(Carried{id, std::move(env_text), &rec.body, std::move(*parsed.envelope)});
+      continue;
+    }
     if (auto e = write_and_rename(s_, kTmp, kQueue, id + ".body", rec.body)) return e;
     if (auto e = write_and_rename(s_, kTmp, kQueue, id + ".env", env_text)) return e;
+    written_out = true;
   }
-  // One fsync of queue/ for all of them, before the segments that stand for them go.
-  if (!live.empty()) {
+  Segment fresh;
+  std::map<std::string, Journalled> index;
+  if (!carried.empty()) {
+    fresh.seq = std::max(next_seq_, max_seq + 1);
+    std::string data;
+    for (const auto& c : carried) {
+      const std::string record = make_record('M', c.id, c.env, *c.body);
+      index[c.id] = Journalled{fresh.seq, data.size() + (record.find('\n') + 1) + c.env.size(), c.body->size(), c.env, false};
+      data += record;
+    }
+    std::error_code e = s_.create(segment_name(fresh.seq), fresh.h);
+    if (!e) e = s_.write(fresh.h, data);
+    if (!e) e = s_.fsync(fresh.h);
+    if (!e) e = s_.fsync_dir(kJournal);
+    if (e) {
+      if (fresh.h >= 0) s_.close(fresh.h);
+      return e;
+    }
+    fresh.bytes = data.size();
+    fresh.live = carried.size();
+    fresh.entry_synced = true;
+    // The files a checkpoint left of them are stale now: the journal stands for them.
+    bool unlinked = false;
+    for (const auto& c : carried) {
+      for (const char* ext : {".env", ".body"}) unlinked = !s_.unlink(std::string(kQueue) + "/" + c.id + ext) || unlinked;
+    }
+    written_out = written_out || unlinked;
+  }
+  if (written_out) {
     if (auto e = s_.fsync_dir(kQueue)) return e;
   }
-  // The journal is no longer needed: the segments go.
+  // The old segments go.
   for (const auto& n : names) {
     if (auto e = s_.unlink(std::string(kJournal) + "/" + n)) return e;
   }
@@ -430,6 +475,12 @@ std::error_code Spool::replay_journal(RecoveryReport& report) {
   }
   std::lock_guard lock(jm_);
   next_seq_ = std::max(next_seq_, max_seq + 1);
+  if (!carried.empty()) {
+    segments_.push_back(fresh);  // takes appends from here on
+    journalled_ = std::move(index);
+    next_seq_ = fresh.seq + 1;
+    for (auto& c : carried) report.messages.push_back(std::move(c.parsed));
+  }
   return {};
 }
 
@@ -486,6 +537,12 @@ std::error_code Spool::recover(RecoveryReport& report) {
     }
     (ext == "env" ? ids[id].env : ids[id].body) = true;
   }
+  {
+    // Messages the journal holds are reported already (stale files of them, if their removal
+    // failed, are not read).
+    std::lock_guard lock(jm_);
+    for (const auto& [id, j] : journalled_) ids.erase(id);
+  }
   for (const auto& entry : ids) {
     const std::string& id = entry.first;
     const Pair& pair = entry.second;
@@ -527,6 +584,8 @@ std::error_code Spool::recover(RecoveryReport& report) {
     if (auto e = s_.fsync_dir(kQueue)) return e;
     if (auto e = s_.fsync_dir(kQuarantine)) return e;
   }
+  std::sort(report.messages.begin(), report.messages.end(),
+            [](const StoredEnvelope& a, const StoredEnvelope& b) { return a.id < b.id; });
   return {};
 }
 

@@ -31,26 +31,34 @@ StoredEnvelope envelope(const std::string& id) {
 }  // namespace
 
 TEST(Spool, AcceptRecoverUpdateRemoveOnRealFiles) {
-  // Both lives of a message: in the journal (accepted, updated, removed without a file of its
-  // own), and as queue/ files after a recovery wrote it out.
-  TempDir dir;
-  PosixStorage storage(dir.path());
-  for (const bool recovered_in_between : {false, true}) {
-    SCOPED_TRACE(recovered_in_between ? "as queue/ files" : "in the journal");
-    Spool spool(storage);
+  // The lives of a message: in the journal (accepted, updated, removed without a file of its
+  // own), carried into a new segment by a recovery, and as queue/ files after a checkpoint.
+  enum class Life { journal, recovered, checkpointed };
+  for (const Life life : {Life::journal, Life::recovered, Life::checkpointed}) {
+    SCOPED_TRACE(life == Life::journal ? "in the journal" : life == Life::recovered ? "recovered" : "as queue/ files");
+    TempDir dir;
+    PosixStorage storage(dir.path());
+    // With a segment per record, a removal checkpoints the messages of older segments.
+    Spool spool(storage, life == Life::checkpointed ? JournalLimits{1, 1} : JournalLimits{});
     ASSERT_FALSE(spool.init());
     StoredEnvelope e = envelope("M1");
     ASSERT_FALSE(spool.accept(e, "Subject: x\r\n\r\nbody\r\n"));
     EXPECT_EQ(e.body_size, 20u);
     RecoveryReport report;
     Spool live(storage);  // the spool in use from here on (one object per directory)
-    if (recovered_in_between) {
+    if (life == Life::recovered) {
       ASSERT_FALSE(live.recover(report));
       ASSERT_EQ(report.messages.size(), 1u);
       EXPECT_EQ(report.messages[0], e);
+      EXPECT_FALSE(std::filesystem::exists(dir.path() + "/queue/M1.env")) << "carried in the journal: no file";
+    } else if (life == Life::checkpointed) {
+      StoredEnvelope other = envelope("M2");
+      ASSERT_FALSE(spool.accept(other, "x\r\n"));
+      bool gone = false;
+      ASSERT_FALSE(spool.remove("M2", gone));
       EXPECT_TRUE(std::filesystem::exists(dir.path() + "/queue/M1.env"));
     }
-    Spool& s = recovered_in_between ? live : spool;
+    Spool& s = life == Life::recovered ? live : spool;
     std::string body;
     ASSERT_FALSE(s.read_body(e, body));
     EXPECT_EQ(body, "Subject: x\r\n\r\nbody\r\n");
@@ -60,7 +68,7 @@ TEST(Spool, AcceptRecoverUpdateRemoveOnRealFiles) {
     ASSERT_FALSE(s.update(e));
     {
       Spool check(storage);
-      ASSERT_FALSE(check.recover(report));  // (writes the message out; `s` is not used again below)
+      ASSERT_FALSE(check.recover(report));  // (takes the spool over; `s` is not used again below)
       ASSERT_EQ(report.messages.size(), 1u);
       EXPECT_EQ(report.messages[0].recipients[0].state, RecipientState::delivered);
     }
@@ -98,8 +106,80 @@ TEST(Spool, JournalledMessagesNeedNoFilesAndSurviveATornTail) {
   std::string body;
   ASSERT_FALSE(again.read_body(report.messages[0], body));
   EXPECT_EQ(body, "first\r\n");
+  ASSERT_FALSE(storage.list("queue", names));
+  EXPECT_TRUE(names.empty()) << "recovery carries A in the journal: still no file";
   ASSERT_FALSE(storage.list("journal", names));
-  EXPECT_TRUE(names.empty()) << "recovery wrote A out and dropped the journal";
+  EXPECT_EQ(names.size(), 1u) << "one new segment holds what is live; the old one is gone";
+}
+
+TEST(Spool, RecoveryThatFailsOrCrashesAnywhereLosesNothingAndBringsNothingBack) {
+  // Live messages in several segments (one of them updated) and a removed one; a recovery that
+  // fails, or crashes, at each of its storage operations in turn; then the next recovery finds
+  // exactly the live messages, in their newest state, whole -- and so does the one after it.
+  const auto prepare = [](MemoryStorage& storage) {
+    Spool spool(storage, JournalLimits{300, 8});  // small segments: the records span several
+    ASSERT_FALSE(spool.init());
+    for (const char* id : {"A", "B", "C", "D"}) {
+      StoredEnvelope e = envelope(id);
+      ASSERT_FALSE(spool.accept(e, std::string("body of ") + id + "\r\n"));
+    }
+    StoredEnvelope b = envelope("B");
+    b.body_size = 11;
+    b.body_hash = fnv1a64("body of B\r\n");
+    b.attempts = 3;
+    ASSERT_FALSE(spool.update(b));
+    bool gone = false;
+    ASSERT_FALSE(spool.remove("C", gone));
+  };
+  const auto expect_live = [](MemoryStorage& storage, const std::string& when) {
+    RecoveryReport report;
+    Spool spool(storage);
+    ASSERT_FALSE(spool.recover(report)) << when;
+    std::vector<std::string> ids;
+    for (const auto& e : report.messages) {
+      ids.push_back(e.id);
+      std::string body;
+      ASSERT_FALSE(spool.read_body(e, body)) << when << " " << e.id;
+      EXPECT_EQ(body, "body of " + e.id + "\r\n") << when;
+      EXPECT_EQ(e.attempts, e.id == "B" ? 3u : 0u) << when << " " << e.id;
+    }
+    EXPECT_EQ(ids, (std::vector<std::string>{"A", "B", "D"})) << when;
+    EXPECT_TRUE(report.quarantined.empty()) << when;
+  };
+  std::size_t operations = 0;
+  {
+    MemoryStorage storage;
+    prepare(storage);
+    const std::size_t before = storage.operations();
+    {
+      RecoveryReport report;
+      ASSERT_FALSE(Spool(storage).recover(report));
+    }
+    operations = storage.operations() - before;
+    std::vector<std::string> segments;
+    ASSERT_FALSE(storage.list("journal", segments));
+    EXPECT_EQ(segments.size(), 1u) << "the live messages carried into one new segment";
+    expect_live(storage, "without faults");
+  }
+  ASSERT_GT(operations, 5u);
+  for (const auto fault : {MemoryStorage::Fault::eio, MemoryStorage::Fault::crash}) {
+    for (std::size_t k = 0; k < operations; ++k) {
+      const std::string when = std::string(fault == MemoryStorage::Fault::crash ? "crash" : "error") + " at op " + std::to_string(k);
+      MemoryStorage storage;
+      prepare(storage);
+      storage.inject(storage.operations() + k, fault);
+      {
+        RecoveryReport report;
+        Spool(storage).recover(report);  // fails, or not: either way the next one must be right
+      }
+      if (fault == MemoryStorage::Fault::crash) {
+        EXPECT_TRUE(storage.crashed()) << when;
+        storage.crash_and_restart();
+      }
+      expect_live(storage, when + ", recovered again");
+      expect_live(storage, when + ", and once more");
+    }
+  }
 }
 
 TEST(Spool, DamagedJournalRecordsEndTheirSegmentAndAreReported) {
@@ -131,12 +211,14 @@ TEST(Spool, CorruptFilesAreQuarantinedNotLost) {
   PosixStorage storage(dir.path());
   Spool spool(storage);
   ASSERT_FALSE(spool.init());
-  StoredEnvelope good = envelope("GOOD"), bad = envelope("BAD"), nobody = envelope("NOBODY"), tampered = envelope("TAMPER");
-  ASSERT_FALSE(spool.accept(good, "ok\r\n"));
-  ASSERT_FALSE(spool.accept(bad, "ok\r\n"));
-  ASSERT_FALSE(spool.accept(nobody, "ok\r\n"));
-  ASSERT_FALSE(spool.accept(tampered, "ok\r\n"));
-  // Recovery makes the files durable and drops the journal: from now on they stand alone.
+  // Four messages as queue/ files, as checkpoints leave them.
+  for (const char* id : {"GOOD", "BAD", "NOBODY", "TAMPER"}) {
+    StoredEnvelope e = envelope(id);
+    e.body_size = 4;
+    e.body_hash = fnv1a64("ok\r\n");
+    ASSERT_FALSE(write_durably(storage, "tmp", "queue", e.id + ".body", "ok\r\n"));
+    ASSERT_FALSE(write_durably(storage, "tmp", "queue", e.id + ".env", serialize(e)));
+  }
   RecoveryReport first;
   ASSERT_FALSE(spool.recover(first));
   ASSERT_EQ(first.messages.size(), 4u);

@@ -11,8 +11,10 @@
 // same way. A segment is deleted, oldest first, once every message recorded in it is done. One
 // held by a message that stays queued while the journal grows is checkpointed: that message is
 // written out as queue/ files (durably), and is a file-based message from then on.
-// Recovery replays the journal, writes every live message out as queue/ files, and deletes the
-// segments; queue/ files are then read as before.
+// Recovery replays the journal and carries every live message into one new segment (one
+// sequential write and one fsync, however many messages wait), then deletes the old segments;
+// queue/ files are then read as before. (Before, it wrote each live message out as two files:
+// two fsyncs and two file creations a message at every start.)
 //
 //   tmp/         files being written; anything here at start-up is an interrupted write
 //   journal/     segments NNNNNNNNNNNN.seg of records: "RJ1 M id envlen bodylen\n" env body
