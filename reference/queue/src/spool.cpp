@@ -392,13 +392,23 @@ std::error_code Spool::replay_journal(RecoveryReport& report) {
     }
     if (pos < data.size()) report.removed.push_back(path + ": ignored from octet " + std::to_string(pos) + " (a torn or damaged record)");
   }
+  // Removes queue/ID.env and ID.body if they are there. Any error but "not there" fails the
+  // recovery: a file left behind could bring its message back once the journal is gone.
+  const auto remove_files = [this](const std::string& id, bool& removed) -> std::error_code {
+    for (const char* ext : {".env", ".body"}) {
+      const std::error_code e = s_.unlink(std::string(kQueue) + "/" + id + ext);
+      if (!e) removed = true;
+      else if (e != std::errc::no_such_file_or_directory) return e;
+    }
+    return {};
+  };
   // A removed message is gone, whatever files of it a checkpoint left.
+  bool removed_files = false;
   for (const auto& id : dead) {
     if (live.count(id)) continue;
-    s_.unlink(std::string(kQueue) + "/" + id + ".env");
-    s_.unlink(std::string(kQueue) + "/" + id + ".body");
+    if (auto e = remove_files(id, removed_files)) return e;
   }
-  if (!dead.empty()) {
+  if (removed_files) {
     if (auto e = s_.fsync_dir(kQueue)) return e;
   }
   // Every live message is carried into one new segment, committed with one fsync: its body and
@@ -439,39 +449,34 @@ std::error_code Spool::replay_journal(RecoveryReport& report) {
   std::map<std::string, Journalled> index;
   if (!carried.empty()) {
     fresh.seq = std::max(next_seq_, max_seq + 1);
-    std::string data;
-    for (const auto& c : carried) {
-      const std::string record = make_record('M', c.id, c.env, *c.body);
-      index[c.id] = Journalled{fresh.seq, data.size() + (record.find('\n') + 1) + c.env.size(), c.body->size(), c.env, false};
-      data += record;
-    }
+    // A record at a time (the bodies are in memory once already, in `live`).
     std::error_code e = s_.create(segment_name(fresh.seq), fresh.h);
-    if (!e) e = s_.write(fresh.h, data);
+    for (std::size_t i = 0; !e && i < carried.size(); ++i) {
+      const Carried& c = carried[i];
+      const std::string record = make_record('M', c.id, c.env, *c.body);
+      index[c.id] = Journalled{fresh.seq, fresh.bytes + (record.find('\n') + 1) + c.env.size(), c.body->size(), c.env, false};
+      e = s_.write(fresh.h, record);
+      fresh.bytes += record.size();
+    }
     if (!e) e = s_.fsync(fresh.h);
     if (!e) e = s_.fsync_dir(kJournal);
+    // The files a checkpoint left of them are stale now: the journal stands for them.
+    for (std::size_t i = 0; !e && i < carried.size(); ++i) e = remove_files(carried[i].id, written_out);
     if (e) {
       if (fresh.h >= 0) s_.close(fresh.h);
       return e;
     }
-    fresh.bytes = data.size();
     fresh.live = carried.size();
     fresh.entry_synced = true;
-    // The files a checkpoint left of them are stale now: the journal stands for them.
-    bool unlinked = false;
-    for (const auto& c : carried) {
-      for (const char* ext : {".env", ".body"}) unlinked = !s_.unlink(std::string(kQueue) + "/" + c.id + ext) || unlinked;
-    }
-    written_out = written_out || unlinked;
   }
-  if (written_out) {
-    if (auto e = s_.fsync_dir(kQueue)) return e;
-  }
-  // The old segments go.
-  for (const auto& n : names) {
-    if (auto e = s_.unlink(std::string(kJournal) + "/" + n)) return e;
-  }
-  if (!names.empty()) {
-    if (auto e = s_.fsync_dir(kJournal)) return e;
+  // The old segments go (queue/ first: what left it must not come back with them gone).
+  std::error_code e;
+  if (written_out) e = s_.fsync_dir(kQueue);
+  for (std::size_t i = 0; !e && i < names.size(); ++i) e = s_.unlink(std::string(kJournal) + "/" + names[i]);
+  if (!e && !names.empty()) e = s_.fsync_dir(kJournal);
+  if (e) {
+    if (fresh.h >= 0) s_.close(fresh.h);
+    return e;
   }
   std::lock_guard lock(jm_);
   next_seq_ = std::max(next_seq_, max_seq + 1);
