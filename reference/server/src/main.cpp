@@ -14,6 +14,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -228,7 +229,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--drain-timeout", opt.drain_timeout_s, "on SIGTERM, seconds transactions may take to finish")
       ->capture_default_str();
-  app.add_option("--threads", opt.threads, "io threads, each with an event loop of its own; connections are spread over them")
+  // One per core by default: each io thread has its own event loop, so they scale with cores.
+  opt.threads = std::clamp(std::thread::hardware_concurrency(), 1u, 64u);
+  app.add_option("--threads", opt.threads,
+                 "io threads, each with an event loop of its own; connections are spread over them (default: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
   app.add_flag("--log-json", opt.log_json, "log one JSON object per line (default: key=value text)");

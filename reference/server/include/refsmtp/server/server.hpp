@@ -64,7 +64,7 @@ struct ServerOptions {
   bool log_json = false;                  // log lines as JSON objects (else key=value text)
   // When set, every log event goes here instead of stderr (for embedding; called on any thread).
   std::function<void(std::string_view event, const net::LogFields& fields)> log_hook;
-  unsigned threads = 2;                   // io threads (refsmtpd runs one io_context on each)
+  unsigned threads = 2;                   // io threads (refsmtpd: one io_context each, one per core by default)
   // Where connections run. Empty: each on a strand of the server's io_context, which may be run
   // by any number of threads. Else spread round-robin over these io_contexts, each run by
   // exactly one thread (the server's may be among them): a connection's handlers then never
