@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <map>
 #include <optional>
+#include <vector>
 
 #include "refsmtp/queue/storage.hpp"
 
@@ -10,6 +12,10 @@ namespace {
 struct Inode {
   std::string data;    // what a reader sees now
   std::string synced;  // what survives a crash
+  // A failed fsync loses what it was to write, as Linux does: the pages are marked clean, the
+  // error is reported once, and a later fsync succeeds without them. These ranges of `data`
+  // reach the disk as zeros, whatever later fsyncs say.
+  std::vector<std::pair<std::size_t, std::size_t>> lost;
 };
 using Dir = std::map<std::string, std::shared_ptr<Inode>>;
 
@@ -64,7 +70,10 @@ void MemoryStorage::crash_and_restart() {
   st_->open.clear();
   st_->current = st_->durable;
   for (auto& [name, dir] : st_->current) {
-    for (auto& [file, inode] : dir) inode->data = inode->synced;
+    for (auto& [file, inode] : dir) {
+      inode->data = inode->synced;
+      inode->lost.clear();  // what the disk holds is all there is now
+    }
   }
   st_->plan.clear();
   st_->crashed = false;
@@ -97,10 +106,21 @@ std::error_code MemoryStorage::write(Handle h, std::string_view data) {
 }
 
 std::error_code MemoryStorage::fsync(Handle h) {
-  if (Fault f = st_->step(); f != Fault::none) return State::as_error(f);
+  const Fault f = st_->step();
   auto it = st_->open.find(h);
+  if (f != Fault::none) {
+    if (it != st_->open.end() && f != Fault::crash) {
+      Inode& i = *it->second;
+      i.lost.emplace_back(i.synced.size(), i.data.size());
+    }
+    return State::as_error(f);
+  }
   if (it == st_->open.end()) return err(std::errc::bad_file_descriptor);
-  it->second->synced = it->second->data;
+  Inode& i = *it->second;
+  i.synced = i.data;
+  for (const auto& [from, to] : i.lost) {
+    for (std::size_t k = from; k < to && k < i.synced.size(); ++k) i.synced[k] = '\0';
+  }
   return {};
 }
 

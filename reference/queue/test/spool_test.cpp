@@ -501,3 +501,45 @@ TEST(Spool, WriteJournalSeedsWhenAsked) {
   }
 }
 
+
+TEST(Spool, AFailedJournalFsyncNeverCostsAnAcknowledgedMessage) {
+  // Linux reports a writeback error once and then drops the data; a later fsync of the same
+  // file succeeds (MemoryStorage models it). An accept whose commit fails is refused; the
+  // accepts after it must still be durable when they are acknowledged -- not appended behind
+  // the lost octets, which would end the segment for a reader (the segment is poisoned).
+  bool hit_an_fsync = false;
+  for (std::size_t k = 0; k < 12; ++k) {
+    MemoryStorage storage;
+    Spool spool(storage);
+    ASSERT_FALSE(spool.init());
+    StoredEnvelope first = envelope("FIRST");
+    ASSERT_FALSE(spool.accept(first, "body of FIRST\r\n"));
+    const std::size_t before = storage.operations();
+    storage.inject(before + k, MemoryStorage::Fault::eio);
+    StoredEnvelope a = envelope("A");
+    const bool a_acked = !spool.accept(a, "body of A\r\n");
+    const std::size_t a_ops = storage.operations() - before;
+    if (k >= a_ops) break;  // the fault lies past A's accept: every operation of it was tried
+    StoredEnvelope b = envelope("B"), c = envelope("C");
+    ASSERT_FALSE(spool.accept(b, "body of B\r\n")) << k;
+    ASSERT_FALSE(spool.accept(c, "body of C\r\n")) << k;
+    std::vector<std::string> segments;
+    ASSERT_FALSE(storage.list("journal", segments));
+    hit_an_fsync = hit_an_fsync || (!a_acked && segments.size() > 1);
+    storage.crash_and_restart();
+    RecoveryReport report;
+    Spool again(storage);
+    ASSERT_FALSE(again.recover(report)) << k;
+    std::vector<std::string> ids;
+    for (const auto& e : report.messages) {
+      ids.push_back(e.id);
+      std::string body;
+      ASSERT_FALSE(again.read_body(e, body)) << k << " " << e.id;
+      EXPECT_EQ(body, "body of " + e.id + "\r\n") << k;
+    }
+    const std::vector<std::string> expected =
+        a_acked ? std::vector<std::string>{"A", "B", "C", "FIRST"} : std::vector<std::string>{"B", "C", "FIRST"};
+    EXPECT_EQ(ids, expected) << "fault at op " << k << " of A's accept";
+  }
+  EXPECT_TRUE(hit_an_fsync) << "no case failed a journal fsync: the test misses its point";
+}

@@ -86,7 +86,9 @@ class PosixStorage final : public Storage {
 // Faults: every call to a mutating operation (create, write, fsync, close, rename, unlink,
 // fsync_dir) counts as one operation, numbered from 0. `inject(n, kind)` makes operation n fail:
 // with ENOSPC, EIO, a short write (half the data, then ENOSPC), or a crash — after which every
-// operation fails with EIO until crash_and_restart() throws away what was not durable.
+// operation fails with EIO until crash_and_restart() throws away what was not durable. A failed
+// fsync loses the data it was to write, as on Linux (the error is reported once; a later fsync
+// of the file succeeds, and those octets reach the disk as zeros).
 class MemoryStorage final : public Storage {
  public:
   enum class Fault { none, enospc, eio, short_write, crash };
