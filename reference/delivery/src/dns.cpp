@@ -171,29 +171,23 @@ AddressLookup CaresResolver::addresses(const std::string& host) {
   ares_query(c.ch, host.c_str(), 1 /* C_IN */, 1 /* T_A */, on_answer, &a4);
   ares_query(c.ch, host.c_str(), 1 /* C_IN */, 28 /* T_AAAA */, on_answer, &a6);
   c.run([&] { return a4.done && a6.done; }, lookup_limit(opt_));
-  char text[INET6_ADDRSTRLEN];
-  if (a4.done && a4.status == ARES_SUCCESS) {
+  // The addresses of one answer (A or AAAA: `parse` and `family` say which), in order.
+  const auto collect = [&out](const Answer& a, auto parse, int family) {
+    if (!a.done || a.status != ARES_SUCCESS) return;
     hostent* he = nullptr;
-    if (ares_parse_a_reply(reinterpret_cast<const unsigned char*>(a4.data.data()), static_cast<int>(a4.data.size()), &he,
-                           nullptr, nullptr) == ARES_SUCCESS &&
-        he) {
-      for (char** p = he->h_addr_list; p && *p; ++p) {
-        if (::inet_ntop(AF_INET, *p, text, sizeof text)) out.addresses.emplace_back(text);
-      }
-      ares_free_hostent(he);
+    if (parse(reinterpret_cast<const unsigned char*>(a.data.data()), static_cast<int>(a.data.size()), &he, nullptr,
+              nullptr) != ARES_SUCCESS ||
+        !he) {
+      return;
     }
-  }
-  if (a6.done && a6.status == ARES_SUCCESS) {
-    hostent* he = nullptr;
-    if (ares_parse_aaaa_reply(reinterpret_cast<const unsigned char*>(a6.data.data()), static_cast<int>(a6.data.size()), &he,
-                              nullptr, nullptr) == ARES_SUCCESS &&
-        he) {
-      for (char** p = he->h_addr_list; p && *p; ++p) {
-        if (::inet_ntop(AF_INET6, *p, text, sizeof text)) out.addresses.emplace_back(text);
-      }
-      ares_free_hostent(he);
+    char text[INET6_ADDRSTRLEN];
+    for (char** p = he->h_addr_list; p && *p; ++p) {
+      if (::inet_ntop(family, *p, text, sizeof text)) out.addresses.emplace_back(text);
     }
-  }
+    ares_free_hostent(he);
+  };
+  collect(a4, ares_parse_a_reply, AF_INET);
+  collect(a6, ares_parse_aaaa_reply, AF_INET6);
   if (!out.addresses.empty()) {
     out.status = DnsStatus::ok;
     return out;

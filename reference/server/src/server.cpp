@@ -19,6 +19,7 @@
 #include <boost/asio/write.hpp>
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -175,7 +176,9 @@ struct Server::Impl {
   // Deliveries block on disk (fsync) and on LMTP: they run on a thread of their own, so the io
   // threads keep serving SMTP. Requests coalesce: at most one pass waits to run.
   std::atomic<bool> delivery_pending{false};
-  std::atomic<std::uint64_t> delivery_passes{0};
+  std::atomic<std::uint64_t> delivery_passes{0};  // changed under passes_m, which passes_cv waits on
+  mutable std::mutex passes_m;
+  mutable std::condition_variable passes_cv;
   std::unique_ptr<asio::thread_pool> delivery_pool;  // last: joined first when Impl goes
 
   Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)) {
@@ -568,9 +571,15 @@ struct Server::Impl {
     if (!queue || stopping) return;
     std::lock_guard lock(queue_m);
     struct CountPass {
-      std::atomic<std::uint64_t>& n;
-      ~CountPass() { ++n; }
-    } count{delivery_passes};
+      Impl& s;
+      ~CountPass() {
+        {
+          std::lock_guard lock(s.passes_m);
+          ++s.delivery_passes;
+        }
+        s.passes_cv.notify_all();
+      }
+    } count{*this};
     const std::int64_t now_ms = now();
     std::map<std::string, std::vector<std::pair<std::shared_ptr<Attempt>, RelayJob>>> by_domain;
     // Maildir deliveries are made durable in batches: one fsync per new/ for up to kBatch
@@ -894,6 +903,11 @@ void Server::stop() {
 }
 
 std::uint64_t Server::delivery_passes() const { return impl_->delivery_passes; }
+
+bool Server::wait_for_delivery_passes(std::uint64_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->passes_m);
+  return impl_->passes_cv.wait_for(lock, timeout, [&] { return impl_->delivery_passes >= n; });
+}
 
 std::size_t Server::connections() const {
   std::lock_guard lock(impl_->state_m);

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -68,6 +69,11 @@ class FakeReceiver {
   void set(Behaviour b) {
     std::lock_guard lock(m_);
     behaviour_ = std::move(b);
+  }
+  // Called (on the receiver's thread) after each message it takes: what a test waits on.
+  void on_message(std::function<void()> f) {
+    std::lock_guard lock(m_);
+    on_message_ = std::move(f);
   }
   std::size_t connections() const { return connections_; }
   std::vector<ReceivedMessage> messages() const {
@@ -192,8 +198,13 @@ class FakeReceiver {
     }
   }
   void record(const ReceivedMessage& m) {
-    std::lock_guard lock(m_);
-    messages_.push_back(m);
+    std::function<void()> notify;
+    {
+      std::lock_guard lock(m_);
+      messages_.push_back(m);
+      notify = on_message_;
+    }
+    if (notify) notify();
   }
 
   int fd_ = -1;
@@ -203,6 +214,7 @@ class FakeReceiver {
   std::atomic<std::size_t> connections_{0};
   mutable std::mutex m_;
   Behaviour behaviour_;
+  std::function<void()> on_message_;
   std::vector<ReceivedMessage> messages_;
   std::vector<std::string> commands_;
 };

@@ -7,6 +7,8 @@
 // her bounces land in A's Maildir.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+
 #include <algorithm>
 #include <atomic>
 #include <mutex>
@@ -28,15 +30,6 @@ using namespace std::chrono_literals;
 using test::Behaviour;
 using test::FakeReceiver;
 
-template <class F>
-bool wait_until(F cond, std::chrono::milliseconds timeout = 10s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return cond();
-}
 
 std::vector<std::string> files_in(const std::string& dir) {
   std::vector<std::string> out;
@@ -55,6 +48,7 @@ std::string read_file(const std::string& path) {
 
 class Relay : public ::testing::Test {
  protected:
+  Relay() { fake_.on_message([this] { changed(); }); }
   // Starts server A with `routes` (default: b.test to the fake receiver, no TLS).
   void start_a(std::vector<std::string> routes = {}, bool relay_mx = false, std::vector<std::string> dns = {},
                std::uint16_t mx_port = 25) {
@@ -86,10 +80,13 @@ class Relay : public ::testing::Test {
     o.retry.delay_warning.reset();
     o.clock = [this] { return clock_.load(); };
     o.log_hook = [this](std::string_view event, const net::LogFields& fields) {
-      std::lock_guard lock(log_m_);
       std::string line(event);
       for (const auto& [k, v] : fields) line += " " + k + "=" + v;
-      log_.push_back(line);
+      {
+        std::lock_guard lock(log_m_);
+        log_.push_back(line);
+      }
+      changed();
     };
     server_ = std::make_unique<Server>(io_, o);
     std::string error;
@@ -149,14 +146,50 @@ class Relay : public ::testing::Test {
     EXPECT_EQ(logged("what=bounce"), 0u);
   }
 
+  // Moves the clock on a minute at a time, waiting each time for the attempt that makes, until
+  // the message is given up and its bounce queued (at most `attempts` times).
+  void retry_until_given_up(int attempts) {
+    for (int i = 0; i < attempts && logged("what=bounce") == 0; ++i) {
+      const std::size_t before = logged("what=deferred until");
+      advance(60s);
+      ASSERT_TRUE(wait_until([&] { return logged("what=deferred until") > before || logged("what=bounce") > 0; }));
+    }
+  }
+
   // Waits until the queue has run `n` more delivery passes (with the clock as it is now).
-  bool passes(std::uint64_t n) {
-    const std::uint64_t target = server_->delivery_passes() + n;
-    return wait_until([&] { return server_->delivery_passes() >= target; });
+  bool passes(std::uint64_t n) { return server_->wait_for_delivery_passes(server_->delivery_passes() + n, 10s); }
+
+  // Something a test may wait for has happened: a log line, or a message taken by a receiver.
+  void changed() {
+    {
+      std::lock_guard lock(changed_m_);
+      ++changes_;
+    }
+    changed_cv_.notify_all();
+  }
+  // Waits for `cond` with a deadline, looking again after each change (never polling on a timer).
+  template <class F>
+  bool wait_until(F cond, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      std::unique_lock lock(changed_m_);
+      const std::uint64_t seen = changes_;
+      lock.unlock();
+      if (cond()) return true;
+      lock.lock();
+      if (!changed_cv_.wait_until(lock, deadline, [&] { return changes_ != seen; })) {
+        lock.unlock();
+        return cond();
+      }
+    }
   }
   void advance(std::chrono::seconds s) { clock_ += std::chrono::duration_cast<std::chrono::milliseconds>(s).count(); }
 
   queue::TempDir dir_;
+  // What wait_until() blocks on (declared before the receivers that signal it).
+  std::mutex changed_m_;
+  std::condition_variable changed_cv_;
+  std::uint64_t changes_ = 0;
   FakeReceiver fake_;
   boost::asio::io_context io_;
   std::unique_ptr<Server> server_;
@@ -224,11 +257,7 @@ TEST_F(Relay, TemporaryGreetingIsRetriedOnTheScheduleThenBounced) {
   EXPECT_EQ(fake_.connections(), 2u);
   EXPECT_TRUE(bounces().empty());
   // Each later attempt a minute apart, until the give-up time (3 minutes after arrival).
-  for (int i = 0; i < 4 && bounces().empty(); ++i) {
-    const std::size_t before = logged("what=deferred until");
-    advance(60s);
-    ASSERT_TRUE(wait_until([&] { return logged("what=deferred until") > before || !bounces().empty(); }));
-  }
+  retry_until_given_up(4);
   ASSERT_TRUE(wait_until([&] { return bounces().size() == 1; }));
   EXPECT_LE(fake_.connections(), 4u);
   const std::string dsn = read_file(bounces().front());
@@ -263,11 +292,7 @@ TEST_F(Relay, RequiredTlsWithoutStarttlsIsDeferredNeverSentInTheClear) {
   for (const auto& c : fake_.commands()) EXPECT_NE(c.substr(0, 4), "MAIL") << c;
   EXPECT_TRUE(bounces().empty());
   // Each later attempt likewise, until the give-up time bounces it.
-  for (int i = 0; i < 5 && logged("what=bounce") == 0; ++i) {
-    const std::size_t before = logged("what=deferred until");
-    advance(60s);
-    ASSERT_TRUE(wait_until([&] { return logged("what=deferred until") > before || logged("what=bounce") > 0; }));
-  }
+  retry_until_given_up(5);
   ASSERT_TRUE(wait_until([&] { return bounces().size() == 1; }));
   const std::string dsn = read_file(bounces().front());
   EXPECT_NE(dsn.find("STARTTLS required but not offered"), std::string::npos) << dsn;
@@ -349,6 +374,7 @@ TEST_F(Relay, SeveralMessagesShareOneConnection) {
 TEST_F(Relay, NextMxIsTriedAfterATemporaryGreeting) {
   // Two exchangers on one port: 127.0.0.2 (preference 10) answers 421, 127.0.0.3 (20) takes it.
   FakeReceiver second;
+  second.on_message([this] { changed(); });
   ASSERT_TRUE(fake_.start("127.0.0.2"));
   if (!second.start("127.0.0.3", fake_.port())) GTEST_SKIP() << "port taken on 127.0.0.3";
   Behaviour busy;

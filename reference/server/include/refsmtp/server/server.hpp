@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -98,6 +99,8 @@ class Server final : public net::SessionHost {
   // Delivery passes completed so far (one runs each second and after each accepted message):
   // what a test or health check waits on to know the queue has looked at what is due.
   std::uint64_t delivery_passes() const;
+  // Blocks until `n` delivery passes have completed in all (true), or `timeout` is up (false).
+  bool wait_for_delivery_passes(std::uint64_t n, std::chrono::milliseconds timeout) const;
   // Writes one log line in the configured format (for events outside connections).
   void note(std::string_view event, const net::LogFields& fields) const;
 
