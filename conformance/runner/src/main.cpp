@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "matchers.hpp"
 #include "refsmtp/conform/runner.hpp"
 
 namespace fs = std::filesystem;
@@ -27,37 +28,59 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-// EHLO keywords a port advertises (after TLS with --tls starttls/implicit; in the clear on the
-// submission port), to skip cases whose needs are not offered.
-std::set<std::string> probe_capabilities(const Target& target, const std::string& port) {
-  Script probe;
-  probe.name = "probe";
-  probe.file = "(probe)";
-  probe.port = port;
-  auto step = [](Step::Kind kind, std::string text) {
-    Step st{};
-    st.kind = kind;
-    st.text = std::move(text);
-    return st;
-  };
-  Step s1 = step(Step::Kind::expect, "");
-  s1.expect.codes = {"2xx"};
-  Step c = step(Step::Kind::send, "EHLO " + target.profile.at("helo"));
-  Step s2 = s1;
-  Step q = step(Step::Kind::send, "QUIT");
-  probe.steps = {s1, c, s2, q};
-  const CaseResult r = run_case(probe, target);
+// What a port advertises: the EHLO keywords ("PIPELINING") and keyword parameters
+// ("AUTH=PLAIN"), before and (where STARTTLS is offered, as on a submission port) after TLS,
+// since most servers list AUTH only inside TLS. Also the greeting's first word, the server's
+// name, from which a missing profile is derived.
+struct Probe {
+  bool reached = false;
+  std::string error;     // why the port could not be probed
+  std::string greeting;  // the 220 line
   std::set<std::string> caps;
-  std::istringstream in(r.transcript);
-  for (std::string line; std::getline(in, line);) {
-    if (line.size() > 7 && line.starts_with("S: 250")) {
-      std::string kw = line.substr(7);
-      kw = kw.substr(0, kw.find(' '));
-      std::transform(kw.begin(), kw.end(), kw.begin(), [](unsigned char ch) { return std::toupper(ch); });
-      caps.insert(kw);
-    }
+};
+
+Probe probe_port(const Target& target, const std::string& port) {
+  Probe p;
+  Endpoint at{target.host, target.port};
+  bool implicit = target.tls == TlsMode::implicit, starttls = target.tls == TlsMode::starttls;
+  if (port == "submission") {
+    at = target.submission;
+    implicit = false;
+    starttls = true;
+  } else if (port == "submissions") {
+    at = target.submissions;
+    implicit = true;
   }
-  return caps;
+  auto conn = target.connector ? target.connector(at.host, at.port, target.step_timeout, p.error)
+                               : connect_tcp(at.host, at.port, target.step_timeout, p.error);
+  if (!conn) return p;
+  if (implicit && !conn->start_tls(p.error)) return p;
+  const ReadResult greeting = conn->read_reply(target.step_timeout);
+  if (greeting.lines.empty()) {
+    p.error = greeting.closed ? "closed the connection without a greeting" : "sent no greeting";
+    return p;
+  }
+  p.reached = true;
+  p.greeting = greeting.lines.front();
+  auto ehlo = [&] {
+    conn->send("EHLO " + target.profile.at("helo") + "\r\n");
+    const ReadResult reply = conn->read_reply(target.step_timeout);
+    if (reply.lines.empty() || !reply.lines.front().starts_with("250")) return false;
+    for (const auto& kw : refsmtp::conform::detail::ehlo_keywords(reply.lines)) {
+      p.caps.insert(kw);
+      for (const auto& param : refsmtp::conform::detail::ehlo_params(reply.lines, kw)) p.caps.insert(kw + "=" + param);
+    }
+    return true;
+  };
+  if (ehlo() && starttls && p.caps.count("STARTTLS")) {
+    conn->send("STARTTLS\r\n");
+    const ReadResult ready = conn->read_reply(target.step_timeout);
+    std::string tls_error;
+    if (!ready.lines.empty() && ready.lines.front().starts_with("220") && conn->start_tls(tls_error)) ehlo();
+  }
+  conn->send("QUIT\r\n");
+  conn->read_reply(std::chrono::milliseconds(1000));
+  return p;
 }
 
 }  // namespace
@@ -65,7 +88,7 @@ std::set<std::string> probe_capabilities(const Target& target, const std::string
 int main(int argc, char** argv) {
   CLI::App app{"smtpconform - replay RFC-cited SMTP dialogs against a server and report per requirement"};
   app.set_version_flag("--version", "smtpconform 0.1.0");
-  std::string target_text = "127.0.0.1:25", tls = "none", profile_file, filter = "*", level = "may", format = "text", output;
+  std::string target_text = "127.0.0.1:25", tls = "none", profile_file, filter = "*", level = "note", format = "text", output;
   std::string submission_text, submissions_text, maildir, sink_text, seeds_dir;
   std::vector<std::string> inputs;
   unsigned jobs = 4, timeout_ms = 10000, settle_ms = 500;
@@ -80,10 +103,17 @@ int main(int argc, char** argv) {
   app.add_option("--tls", tls, "none; implicit (TLS from the first byte, e.g. port 465); or starttls (every case runs\n"
                  "over TLS after an EHLO + STARTTLS the runner does first)")
       ->check(CLI::IsMember({"none", "implicit", "starttls"}))->capture_default_str();
-  app.add_option("--profile", profile_file, "variables for the scripts (name = value lines)")->check(CLI::ExistingFile);
+  std::string profile_help = "what the server treats as valid, 'name = value' lines (without it, the domain is taken\n"
+                             "from the server's greeting and the assumptions are printed). Keys:";
+  for (const auto& [k, what] : profile_keys()) profile_help += "\n  " + k + ": " + what;
+  app.add_option("--profile", profile_file, profile_help)->check(CLI::ExistingFile);
+  std::string expect_file;
+  app.add_option("--expect", expect_file, "a baseline of known results, 'case-name outcome: reason' lines (outcome: fail,\n"
+                 "lenient, inconclusive or error); the run then fails only when a result differs from it")
+      ->check(CLI::ExistingFile);
   app.add_option("--filter", filter, "run only cases whose name or file matches this glob")->capture_default_str();
-  app.add_option("--level", level, "lowest requirement level to run: must, should or may")
-      ->check(CLI::IsMember({"must", "should", "may"}))->capture_default_str();
+  app.add_option("--level", level, "lowest requirement level to run: must, should, may or note (every case)")
+      ->check(CLI::IsMember({"must", "should", "may", "note"}))->capture_default_str();
   app.add_option("--format", format, "report format")->check(CLI::IsMember({"text", "junit", "json", "tap"}))->capture_default_str();
   app.add_option("--output", output, "write the report here instead of standard output");
   std::vector<std::string> extra_reports;
@@ -92,6 +122,12 @@ int main(int argc, char** argv) {
   app.add_option("--jobs", jobs, "dialogs run in parallel")->check(CLI::Range(1u, 64u))->capture_default_str();
   app.add_option("--timeout", timeout_ms, "milliseconds to wait for each reply")->capture_default_str();
   app.add_option("SUITE_OR_CASE", inputs, "suite directories or .smtp case files")->required();
+  app.footer("Exit status: 0 when no MUST case failed (with --expect: when every result is as the baseline says);\n"
+             "1 when one did (or a result differs from the baseline); 2 on usage errors; 3 when the target\n"
+             "cannot be reached.\n"
+             "Verdicts: pass; fail (a step marked '!' broke the quoted rule); lenient (a NOTE case: the server\n"
+             "accepted what the grammar does not allow); inconclusive (setup did not go as the case needs, or\n"
+             "the server closed with 421: the rule was not tested); skip; error (the runner could not run it).");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<std::pair<std::string, std::string>> reports;  // format, file
@@ -122,6 +158,14 @@ int main(int argc, char** argv) {
   if (!profile_file.empty()) {
     std::string error;
     if (!parse_profile(slurp(profile_file), profile_file, target.profile, error)) {
+      std::fprintf(stderr, "smtpconform: %s\n", error.c_str());
+      return 2;
+    }
+  }
+  Baseline baseline;
+  if (!expect_file.empty()) {
+    std::string error;
+    if (!parse_baseline(slurp(expect_file), expect_file, baseline, error)) {
       std::fprintf(stderr, "smtpconform: %s\n", error.c_str());
       return 2;
     }
@@ -171,7 +215,7 @@ int main(int argc, char** argv) {
     }
   }
   std::sort(files.begin(), files.end());
-  const Level lowest = level == "must" ? Level::must : level == "should" ? Level::should : Level::may;
+  const Level lowest = level == "must" ? Level::must : level == "should" ? Level::should : level == "may" ? Level::may : Level::note;
   std::vector<Script> scripts;
   for (const auto& f : files) {
     ParseError error;
@@ -188,9 +232,46 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Probe each port the selected cases use. The main port must answer: without it nothing can
+  // be judged, and one clear line beats a connection error per case.
   std::map<std::string, std::set<std::string>> caps;  // per port kind
+  {
+    const Probe main_probe = probe_port(target, "mx");
+    if (!main_probe.reached) {
+      std::fprintf(stderr, "smtpconform: cannot reach %s:%u: %s\n", target.host.c_str(), static_cast<unsigned>(target.port),
+                   main_probe.error.c_str());
+      return 3;
+    }
+    caps["mx"] = main_probe.caps;
+    if (profile_file.empty()) {
+      // No profile: the server's own name from its greeting stands for the domain, and its
+      // postmaster (RFC 5321 §4.5.1: every server must take mail for it) for the mailbox.
+      std::string name = main_probe.greeting.size() > 4 ? main_probe.greeting.substr(4) : "";
+      name = name.substr(0, name.find(' '));
+      if (name.empty() || name.find('.') == std::string::npos) name = target.profile["domain"];
+      target.profile["domain"] = name;
+      target.profile["rcpt"] = "postmaster@" + name;
+      target.profile["unknown"] = "no-such-user-9z@" + name;
+      target.profile["deliver_rcpt"] = target.profile["rcpt"];  // --sink needs a profile, so none is given here
+      std::string assumed;
+      for (const char* k : {"domain", "rcpt", "unknown", "sender", "remote", "helo", "user"}) {
+        assumed += std::string("  ") + k + " = " + target.profile[k] + "\n";
+      }
+      std::fprintf(stderr,
+                   "smtpconform: no --profile given; assumed (the domain from the server's greeting):\n%s"
+                   "  write these lines to a file and pass --profile FILE to change them\n",
+                   assumed.c_str());
+    }
+  }
   for (const auto& s : scripts) {
-    if (!caps.count(s.port) && unavailable(s, target).empty()) caps[s.port] = probe_capabilities(target, s.port);
+    if (!caps.count(s.port) && unavailable(s, target).empty()) {
+      const Probe p = probe_port(target, s.port);
+      if (!p.reached) {
+        std::fprintf(stderr, "smtpconform: cannot reach the %s port: %s\n", s.port.c_str(), p.error.c_str());
+        return 3;
+      }
+      caps[s.port] = p.caps;
+    }
   }
   std::vector<CaseResult> results(scripts.size());
   std::atomic<std::size_t> next{0}, done{0};
@@ -250,6 +331,16 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "smtpconform: cannot write %s\n", file.c_str());
       return 2;
     }
+  }
+  if (!expect_file.empty()) {
+    const bool every_case_ran = filter == "*" && level == "note";
+    const std::string drift = compare_with_baseline(results, baseline, every_case_ran);
+    if (!drift.empty()) {
+      std::fprintf(stderr, "smtpconform: results differ from the baseline %s:\n%s", expect_file.c_str(), drift.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "smtpconform: every result is as the baseline %s says\n", expect_file.c_str());
+    return 0;
   }
   const bool must_failed = std::any_of(results.begin(), results.end(), [](const CaseResult& r) {
     return r.script->level == Level::must && (r.outcome == Outcome::fail || r.outcome == Outcome::error);

@@ -1,5 +1,6 @@
 #include "refsmtp/conform/script.hpp"
 
+#include <cctype>
 #include <regex>
 
 namespace refsmtp::conform {
@@ -9,6 +10,7 @@ std::string_view level_name(Level l) {
     case Level::must: return "MUST";
     case Level::should: return "SHOULD";
     case Level::may: return "MAY";
+    case Level::note: return "NOTE";
   }
   return "MUST";
 }
@@ -26,6 +28,64 @@ bool is_code_pattern(std::string_view c) {
   const bool cls = c[1] == 'x' && c[2] == 'x';
   const bool exact = c[1] >= '0' && c[1] <= '9' && c[2] >= '0' && c[2] <= '9';
   return cls || exact;
+}
+
+// std::regex is fragile on hostile patterns (libstdc++ overflows on huge {n} counts and recurses
+// on deep nesting), so patterns are kept short and counts small before compiling. ${name}
+// stands for a profile value, escaped when substituted, so it is checked as a plain atom.
+bool check_regex(const std::string& pattern, std::string& why) {
+  std::string regex;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    const std::size_t close = pattern.compare(i, 2, "${") == 0 ? pattern.find('}', i) : std::string::npos;
+    if (close == std::string::npos) {
+      regex += pattern[i];
+    } else {
+      regex += 'v';
+      i = close;
+    }
+  }
+  if (regex.size() > 200) {
+    why = "regex longer than 200 characters";
+    return false;
+  }
+  // A safe subset: printable ASCII; escapes only of punctuation and the classes \d \s \w \b
+  // (and their negations) -- no backreferences, whose numbers libstdc++ parses without
+  // overflow checks; repetition counts of at most three digits.
+  for (std::size_t i = 0; i < regex.size(); ++i) {
+    const char ch = regex[i];
+    if (static_cast<unsigned char>(ch) < 32 || static_cast<unsigned char>(ch) > 126) {
+      why = "regex: printable ASCII only";
+      return false;
+    }
+    if (ch == '\\') {
+      const char next = i + 1 < regex.size() ? regex[i + 1] : '\0';
+      if (std::string_view("dDsSwWbB.^$|()[]{}*+?\\/-").find(next) == std::string_view::npos || next == '\0') {
+        why = "regex: only \\d \\s \\w \\b (and capitals) and escaped punctuation are supported";
+        return false;
+      }
+      ++i;
+      continue;
+    }
+    if (ch != '{') continue;
+    std::size_t digits = 0;
+    for (std::size_t j = i + 1; j < regex.size() && regex[j] != '}'; ++j) {
+      if (regex[j] >= '0' && regex[j] <= '9') {
+        if (++digits > 3) {
+          why = "regex repetition counts are limited to 999";
+          return false;
+        }
+      } else {
+        digits = 0;
+      }
+    }
+  }
+  try {
+    std::regex check(regex);
+  } catch (const std::regex_error&) {
+    why = "invalid regex /" + pattern + "/";
+    return false;
+  }
+  return true;
 }
 
 bool parse_expect(std::string_view s, Expect& e, std::string& why) {
@@ -52,49 +112,7 @@ bool parse_expect(std::string_view s, Expect& e, std::string& why) {
       return false;
     }
     e.regex = std::string(s.substr(slash + 1, s.size() - slash - 2));
-    // std::regex is fragile on hostile patterns (libstdc++ overflows on huge {n} counts and
-    // recurses on deep nesting), so keep patterns short and counts small before compiling.
-    if (e.regex.size() > 200) {
-      why = "regex longer than 200 characters";
-      return false;
-    }
-    // A safe subset: printable ASCII; escapes only of punctuation and the classes \d \s \w
-    // \b (and their negations) -- no backreferences, whose numbers libstdc++ parses without
-    // overflow checks; repetition counts of at most three digits.
-    for (std::size_t i = 0; i < e.regex.size(); ++i) {
-      const char ch = e.regex[i];
-      if (static_cast<unsigned char>(ch) < 32 || static_cast<unsigned char>(ch) > 126) {
-        why = "regex: printable ASCII only";
-        return false;
-      }
-      if (ch == '\\') {
-        const char next = i + 1 < e.regex.size() ? e.regex[i + 1] : '\0';
-        if (std::string_view("dDsSwWbB.^$|()[]{}*+?\\/-").find(next) == std::string_view::npos || next == '\0') {
-          why = "regex: only \\d \\s \\w \\b (and capitals) and escaped punctuation are supported";
-          return false;
-        }
-        ++i;
-        continue;
-      }
-      if (ch != '{') continue;
-      std::size_t digits = 0;
-      for (std::size_t j = i + 1; j < e.regex.size() && e.regex[j] != '}'; ++j) {
-        if (e.regex[j] >= '0' && e.regex[j] <= '9') {
-          if (++digits > 3) {
-            why = "regex repetition counts are limited to 999";
-            return false;
-          }
-        } else {
-          digits = 0;
-        }
-      }
-    }
-    try {
-      std::regex check(e.regex);
-    } catch (const std::regex_error&) {
-      why = "invalid regex /" + e.regex + "/";
-      return false;
-    }
+    if (!check_regex(e.regex, why)) return false;
     s = trim(s.substr(0, slash));
   }
   const std::size_t sp = s.find(' ');
@@ -103,12 +121,16 @@ bool parse_expect(std::string_view s, Expect& e, std::string& why) {
   while (!codes.empty()) {
     const std::size_t bar = codes.find('|');
     const std::string_view c = codes.substr(0, bar);
+    codes = bar == std::string_view::npos ? std::string_view() : codes.substr(bar + 1);
+    if (c == "closed") {
+      e.or_closed = true;
+      continue;
+    }
     if (!is_code_pattern(c)) {
       why = "bad reply code '" + std::string(c) + "' (like 250, 2xx or 550|553)";
       return false;
     }
     e.codes.emplace_back(c);
-    codes = bar == std::string_view::npos ? std::string_view() : codes.substr(bar + 1);
   }
   if (e.codes.empty()) {
     why = "S: needs a reply code, 'closed' or 'none MS'";
@@ -160,7 +182,7 @@ std::optional<std::string> unescape_raw(std::string_view s) {
   return out;
 }
 
-std::string substitute(std::string_view s, const std::map<std::string, std::string>& vars, std::string& missing) {
+std::string substitute(std::string_view s, const std::map<std::string, std::string>& vars, std::string& missing, bool for_regex) {
   std::string out;
   std::size_t i = 0;
   while (i < s.size()) {
@@ -173,6 +195,11 @@ std::string substitute(std::string_view s, const std::map<std::string, std::stri
     auto it = vars.find(name);
     if (it == vars.end()) {
       missing = name;
+    } else if (for_regex) {
+      for (char c : it->second) {
+        if (std::string_view("\\^$.|?*+()[]{}/-").find(c) != std::string_view::npos) out += '\\';
+        out += c;
+      }
     } else {
       out += it->second;
     }
@@ -187,7 +214,8 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
   sc.file = file;
   std::size_t lineno = 0;
   auto fail = [&](const std::string& what) {
-    error.message = file + ":" + std::to_string(lineno) + ": " + what;
+    // lineno 0: a rule about the whole file (a missing header), not about one line.
+    error.message = file + (lineno ? ":" + std::to_string(lineno) : std::string()) + ": " + what;
     return std::nullopt;
   };
   while (!text.empty()) {
@@ -206,11 +234,16 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       if (key == "case") sc.name = value;
       else if (key == "rfc") sc.rfc = value;
       else if (key == "title") sc.title = value;
-      else if (key == "level") {
+      else if (key == "quote") sc.quote += (sc.quote.empty() ? "" : " ") + value;
+      else if (key == "skip-when") {
+        if (value != "accept_all") return fail("skip-when takes a profile flag: accept_all");
+        sc.skip_when.push_back(value);
+      } else if (key == "level") {
         if (value == "MUST") sc.level = Level::must;
         else if (value == "SHOULD") sc.level = Level::should;
         else if (value == "MAY") sc.level = Level::may;
-        else return fail("level must be MUST, SHOULD or MAY");
+        else if (value == "NOTE") sc.level = Level::note;
+        else return fail("level must be MUST, SHOULD, MAY or NOTE");
       } else if (key == "port") {
         if (value != "mx" && value != "submission" && value != "submissions") return fail("port must be mx, submission or submissions");
         sc.port = value;
@@ -229,6 +262,10 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
     }
     Step st;
     st.line = lineno;
+    if (line.starts_with("!")) {
+      st.asserts = true;
+      line.remove_prefix(1);
+    }
     std::string why;  // set when the step is malformed
     auto arg = [&](std::size_t n) { return line.size() > n ? line.substr(n) : std::string_view(); };
     // RAW:, BDAT: and BODY: carry escaped bytes; SLEEP:, TIMEOUT: and SPLIT: a bounded number.
@@ -268,6 +305,23 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
     } else if (line.starts_with("S: ")) {
       st.kind = Step::Kind::expect;
       parse_expect(arg(3), st.expect, why);
+    } else if (line.starts_with("S*: ")) {
+      st.kind = Step::Kind::expect_all;
+      if (parse_expect(arg(4), st.expect, why) && st.expect.kind != Expect::Kind::reply) why = "S*: takes reply codes, not closed or none";
+    } else if (trim(line) == "AUTH" || trim(line) == "AUTH WRONG") {
+      st.kind = Step::Kind::auth;
+      st.last = trim(line) == "AUTH WRONG";
+    } else if (line.starts_with("HEADER: ")) {
+      st.kind = Step::Kind::header;
+      std::string_view v = trim(arg(8));
+      const std::size_t slash = v.find('/');
+      st.text = std::string(trim(v.substr(0, slash)));
+      if (st.text.empty() || st.text.find_first_of(" :\t") != std::string::npos) why = "HEADER: takes a field name, then an optional /regex/";
+      if (why.empty() && slash != std::string_view::npos) {
+        if (v.size() - slash < 2 || v.back() != '/') why = "a regex is written /.../ at the end";
+        else st.regex = std::string(v.substr(slash + 1, v.size() - slash - 2));
+        if (why.empty()) check_regex(st.regex, why);
+      }
     } else if (line.starts_with("CAP: ")) {
       st.kind = Step::Kind::cap;
       st.text = std::string(trim(arg(5)));
@@ -288,21 +342,56 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       }
     } else {
       why = "unknown step '" + std::string(line.substr(0, 20)) +
-            "' (C:, RAW:, BDAT:, S:, CAP:, NOCAP:, STARTTLS, CLOSE, SLEEP:, SPLIT:, TIMEOUT:, DELIVERED:, BODY:)";
+            "' (C:, RAW:, BDAT:, S:, S*:, CAP:, NOCAP:, AUTH, STARTTLS, CLOSE, SLEEP:, SPLIT:, TIMEOUT:, DELIVERED:, BODY:, HEADER:)";
     }
     if (!why.empty()) return fail(why);
+    const bool can_assert = st.kind == Step::Kind::expect || st.kind == Step::Kind::expect_all || st.kind == Step::Kind::cap ||
+                            st.kind == Step::Kind::nocap || st.kind == Step::Kind::auth || st.kind == Step::Kind::delivered ||
+                            st.kind == Step::Kind::body || st.kind == Step::Kind::header;
+    if (st.asserts && !can_assert) return fail("only a check can be marked '!' (S:, S*:, CAP:, NOCAP:, AUTH, DELIVERED:, BODY:, HEADER:)");
     sc.steps.push_back(std::move(st));
   }
   lineno = 0;
   if (sc.name.empty()) return fail("missing '# case:' header");
   if (sc.rfc.empty()) return fail("missing '# rfc:' header");
   if (sc.steps.empty()) return fail("no steps");
+  if (sc.quote.empty()) return fail("missing '# quote:' header (the RFC sentence the case tests, verbatim)");
+  if (!quote_has_keyword(sc.quote, sc.level)) {
+    return fail("the quote holds no " + std::string(level_name(sc.level)) + " keyword (RFC 2119); a rule without one is level NOTE");
+  }
+  if (sc.assertions_end() == 0) return fail("no step asserts the rule (mark the steps that test it with '!')");
   return sc;
+}
+
+bool quote_has_keyword(std::string_view quote, Level level) {
+  // Keywords are capitalised words: "MUST" inside "MUSTER" or a lower-case "must" do not count.
+  auto has = [&](std::string_view word) {
+    for (std::size_t at = quote.find(word); at != std::string_view::npos; at = quote.find(word, at + 1)) {
+      const bool start = at == 0 || !std::isalpha(static_cast<unsigned char>(quote[at - 1]));
+      const std::size_t end = at + word.size();
+      if (start && (end == quote.size() || !std::isalpha(static_cast<unsigned char>(quote[end])))) return true;
+    }
+    return false;
+  };
+  switch (level) {
+    case Level::must: return has("MUST") || has("REQUIRED") || has("SHALL");
+    case Level::should: return has("SHOULD") || has("RECOMMENDED");
+    case Level::may: return has("MAY") || has("OPTIONAL");
+    case Level::note: return true;
+  }
+  return false;
+}
+
+std::size_t Script::assertions_end() const {
+  for (std::size_t i = steps.size(); i > 0; --i) {
+    if (steps[i - 1].asserts) return i;
+  }
+  return 0;
 }
 
 bool Script::checks_delivery() const {
   for (const auto& st : steps) {
-    if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body) return true;
+    if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body || st.kind == Step::Kind::header) return true;
   }
   return false;
 }

@@ -22,7 +22,7 @@ Script parse(const std::string& text) {
   return s ? *s : Script{};
 }
 
-const std::string head = "# case: t\n# rfc: RFC 5321 §4.5.2\n# title: t\n";
+const std::string head = "# case: t\n# rfc: RFC 5321 §4.5.2\n# level: MUST\n# quote: A test MUST hold.\n# title: t\n";
 const std::string transaction =
     "S: 220\nC: EHLO client.test\nS: 250\nC: MAIL FROM:<a@client.test>\nS: 250\nC: RCPT TO:<b@sink.test>\nS: 250\n";
 
@@ -69,21 +69,21 @@ TEST(Delivery, MaildirStoreReadsOnlyNewAndCurBelowTheRoot) {
 TEST_F(SinkTarget, DeliveredAndBodyPassOnTheRightMessage) {
   const auto r = run_case(parse(head + transaction +
                                 "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: ..dot\nC: .\nS: 250\nC: QUIT\nS: 221\n"
-                                "DELIVERED: 1\nBODY: .dot\\r\\n\n"),
+                                "!DELIVERED: 1\n!BODY: .dot\\r\\n\n"),
                           target);
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << "\n" << r.transcript;
   EXPECT_EQ(sink.received(), 1u);
 }
 
 TEST_F(SinkTarget, BodyMismatchFailsAndSaysWhere) {
-  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: hello\nC: .\nS: 250\nBODY: help\\r\\n\n"),
+  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: hello\nC: .\nS: 250\n!BODY: help\\r\\n\n"),
                           target);
   EXPECT_EQ(r.outcome, Outcome::fail);
   EXPECT_NE(r.reason.find("differs at octet 3"), std::string::npos) << r.reason;
 }
 
 TEST_F(SinkTarget, WrongCountFails) {
-  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\nDELIVERED: 2\n"), target);
+  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\n!DELIVERED: 2\n"), target);
   EXPECT_EQ(r.outcome, Outcome::fail);
   EXPECT_NE(r.reason.find("expected 2 delivered message(s) with the case's token, found 1"), std::string::npos) << r.reason;
 }
@@ -93,14 +93,14 @@ TEST_F(SinkTarget, ASmuggledSecondMessageIsCounted) {
   const auto r = run_case(parse(head + transaction +
                                 "C: DATA\nS: 354\nRAW: Subject: ${token}\\r\\n\\r\\nfirst\\n.\\nMAIL FROM:<a@client.test>\\r\\n"
                                 "RCPT TO:<b@sink.test>\\r\\nDATA\\r\\nSubject: ${token} smuggled\\r\\n\\r\\nx\\r\\n.\\r\\n\n"
-                                "S: 250\nS: 250\nS: 250\nS: 354\nS: 250\nDELIVERED: 1\n"),
+                                "S: 250\nS: 250\nS: 250\nS: 354\nS: 250\n!DELIVERED: 1\n"),
                           target);
   EXPECT_EQ(r.outcome, Outcome::fail) << r.transcript;
   EXPECT_NE(r.reason.find("found 2 (a smuggled or duplicated message?)"), std::string::npos) << r.reason;
 }
 
 TEST_F(SinkTarget, ClosingInTheMiddleOfDataDeliversNothing) {
-  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nRAW: Subject: ${token}\\r\\n\\r\\nhalf\\r\\n\nCLOSE\nDELIVERED: 0\n"),
+  const auto r = run_case(parse(head + transaction + "C: DATA\nS: 354\nRAW: Subject: ${token}\\r\\n\\r\\nhalf\\r\\n\nCLOSE\n!DELIVERED: 0\n"),
                           target);
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
   EXPECT_EQ(sink.received(), 0u);
@@ -109,7 +109,7 @@ TEST_F(SinkTarget, ClosingInTheMiddleOfDataDeliversNothing) {
 TEST_F(SinkTarget, SplitWritesArriveWhole) {
   const auto r = run_case(parse(head + "S: 220\nC: EHLO client.test\nSPLIT: 2\nS: 250\nC: MAIL FROM:<a@client.test>\nC: RCPT TO:<b@sink.test>\n"
                                        "SPLIT: 1\nS: 250\nS: 250\nC: DATA\nS: 354\nRAW: Subject: ${token}\\r\\n\\r\\nab\\r\\n.\\r\\n\nSPLIT: 3\n"
-                                       "S: 250\nBODY: ab\\r\\n\n"),
+                                       "S: 250\n!BODY: ab\\r\\n\n"),
                           target);
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << "\n" << r.transcript;
   EXPECT_NE(r.transcript.find("in writes of 1"), std::string::npos);
@@ -118,7 +118,7 @@ TEST_F(SinkTarget, SplitWritesArriveWhole) {
 TEST_F(SinkTarget, AuthHelpersAreComputedFromTheProfile) {
   target.profile["user"] = "conform";
   target.profile["password"] = "pw";
-  const auto r = run_case(parse(head + "S: 220\nC: NOOP ${auth_plain} ${user_b64}\nS: 250\n"), target);
+  const auto r = run_case(parse(head + "S: 220\nC: NOOP ${auth_plain} ${user_b64}\n!S: 250\n"), target);
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
   EXPECT_NE(r.transcript.find("C: NOOP AGNvbmZvcm0AcHc= Y29uZm9ybQ=="), std::string::npos) << r.transcript;
   EXPECT_EQ(r.sent.substr(0, 5), "NOOP ");
@@ -126,7 +126,7 @@ TEST_F(SinkTarget, AuthHelpersAreComputedFromTheProfile) {
 
 TEST_F(SinkTarget, DeliveryCasesSkipWithoutAStoreUnlessOptional) {
   target.delivery = nullptr;
-  const std::string body = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\nDELIVERED: 1\n";
+  const std::string body = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\n!DELIVERED: 1\n";
   auto r = run_case(parse(head + body), target);
   EXPECT_EQ(r.outcome, Outcome::skip);
   EXPECT_NE(r.reason.find("--maildir"), std::string::npos);
@@ -136,17 +136,17 @@ TEST_F(SinkTarget, DeliveryCasesSkipWithoutAStoreUnlessOptional) {
 }
 
 TEST_F(SinkTarget, PortsThatAreNotGivenSkip) {
-  auto r = run_case(parse(head + "# port: submission\nS: 220\n"), target);
+  auto r = run_case(parse(head + "# port: submission\n!S: 220\n"), target);
   EXPECT_EQ(r.outcome, Outcome::skip);
   EXPECT_NE(r.reason.find("--submission"), std::string::npos);
   target.submission = {"127.0.0.1", sink.port()};
-  r = run_case(parse(head + "# port: submission\nS: 220\nC: QUIT\nS: 221\n"), target);
+  r = run_case(parse(head + "# port: submission\nS: 220\nC: QUIT\n!S: 221\n"), target);
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
 }
 
 TEST_F(SinkTarget, BdatStepComputesTheSize) {
   // The sink does not offer CHUNKING: it answers 502, and the case sees what it sent.
-  const auto r = run_case(parse(head + "S: 220\nBDAT LAST: ${token}\\r\\n\nS: 502\n"), target);
+  const auto r = run_case(parse(head + "S: 220\nBDAT LAST: ${token}\\r\\n\n!S: 502\n"), target);
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
   const std::string token_line = r.sent.substr(r.sent.find("\r\n") + 2);
   EXPECT_EQ(r.sent.substr(0, r.sent.find("\r\n")), "BDAT " + std::to_string(token_line.size()) + " LAST");
@@ -166,16 +166,21 @@ TEST(Endpoint, Parsing) {
 // The JUnit report validates against the schema (conformance/schema/junit.xsd) with every
 // outcome and hostile text in it: markup, control characters and octets that are not UTF-8.
 TEST(Report, JunitValidatesAgainstTheSchema) {
-  Script a = parse(head + "S: 220\n"), b = a, c = a, d = a;
+  Script a = parse(head + "!S: 220\n"), b = a, c = a, d = a, e = a, f = a;
   b.name = "b";
   c.name = "c";
   d.name = "d";
   d.rfc = "RFC 3207 §4";
-  std::vector<CaseResult> results(4);
+  e.name = "e";
+  e.level = Level::note;
+  f.name = "f";
+  std::vector<CaseResult> results(6);
   results[0].script = &a;
   results[1] = {&b, Outcome::fail, "expected 250, got: 554 <bad> & \"worse\" \x01\xff\xc3", "S: 554 \xe9t\xe9 \xc3\xa9\n", "", 0.5};
   results[2] = {&c, Outcome::skip, "not advertised: CHUNKING", "", "", 0};
   results[3] = {&d, Outcome::error, "connect: refused", "C: EHLO x\n\x1b[0m", "", 0.1};
+  results[4] = {&e, Outcome::lenient, "accepted MAIL FROM:a@b", "C: MAIL FROM:a@b\nS: 250\n", "", 0.1};
+  results[5] = {&f, Outcome::inconclusive, "setup: RCPT refused", "S: 550\n", "", 0.1};
   Target target;
   const std::string report_text = report(results, "junit", target);
   const fs::path dir = fs::temp_directory_path() / ("conform-junit-" + std::to_string(std::random_device{}()));
@@ -185,7 +190,7 @@ TEST(Report, JunitValidatesAgainstTheSchema) {
   const std::string validate = "xmllint --noout --schema " + schema + " ";
   EXPECT_EQ(std::system((validate + (dir / "report.xml").string() + " 2>" + (dir / "err").string()).c_str()), 0)
       << report_text;
-  EXPECT_NE(report_text.find("tests=\"4\" failures=\"1\" errors=\"1\" skipped=\"1\""), std::string::npos) << report_text;
+  EXPECT_NE(report_text.find("tests=\"6\" failures=\"1\" errors=\"1\" skipped=\"2\""), std::string::npos) << report_text;
   EXPECT_NE(report_text.find("S: 554 ?t? \xc3\xa9"), std::string::npos) << "bad octets replaced, valid UTF-8 kept";
   // The check can fail: a testcase with two outcomes is not JUnit.
   std::string broken = report_text;
@@ -198,7 +203,7 @@ TEST(Report, JunitValidatesAgainstTheSchema) {
 TEST_F(SinkTarget, TimeoutStepShortensTheWaitForAReply) {
   target.step_timeout = std::chrono::milliseconds(30000);
   // The sink sends nothing after its greeting unless asked: the S: below can only time out.
-  const auto r = run_case(parse(head + "S: 220\nTIMEOUT: 200\nS: 250\n"), target);
+  const auto r = run_case(parse(head + "S: 220\nTIMEOUT: 200\n!S: 250\n"), target);
   EXPECT_EQ(r.outcome, Outcome::fail);
   // The case's own timeout applied, not the runner's 30 s (the reason names the one used).
   EXPECT_NE(r.reason.find("no reply within the step timeout (200 ms)"), std::string::npos) << r.reason;

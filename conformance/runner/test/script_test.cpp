@@ -32,8 +32,8 @@ TEST(Suites, EveryCaseParsesAndNamesItsRfc) {
 TEST(Script, StepsAndExpectations) {
   ParseError error;
   auto s = parse_script(
-      "# case: x\n# rfc: RFC 5321 §1\n# level: SHOULD\n# needs: PIPELINING STARTTLS\n# title: t\n"
-      "S: 220\nC: EHLO a\nS: 250 2.x.x /hello/\nS: 550|553\nS: 2xx\nRAW: a\\r\\n\\x00\nCAP: SIZE\nSTARTTLS\nS: closed\nS: none 300\nSLEEP: 10\n",
+      "# case: x\n# rfc: RFC 5321 §1\n# level: SHOULD\n# quote: A server SHOULD do it.\n# needs: PIPELINING STARTTLS\n# title: t\n"
+      "S: 220\nC: EHLO a\nS: 250 2.x.x /hello/\n!S: 550|553\nS: 2xx\nRAW: a\\r\\n\\x00\nCAP: SIZE\nSTARTTLS\nS: closed\nS: none 300\nSLEEP: 10\n",
       "f.smtp", error);
   ASSERT_TRUE(s) << error.message;
   EXPECT_EQ(s->level, Level::should);
@@ -45,6 +45,55 @@ TEST(Script, StepsAndExpectations) {
   EXPECT_EQ(s->steps[5].text, std::string("a\r\n\0", 4));
   EXPECT_EQ(s->steps[8].expect.kind, Expect::Kind::closed);
   EXPECT_EQ(s->steps[9].expect.silence_ms, 300);
+  EXPECT_TRUE(s->steps[3].asserts);
+  EXPECT_FALSE(s->steps[2].asserts);
+  EXPECT_EQ(s->assertions_end(), 4u);
+  EXPECT_EQ(s->quote, "A server SHOULD do it.");
+}
+
+TEST(Script, NewStepsAndHeaders) {
+  ParseError error;
+  auto s = parse_script(
+      "# case: x\n# rfc: RFC 4954 §4\n# level: NOTE\n# quote: auth = \"AUTH\" SP sasl-mech\n# quote: [SP initial-response]\n"
+      "# skip-when: accept_all\n# title: t\n"
+      "S: 220\n!S*: 2xx|5xx\nAUTH\n!AUTH WRONG\nC: QUIT\n!S: 221|closed\n!HEADER: Received\n!HEADER: Return-Path /^<${sender}>$/\n",
+      "f.smtp", error);
+  ASSERT_TRUE(s) << error.message;
+  EXPECT_EQ(s->level, Level::note);
+  EXPECT_EQ(s->quote, "auth = \"AUTH\" SP sasl-mech [SP initial-response]");
+  EXPECT_EQ(s->skip_when, (std::vector<std::string>{"accept_all"}));
+  ASSERT_EQ(s->steps.size(), 8u);
+  EXPECT_EQ(s->steps[1].kind, Step::Kind::expect_all);
+  EXPECT_EQ(s->steps[1].expect.codes, (std::vector<std::string>{"2xx", "5xx"}));
+  EXPECT_EQ(s->steps[2].kind, Step::Kind::auth);
+  EXPECT_FALSE(s->steps[2].last);
+  EXPECT_FALSE(s->steps[2].asserts);
+  EXPECT_TRUE(s->steps[3].last);
+  EXPECT_TRUE(s->steps[5].expect.or_closed);
+  EXPECT_EQ(s->steps[5].expect.codes, (std::vector<std::string>{"221"}));
+  EXPECT_EQ(s->steps[6].kind, Step::Kind::header);
+  EXPECT_EQ(s->steps[6].text, "Received");
+  EXPECT_EQ(s->steps[7].regex, "^<${sender}>$");
+  EXPECT_TRUE(s->checks_delivery());
+
+  const std::string h = "# case: x\n# rfc: RFC 1\n# title: t\n";
+  // Every case quotes its sentence, whose keyword is the case's level, and asserts something.
+  EXPECT_FALSE(parse_script(h + "!S: 220\n", "bad.smtp", error));
+  EXPECT_EQ(error.message, "bad.smtp: missing '# quote:' header (the RFC sentence the case tests, verbatim)");
+  EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: The server should answer.\n!S: 220\n", "bad.smtp", error));
+  EXPECT_NE(error.message.find("holds no MUST keyword"), std::string::npos) << error.message;
+  EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: It MUSTER the troops.\n!S: 220\n", "bad.smtp", error));
+  EXPECT_TRUE(parse_script(h + "# level: MUST\n# quote: It is REQUIRED.\n!S: 220\n", "ok.smtp", error)) << error.message;
+  EXPECT_TRUE(parse_script(h + "# level: SHOULD\n# quote: It is RECOMMENDED.\n!S: 220\n", "ok.smtp", error)) << error.message;
+  EXPECT_FALSE(parse_script(h + "# level: MAY\n# quote: It MUST.\n!S: 220\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: It MUST.\nS: 220\n", "bad.smtp", error));
+  EXPECT_NE(error.message.find("no step asserts the rule"), std::string::npos) << error.message;
+  EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: It MUST.\n!C: NOOP\n", "bad.smtp", error));
+  EXPECT_NE(error.message.find("bad.smtp:6: only a check can be marked"), std::string::npos) << error.message;
+  EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: It MUST.\n!S*: closed\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: It MUST.\n!HEADER: Bad Name\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: It MUST.\n!HEADER: X /[/\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "# skip-when: sometimes\n", "bad.smtp", error));
 }
 
 TEST(Script, ErrorsNameFileAndLine) {
@@ -61,9 +110,9 @@ TEST(Script, ErrorsNameFileAndLine) {
   EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /a{7777777777777777777}/\n", "bad.smtp", error));
   EXPECT_NE(error.message.find("limited to 999"), std::string::npos);
   EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /" + std::string(201, 'a') + "/\n", "bad.smtp", error));
-  EXPECT_TRUE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /a{2,999}/\n", "ok.smtp", error));
+  EXPECT_TRUE(parse_script("# case: x\n# rfc: RFC 1\n# quote: q MUST\n!S: 250 /a{2,999}/\n", "ok.smtp", error));
   EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /(a)\\22222222222222222222/\n", "bad.smtp", error));
-  EXPECT_TRUE(parse_script("# case: x\n# rfc: RFC 1\nS: 250 /^\\d+ \\w+\\.test$/\n", "ok.smtp", error)) << error.message;
+  EXPECT_TRUE(parse_script("# case: x\n# rfc: RFC 1\n# quote: q MUST\n!S: 250 /^\\d+ \\w+\\.test$/\n", "ok.smtp", error)) << error.message;
   EXPECT_FALSE(parse_script("# case: x\n# rfc: RFC 1\n# level: OFTEN\nS: 250\n", "bad.smtp", error));
 }
 
@@ -78,8 +127,8 @@ TEST(Script, Substitution) {
 TEST(Script, DeliveryPortAndWriteSteps) {
   ParseError error;
   auto s = parse_script(
-      "# case: x\n# rfc: RFC 5321 §1\n# title: t\n# port: submission\n# delivery: optional\n"
-      "S: 220\nSPLIT: 3\nBDAT: a\\r\\n\nBDAT LAST: \nCLOSE\nDELIVERED: 0|1\nBODY: x\\x00\n",
+      "# case: x\n# rfc: RFC 5321 §1\n# title: t\n# quote: It MUST.\n# port: submission\n# delivery: optional\n"
+      "S: 220\nSPLIT: 3\nBDAT: a\\r\\n\nBDAT LAST: \nCLOSE\n!DELIVERED: 0|1\nBODY: x\\x00\n",
       "f.smtp", error);
   ASSERT_TRUE(s) << error.message;
   EXPECT_EQ(s->port, "submission");
@@ -101,7 +150,7 @@ TEST(Script, DeliveryPortAndWriteSteps) {
   EXPECT_FALSE(parse_script(h + "DELIVERED: 1|\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "SPLIT: 0\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "TIMEOUT: 0\n", "bad.smtp", error));
-  auto t = parse_script(h + "TIMEOUT: 1500\nS: 220\n", "ok.smtp", error);
+  auto t = parse_script(h + "# quote: It MUST.\nTIMEOUT: 1500\n!S: 220\n", "ok.smtp", error);
   ASSERT_TRUE(t) << error.message;
   EXPECT_EQ(t->steps[0].kind, Step::Kind::timeout);
   EXPECT_EQ(t->steps[0].ms, 1500);

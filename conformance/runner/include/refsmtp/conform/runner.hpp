@@ -2,11 +2,13 @@
 // Runs conformance scripts against a server on a host:port and reports per RFC requirement.
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "refsmtp/conform/delivery.hpp"
 #include "refsmtp/conform/script.hpp"
+#include "refsmtp/conform/transport.hpp"
 
 namespace refsmtp::conform {
 
@@ -30,6 +32,7 @@ struct Target {
   std::chrono::milliseconds settle{500};  // DELIVERED: how long the count must stay put
   DeliveryStore* delivery = nullptr;      // where DELIVERED:/BODY: look; none: those cases skip
   std::map<std::string, std::string> profile;  // variables for ${...}
+  Connector connector;                         // how to reach it (empty: TCP, connect_tcp)
 };
 
 // Parses HOST:PORT or [IPv6]:PORT; false with an explanation when malformed.
@@ -39,13 +42,22 @@ bool parse_endpoint(const std::string& text, Endpoint& out, std::string& error);
 // needs was not configured.
 std::string unavailable(const Script& script, const Target& target);
 
-enum class Outcome { pass, fail, skip, error };
+// pass: every step that asserts the rule went as written.
+// fail: a step that asserts the rule did not (a MUST, SHOULD or MAY case).
+// lenient: the same for a NOTE case: the server accepted what the grammar does not allow, or
+//          bore what a robust server would not; reported apart, never a failed requirement.
+// inconclusive: the rule was never exercised: a setup step did not go as the case needs, or the
+//          server ended the session with 421.
+// skip: not run (a port, delivery store or extension it needs is not there).
+// error: the runner could not run it (connection refused, a variable missing from the profile).
+enum class Outcome { pass, fail, lenient, inconclusive, skip, error };
 std::string_view outcome_name(Outcome o);
+std::optional<Outcome> parse_outcome(std::string_view name);
 
 struct CaseResult {
   const Script* script = nullptr;
   Outcome outcome = Outcome::pass;
-  std::string reason;      // why it failed or was skipped
+  std::string reason;      // why it failed, was inconclusive or was skipped
   std::string transcript;  // what was sent (C:) and received (S:)
   std::string sent;        // every octet sent, in order (a fuzz seed when the case passes)
   double seconds = 0;
@@ -53,11 +65,25 @@ struct CaseResult {
 
 CaseResult run_case(const Script& script, const Target& target);
 
+// A baseline of known results (--expect FILE): "case-name outcome: reason" lines, "#" comments.
+// outcome is fail, lenient, inconclusive or error; every other case is expected to pass (or skip).
+struct Expectation {
+  Outcome outcome = Outcome::fail;
+  std::string reason;
+};
+using Baseline = std::map<std::string, Expectation>;
+bool parse_baseline(const std::string& text, const std::string& file, Baseline& out, std::string& error);
+// What differs from the baseline, one line each ("" when nothing does). With every_case_ran
+// (no --filter or --level), a listed case that was not run at all is a difference too.
+std::string compare_with_baseline(const std::vector<CaseResult>& results, const Baseline& baseline, bool every_case_ran);
+
 // Reports: "text" (per RFC summary), "junit" (JUnit XML), "json", "tap".
 std::string report(const std::vector<CaseResult>& results, const std::string& format, const Target& target);
 
-// The profile file: "name = value" lines, "#" comments. Defaults for anything not given.
+// The profile file: "name = value" lines, "#" comments; a name the runner does not know is an
+// error naming the file and line. Defaults for anything not given.
 std::map<std::string, std::string> default_profile();
+const std::vector<std::pair<std::string, std::string>>& profile_keys();  // name, what it means
 bool parse_profile(const std::string& text, const std::string& file, std::map<std::string, std::string>& out, std::string& error);
 
 }  // namespace refsmtp::conform

@@ -1,31 +1,58 @@
 #pragma once
 // Conformance cases as data: one transcript per file, in the C:/S: style RFCs use.
 //
-//   # case: mail-before-helo
+//   # case: nested-mail
 //   # rfc: RFC 5321 §4.1.4
-//   # level: MUST
-//   # needs: PIPELINING            (EHLO keywords the case needs; skipped when not advertised)
+//   # level: MUST                  (MUST, SHOULD, MAY: the quoted sentence's keyword as it binds
+//                                   the server; NOTE: no keyword binds the server -- a grammar,
+//                                   a client's duty, robustness -- and a NOTE case that does not
+//                                   hold is reported as lenient, never as a failed requirement)
+//   # quote: The AUTH command is not permitted during a mail transaction.
+//                                  (the RFC's sentence, verbatim; several lines are joined)
+//   # needs: PIPELINING AUTH=PLAIN (EHLO keywords, or KEYWORD=PARAM for one of its parameters;
+//                                   the case is skipped when the server does not advertise them)
+//   # skip-when: accept_all        (skipped when the profile sets accept_all = yes: the server
+//                                   takes every recipient, so a refusal cannot be judged)
 //   # port: mx                     (mx, the default; submission: the --submission target, in the
 //                                   clear until the case says STARTTLS; submissions: the
 //                                   --submissions target, TLS from the first byte)
 //   # delivery: optional           (run even without --maildir/--sink, skipping only the
-//                                   DELIVERED:/BODY: steps; by default such a case is skipped)
-//   # title: MAIL before EHLO/HELO is refused with 503
+//                                   delivery steps; by default such a case is skipped)
+//   # title: A second MAIL inside a transaction is refused with 503
 //   S: 220
+//   C: EHLO ${helo}
+//   S: 250
 //   C: MAIL FROM:<${sender}>
-//   S: 503
+//   S: 250
+//   C: MAIL FROM:<${sender}>
+//   !S: 503
+//
+// A leading '!' marks the steps that assert the rule: only they can fail the case. Any other
+// step that does not go as written is setup that went wrong, and makes the case inconclusive
+// (the rule was never exercised); after the last '!' step the rest is teardown, only noted. A
+// 421 where a step does not allow it ends the case as inconclusive too (RFC 5321 §3.8: a server
+// may close with 421 whenever it must).
 //
 // Steps:
 //   C: TEXT          send TEXT + CRLF. Consecutive C: lines go out in one write (pipelining).
 //   RAW: BYTES       send BYTES as is (escapes \r \n \t \0 \\ \xHH), no CRLF added
 //   S: EXPECT        read one reply and check it. EXPECT is one of
 //                      250 | 2xx | 550|553 (alternatives) [ENHANCED like 5.1.1] [/REGEX/]
+//                        ("closed" may be one of the alternatives: 221|closed)
 //                      closed          the server closes the connection (EOF) -- a 421 first is allowed
-//                      none MS         no reply within MS milliseconds
+//                      none MS         no reply within MS milliseconds (at least three times
+//                                      the slowest reply seen so far in the case)
+//   S*: EXPECT       zero or more replies, read until the server falls silent (as for none) or
+//                    closes; every one must match EXPECT. Judges a property whatever the
+//                    server's wording: after a smuggling attempt, "!S*: 2xx|4xx|5xx" fails only
+//                    when a smuggled DATA was answered 354.
 //   TIMEOUT: MS      wait up to MS for each following reply (and delivery) in this case, instead
 //                    of the runner's --timeout (e.g. a server that pauses before a 5xx)
 //   CAP: KEYWORD     the last reply (an EHLO reply) lists KEYWORD
 //   NOCAP: KEYWORD   ... does not list it
+//   AUTH             authenticate with the profile's user and password, by a mechanism the last
+//                    EHLO reply offered (the profile's auth_mechanism, else PLAIN, else LOGIN);
+//                    235 expected. AUTH WRONG: the same with a wrong password, a 5xx expected.
 //   BDAT: BYTES      send "BDAT <size of BYTES>" CRLF, then BYTES (escapes as in RAW:, after
 //                    ${...} substitution, so the size is always right); BDAT LAST: ... the same
 //                    with LAST
@@ -40,10 +67,15 @@
 //   BODY: BYTES      delivery check: the one delivered message with ${token} has this body (the
 //                    part after the first empty line; escapes as in RAW:; CRLF and LF compare
 //                    equal, since a mailbox may store either)
+//   HEADER: NAME [/REGEX/]
+//                    delivery check: the one delivered message with ${token} has a header field
+//                    NAME (any case) whose unfolded value matches REGEX; ${...} in REGEX stand
+//                    for their values taken literally
 // ${name} is replaced from the target profile (domain, rcpt, unknown, sender, user, password, ...)
 // and ${token} by a string unique to this run of this case. AUTH helpers, computed from the
 // profile's user and password: ${auth_plain} (base64 of NUL user NUL password, RFC 4616),
-// ${auth_plain_wrong} (the same with a wrong password), ${user_b64}, ${password_b64},
+// ${auth_plain_wrong} (the same with a wrong password), ${auth_plain_authzid} (authorization
+// identity "${user}-other", then user and password), ${user_b64}, ${password_b64},
 // ${password_wrong_b64} (for AUTH LOGIN).
 #include <cstdint>
 #include <map>
@@ -54,23 +86,28 @@
 
 namespace refsmtp::conform {
 
-enum class Level { must, should, may };
+enum class Level { must, should, may, note };
 std::string_view level_name(Level l);
 
 struct Expect {
   enum class Kind { reply, closed, none } kind = Kind::reply;
   std::vector<std::string> codes;  // "250", "2xx", alternatives
+  bool or_closed = false;          // "closed" was one of the alternatives
   std::string enhanced;            // "" or "5.1.1" (may use x: "5.x.x")
   std::string regex;               // "" or a pattern the reply text must match
   int silence_ms = 0;              // for none
 };
 
 struct Step {
-  enum class Kind { send, raw, bdat, expect, cap, nocap, starttls, close, sleep, split, delivered, body, timeout } kind;
-  std::string text;  // send/raw/body payload, cap keyword
+  enum class Kind {
+    send, raw, bdat, expect, expect_all, cap, nocap, auth, starttls, close, sleep, split, delivered, body, header, timeout
+  } kind;
+  bool asserts = false;  // marked '!': this step tests the rule; a failure here fails the case
+  std::string text;      // send/raw/body payload, cap keyword, header field name
   Expect expect;
   int ms = 0;               // sleep, timeout: milliseconds; split: octets per write
-  bool last = false;        // bdat: BDAT LAST
+  bool last = false;        // bdat: BDAT LAST; auth: AUTH WRONG
+  std::string regex;        // header: the pattern for the field's value ("" = any)
   std::vector<int> counts;  // delivered: the message counts allowed
   std::size_t line = 0;
 };
@@ -78,13 +115,17 @@ struct Step {
 struct Script {
   std::string file;
   std::string name, rfc, title;
+  std::string quote;  // the RFC sentence the case tests, verbatim
   Level level = Level::must;
+  std::vector<std::string> skip_when;  // profile flags (accept_all) under which the case skips
   std::vector<std::string> needs;
   std::string port = "mx";  // mx, submission or submissions
   bool delivery_optional = false;
   std::vector<Step> steps;
-  // True when a step checks delivery (DELIVERED:, BODY:).
+  // True when a step checks delivery (DELIVERED:, BODY:, HEADER:).
   bool checks_delivery() const;
+  // The index one past the last step marked '!' (the steps after it are teardown).
+  std::size_t assertions_end() const;
 };
 
 struct ParseError {
@@ -95,7 +136,12 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
 
 // Decodes RAW: escapes; nothing if malformed.
 std::optional<std::string> unescape_raw(std::string_view s);
-// Replaces ${name}; unknown names are an error (returned in `missing`).
-std::string substitute(std::string_view s, const std::map<std::string, std::string>& vars, std::string& missing);
+// Replaces ${name}; unknown names are an error (returned in `missing`). With `for_regex`, the
+// values are escaped so that they match themselves literally inside a pattern.
+std::string substitute(std::string_view s, const std::map<std::string, std::string>& vars, std::string& missing,
+                       bool for_regex = false);
+// Whether a quote holds a keyword of this level (RFC 2119: MUST, MUST NOT, REQUIRED, SHALL,
+// SHALL NOT; SHOULD, SHOULD NOT, RECOMMENDED; MAY, OPTIONAL). A NOTE needs none.
+bool quote_has_keyword(std::string_view quote, Level level);
 
 }  // namespace refsmtp::conform

@@ -1,0 +1,426 @@
+// The step loop: runs one case against a target and gives its verdict.
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <regex>
+#include <thread>
+
+#include "matchers.hpp"
+#include "refsmtp/conform/runner.hpp"
+
+namespace refsmtp::conform {
+
+using namespace detail;
+
+std::string_view outcome_name(Outcome o) {
+  switch (o) {
+    case Outcome::pass: return "pass";
+    case Outcome::fail: return "fail";
+    case Outcome::lenient: return "lenient";
+    case Outcome::inconclusive: return "inconclusive";
+    case Outcome::skip: return "skip";
+    case Outcome::error: return "error";
+  }
+  return "?";
+}
+
+std::optional<Outcome> parse_outcome(std::string_view name) {
+  for (Outcome o : {Outcome::pass, Outcome::fail, Outcome::lenient, Outcome::inconclusive, Outcome::skip, Outcome::error}) {
+    if (outcome_name(o) == name) return o;
+  }
+  return std::nullopt;
+}
+
+bool parse_endpoint(const std::string& text, Endpoint& out, std::string& error) {
+  const std::size_t colon = text.rfind(':');
+  char* end = nullptr;
+  const long port = colon == std::string::npos ? -1 : std::strtol(text.c_str() + colon + 1, &end, 10);
+  if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535 || end == text.c_str() + colon + 1 || *end != '\0') {
+    error = "'" + text + "': expected HOST:PORT";
+    return false;
+  }
+  out.host = text.substr(0, colon);
+  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']') out.host = out.host.substr(1, out.host.size() - 2);
+  out.port = static_cast<std::uint16_t>(port);
+  return true;
+}
+
+std::string unavailable(const Script& script, const Target& target) {
+  if (script.port == "submission" && target.submission.port == 0) return "needs a submission port (--submission HOST:PORT)";
+  if (script.port == "submissions" && target.submissions.port == 0) return "needs an implicit-TLS port (--submissions HOST:PORT)";
+  if (script.checks_delivery() && !target.delivery && !script.delivery_optional) return "checks delivery (give --maildir PATH or --sink HOST:PORT)";
+  for (const auto& flag : script.skip_when) {
+    const auto it = target.profile.find(flag);
+    if (it != target.profile.end() && it->second == "yes") {
+      return "the profile says " + flag + " = yes: the server takes every recipient, so a refusal cannot be judged";
+    }
+  }
+  return "";
+}
+
+namespace {
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+// The AUTH helper variables, from the profile's user and password.
+void add_auth_variables(std::map<std::string, std::string>& vars) {
+  const std::string user = vars["user"], password = vars["password"], wrong = password + "-wrong";
+  const std::string nul(1, '\0');
+  vars["auth_plain"] = base64(nul + user + nul + password);
+  vars["auth_plain_wrong"] = base64(nul + user + nul + wrong);
+  // RFC 4616 §2: an authorization identity other than the authentication identity.
+  vars["auth_plain_authzid"] = base64(user + "-other" + nul + user + nul + password);
+  vars["user_b64"] = base64(user);
+  vars["password_b64"] = base64(password);
+  vars["password_wrong_b64"] = base64(wrong);
+}
+
+bool allows_421(const Expect& e) {
+  return std::any_of(e.codes.begin(), e.codes.end(), [](const std::string& p) { return code_matches(p, 421); });
+}
+
+}  // namespace
+
+CaseResult run_case(const Script& script, const Target& target) {
+  CaseResult r;
+  r.script = &script;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto finish = [&](Outcome o, std::string why) {
+    r.outcome = o;
+    r.reason = std::move(why);
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  };
+  auto vars = target.profile;
+  static std::atomic<unsigned> counter{0};
+  vars["token"] = script.name + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  add_auth_variables(vars);
+  if (const std::string why = unavailable(script, target); !why.empty()) return finish(Outcome::skip, why);
+
+  // Which port: the main target with its TLS mode, or a submission port.
+  std::string host = target.host;
+  std::uint16_t port = target.port;
+  TlsMode tls = target.tls;
+  if (script.port == "submission") {
+    host = target.submission.host;
+    port = target.submission.port;
+    tls = TlsMode::none;
+  } else if (script.port == "submissions") {
+    host = target.submissions.host;
+    port = target.submissions.port;
+    tls = TlsMode::implicit;
+  }
+  std::string error;
+  std::unique_ptr<Transport> conn =
+      target.connector ? target.connector(host, port, target.step_timeout, error) : connect_tcp(host, port, target.step_timeout, error);
+  if (!conn) return finish(Outcome::error, "cannot connect to " + host + ":" + std::to_string(port) + ": " + error);
+  if (tls == TlsMode::implicit && !conn->start_tls(error)) return finish(Outcome::error, error);
+  std::size_t first_step = 0;
+  if (tls == TlsMode::starttls) {
+    const auto greeting = conn->read_reply(target.step_timeout);
+    if (greeting.lines.empty() || !greeting.lines.front().starts_with("220")) return finish(Outcome::error, "no 220 greeting before STARTTLS");
+    conn->send("EHLO " + vars["helo"] + "\r\n");
+    conn->read_reply(target.step_timeout);
+    conn->send("STARTTLS\r\n");
+    const auto ready = conn->read_reply(target.step_timeout);
+    if (ready.lines.empty() || !ready.lines.front().starts_with("220")) {
+      return finish(Outcome::error, "STARTTLS refused: " + (ready.lines.empty() ? std::string("no reply") : ready.lines.front()));
+    }
+    if (!conn->start_tls(error)) return finish(Outcome::error, error);
+    r.transcript += "-- greeting, EHLO and STARTTLS done; TLS --\n";
+    // The case's opening greeting step stands for the greeting already read.
+    if (!script.steps.empty() && script.steps.front().kind == Step::Kind::expect) first_step = 1;
+  }
+
+  const std::size_t judged_end = script.assertions_end();
+  std::chrono::milliseconds step_timeout = target.step_timeout;  // TIMEOUT: changes it
+  std::chrono::milliseconds slowest{0};  // the longest a reply took in this case (scales silences)
+  std::vector<std::string> last;         // the last reply's lines
+  std::vector<std::string> last_ehlo;    // the last multi-line 250 (an EHLO reply)
+  std::string pending;                   // C: lines waiting to go out in one write
+  // Messages the server took responsibility for (2xx after the data of DATA or BDAT LAST): a
+  // delivery check waits for at most that many, so a refused message costs no step timeout.
+  std::size_t accepted = 0;
+  bool end_of_data_next = false;  // the next reply answers the end of a message
+  auto flush = [&]() -> bool {
+    if (pending.empty()) return true;
+    const bool ok = conn->send(pending);
+    r.sent += pending;
+    pending.clear();
+    return ok;
+  };
+  // Reads one reply, records it, and keeps the counts the delivery checks use.
+  auto read = [&](std::chrono::milliseconds wait) {
+    const auto start = std::chrono::steady_clock::now();
+    ReadResult got = conn->read_reply(wait);
+    for (const auto& l : got.lines) r.transcript += "S: " + printable(l, 500) + "\n";
+    if (!got.lines.empty()) {
+      slowest = std::max(slowest, std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start));
+      last = got.lines;
+      if (got.lines.size() > 1 && got.lines.front().starts_with("250")) last_ehlo = got.lines;
+      if (malformed(got.lines).empty()) {
+        const int code = std::stoi(got.lines.front().substr(0, 3));
+        if (end_of_data_next && code < 300) ++accepted;
+        end_of_data_next = code == 354;
+      }
+    }
+    return got;
+  };
+  // A silence is judged over at least three times the slowest reply so far, so a slow server's
+  // late answer is not taken for silence.
+  auto silence_window = [&](int ms) { return std::min(step_timeout, std::max(std::chrono::milliseconds(ms), 3 * slowest)); };
+  // Waits until the delivered count for this case's token reaches `want` (at most the number
+  // of messages the server accepted) or the step timeout passes, then for the settle time, so
+  // a late extra message (smuggled, duplicated) is seen too.
+  auto delivered = [&](std::size_t want) {
+    want = std::min(want, accepted);
+    const auto deadline = std::chrono::steady_clock::now() + step_timeout;
+    auto found = target.delivery->find(vars["token"]);
+    while (found.size() < want && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      found = target.delivery->find(vars["token"]);
+    }
+    if (found.size() <= want) {
+      std::this_thread::sleep_for(target.settle);
+      found = target.delivery->find(vars["token"]);
+    }
+    return found;
+  };
+
+  for (std::size_t si = first_step; si < script.steps.size(); ++si) {
+    const Step& st = script.steps[si];
+    const std::string where = script.file + ":" + std::to_string(st.line) + ": ";
+    // A step that did not go as written: the verdict depends on what the step was for.
+    auto not_as_written = [&](const std::string& why) {
+      if (st.asserts) return finish(script.level == Level::note ? Outcome::lenient : Outcome::fail, where + why);
+      if (si >= judged_end) {
+        r.transcript += "-- teardown did not go as written (not judged): " + why + " --\n";
+        return finish(Outcome::pass, "");
+      }
+      return finish(Outcome::inconclusive, where + "setup did not go as the case needs, so the rule was not tested: " + why);
+    };
+    auto ended_with_421 = [&](const std::string& line) {
+      return finish(Outcome::inconclusive, where + "the server ended the session with 421 (RFC 5321 §3.8), so the rule was not tested: " +
+                                               printable(line, 200));
+    };
+    std::string missing;
+    auto substituted = [&](const std::string& text, bool for_regex = false) { return substitute(text, vars, missing, for_regex); };
+    auto no_variable = [&] { return finish(Outcome::error, where + "the profile has no '" + missing + "'"); };
+    if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body || st.kind == Step::Kind::header) {
+      flush();  // what the case sent so far is what the delivery check judges
+      if (!target.delivery) {  // "# delivery: optional" (unavailable() skipped the others)
+        r.transcript += "-- delivery check not made (no --maildir or --sink) --\n";
+        continue;
+      }
+    }
+    switch (st.kind) {
+      case Step::Kind::send: {
+        const std::string line = substituted(st.text);
+        if (!missing.empty()) return no_variable();
+        r.transcript += "C: " + printable(line, 500) + "\n";
+        pending += line + "\r\n";
+        break;
+      }
+      case Step::Kind::raw: {
+        const std::string bytes = substituted(st.text);
+        if (!missing.empty()) return no_variable();
+        r.transcript += "C(raw): " + printable(bytes, 400) + "\n";
+        pending += bytes;
+        break;
+      }
+      case Step::Kind::bdat: {
+        const std::string bytes = substituted(st.text);
+        if (!missing.empty()) return no_variable();
+        const std::string command = "BDAT " + std::to_string(bytes.size()) + (st.last ? " LAST" : "");
+        r.transcript += "C: " + command + "\nC(chunk): " + printable(bytes, 400) + "\n";
+        pending += command + "\r\n" + bytes;
+        if (st.last) end_of_data_next = true;
+        break;
+      }
+      case Step::Kind::timeout:
+        step_timeout = std::chrono::milliseconds(st.ms);
+        break;
+      case Step::Kind::close:
+        flush();
+        conn->close();
+        r.transcript += "-- closed by the client --\n";
+        break;
+      case Step::Kind::sleep:
+        if (!flush()) return not_as_written("the server closed the connection while we were sending");
+        std::this_thread::sleep_for(std::chrono::milliseconds(st.ms));
+        break;
+      case Step::Kind::split: {
+        const std::size_t n = static_cast<std::size_t>(st.ms);
+        for (std::size_t off = 0; off < pending.size(); off += n) {
+          if (off) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          if (!conn->send(std::string_view(pending).substr(off, n))) {
+            return not_as_written("the server closed the connection while we were sending");
+          }
+        }
+        r.transcript += "-- sent " + std::to_string(pending.size()) + " octets in writes of " + std::to_string(n) + " --\n";
+        r.sent += pending;
+        pending.clear();
+        break;
+      }
+      case Step::Kind::delivered: {
+        const int most = *std::max_element(st.counts.begin(), st.counts.end());
+        const auto found = delivered(static_cast<std::size_t>(most));
+        r.transcript += "-- " + std::to_string(found.size()) + " message(s) with the token in the " + target.delivery->describe() + " --\n";
+        if (std::find(st.counts.begin(), st.counts.end(), static_cast<int>(found.size())) == st.counts.end()) {
+          std::string want;
+          for (int c : st.counts) want += (want.empty() ? "" : " or ") + std::to_string(c);
+          return not_as_written("expected " + want + " delivered message(s) with the case's token, found " + std::to_string(found.size()) +
+                                (static_cast<int>(found.size()) > most ? " (a smuggled or duplicated message?)" : ""));
+        }
+        break;
+      }
+      case Step::Kind::body:
+      case Step::Kind::header: {
+        const auto found = delivered(1);
+        const std::string step_name = st.kind == Step::Kind::body ? "BODY:" : "HEADER:";
+        if (found.size() != 1) {
+          return not_as_written(step_name + " needs exactly one delivered message with the case's token, found " + std::to_string(found.size()));
+        }
+        if (st.kind == Step::Kind::header) {
+          const std::string pattern = substituted(st.regex, true);
+          if (!missing.empty()) return no_variable();
+          const auto fields = header_fields(found.front(), st.text);
+          const std::regex re(pattern.empty() ? std::string(".*") : pattern);
+          const bool ok = std::any_of(fields.begin(), fields.end(), [&](const std::string& v) { return std::regex_search(v, re); });
+          std::string seen;
+          for (const auto& v : fields) seen += "\n    " + st.text + ": " + printable(v, 200);
+          r.transcript += "-- delivered message has " + std::to_string(fields.size()) + " " + st.text + " field(s)" + seen + " --\n";
+          if (!ok) {
+            return not_as_written(fields.empty() ? "the delivered message has no " + st.text + " header field"
+                                                 : "no " + st.text + " field of the delivered message matches /" + st.regex + "/");
+          }
+          break;
+        }
+        const std::string want = normalize_newlines(substituted(st.text));
+        if (!missing.empty()) return no_variable();
+        const std::string got = normalize_newlines(message_body(found.front()));
+        if (got != want) {
+          std::size_t at = 0;
+          while (at < got.size() && at < want.size() && got[at] == want[at]) ++at;
+          const std::size_t from = at > 20 ? at - 20 : 0;
+          return not_as_written("delivered body differs at octet " + std::to_string(at) + " (of " + std::to_string(got.size()) +
+                                "; expected " + std::to_string(want.size()) + "): got \"" + printable(got.substr(from), 60) +
+                                "\", expected \"" + printable(want.substr(from), 60) + "\"");
+        }
+        r.transcript += "-- delivered body matches (" + std::to_string(got.size()) + " octets) --\n";
+        break;
+      }
+      case Step::Kind::starttls:
+        if (!flush() || !conn->start_tls(error)) return not_as_written("STARTTLS: " + (error.empty() ? "the connection is gone" : error));
+        r.transcript += "-- TLS --\n";
+        break;
+      case Step::Kind::cap:
+      case Step::Kind::nocap: {
+        const auto keywords = ehlo_keywords(last);
+        const bool found = std::find(keywords.begin(), keywords.end(), st.text) != keywords.end();
+        if (found != (st.kind == Step::Kind::cap)) return not_as_written((found ? "EHLO lists " : "EHLO does not list ") + st.text);
+        break;
+      }
+      case Step::Kind::auth: {
+        // A mechanism the server offered: the profile's choice, else PLAIN, else LOGIN.
+        const auto offered = ehlo_params(last_ehlo, "AUTH");
+        std::string mechanism = vars.count("auth_mechanism") ? vars["auth_mechanism"] : "";
+        if (mechanism.empty()) {
+          for (const char* m : {"PLAIN", "LOGIN"}) {
+            if (mechanism.empty() && std::find(offered.begin(), offered.end(), m) != offered.end()) mechanism = m;
+          }
+        }
+        if (mechanism.empty()) {
+          return finish(Outcome::inconclusive, where + "the server offered no AUTH mechanism the runner speaks (PLAIN, LOGIN)" +
+                                                   (last_ehlo.empty() ? " (no EHLO reply seen)" : ""));
+        }
+        std::vector<std::string> exchange;
+        if (mechanism == "PLAIN") exchange = {"AUTH PLAIN " + vars[st.last ? "auth_plain_wrong" : "auth_plain"]};
+        else exchange = {"AUTH LOGIN", vars["user_b64"], vars[st.last ? "password_wrong_b64" : "password_b64"]};
+        ReadResult got;
+        for (std::size_t k = 0; k < exchange.size(); ++k) {
+          r.transcript += "C: " + exchange[k] + "\n";
+          pending += exchange[k] + "\r\n";
+          if (!flush()) return not_as_written("the server closed the connection while we were sending");
+          got = read(step_timeout);
+          if (got.lines.empty()) return not_as_written(got.closed ? "connection closed during AUTH" : "no reply to AUTH within the step timeout");
+          if (const std::string bad = malformed(got.lines); !bad.empty()) return not_as_written(bad);
+          if (!got.lines.front().starts_with("334")) break;
+        }
+        const std::string& final_line = got.lines.front();
+        if (final_line.starts_with("421") && !st.last) return ended_with_421(final_line);
+        const bool ok = st.last ? final_line[0] == '5' : final_line.starts_with("235");
+        if (!ok) return not_as_written(std::string("expected ") + (st.last ? "a 5xx to AUTH with a wrong password" : "235 to AUTH") + ", got: " + printable(final_line, 200));
+        break;
+      }
+      case Step::Kind::expect_all: {
+        if (!flush()) return not_as_written("the server closed the connection while we were sending");
+        const std::string regex = substituted(st.expect.regex, true);
+        if (!missing.empty()) return no_variable();
+        const auto window = silence_window(1000);
+        for (int n = 0; n < 1000; ++n) {
+          const ReadResult got = read(window);
+          if (got.lines.empty()) {
+            r.transcript += got.closed ? "-- closed by the server --\n" : "-- silent for " + std::to_string(window.count()) + " ms --\n";
+            break;
+          }
+          if (const std::string bad = malformed(got.lines); !bad.empty()) return not_as_written(bad);
+          if (const std::string why = mismatch(st.expect, regex, got.lines); !why.empty()) {
+            if (got.lines.front().starts_with("421") && !allows_421(st.expect)) return ended_with_421(got.lines.front());
+            return not_as_written(why);
+          }
+        }
+        break;
+      }
+      case Step::Kind::expect: {
+        if (!flush() && st.expect.kind != Expect::Kind::closed && !st.expect.or_closed) {
+          return not_as_written("the server closed the connection while we were sending");
+        }
+        const Expect& e = st.expect;
+        const auto wait = e.kind == Expect::Kind::none ? silence_window(e.silence_ms) : step_timeout;
+        ReadResult got = read(wait);
+        if (e.kind == Expect::Kind::none) {
+          if (!got.lines.empty()) return not_as_written("expected no reply within " + std::to_string(wait.count()) + " ms, got: " + printable(got.lines.front(), 200));
+          r.transcript += got.closed ? "-- closed by the server --\n" : "-- silent for " + std::to_string(wait.count()) + " ms --\n";
+          break;
+        }
+        if (e.kind == Expect::Kind::closed || (e.or_closed && got.closed)) {
+          // A 421 may come first (RFC 5321 §3.8), then EOF.
+          if (!got.lines.empty() && got.lines.front().starts_with("421")) got = read(step_timeout);
+          if (got.closed && got.lines.empty()) {
+            r.transcript += "-- closed by the server --\n";
+            break;
+          }
+          if (e.kind == Expect::Kind::closed) {
+            return not_as_written("expected the server to close the connection" +
+                                  (got.lines.empty() ? std::string(" within ") + std::to_string(step_timeout.count()) + " ms" : ", got: " + printable(got.lines.front(), 200)));
+          }
+        }
+        if (got.lines.empty()) {
+          return not_as_written((got.closed ? "connection closed, expected " : "no reply within the step timeout (" + std::to_string(step_timeout.count()) + " ms), expected ") +
+                                describe(e));
+        }
+        if (const std::string bad = malformed(got.lines); !bad.empty()) return not_as_written(bad);
+        const std::string regex = substituted(e.regex, true);
+        if (!missing.empty()) return no_variable();
+        if (const std::string why = mismatch(e, regex, got.lines); !why.empty()) {
+          if (got.lines.front().starts_with("421") && !allows_421(e)) return ended_with_421(got.lines.front());
+          return not_as_written(why);
+        }
+        break;
+      }
+    }
+  }
+  flush();
+  return finish(Outcome::pass, "");
+}
+
+}  // namespace refsmtp::conform

@@ -1,0 +1,423 @@
+// Verdicts against scripted receivers, without sockets: run_case reaches a small in-process SMTP
+// receiver through the Transport interface. Each oracle is shown on a server that has the
+// property and on one that lacks it, and setup that goes wrong is inconclusive, never a failure.
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include "refsmtp/conform/runner.hpp"
+
+using namespace refsmtp::conform;
+
+namespace {
+
+// How the scripted receiver behaves; the defaults are a strict, correct server.
+struct Behaviour {
+  bool lf_ends_data = false;       // LF.LF ends DATA (the CVE-2023-51764 smuggling leniency)
+  bool refuse_bare_lf = false;     // a bare LF in DATA: 500 and close (the safest answer)
+  bool lf_ends_command = false;    // a bare LF ends a command line
+  bool accept_all = false;         // every recipient is taken, unknown ones too
+  bool nested_mail_250 = false;    // a second MAIL in a transaction is answered 250
+  bool close_421_on_rcpt = false;  // every RCPT is answered 421, then the connection closes
+  std::string auth = "PLAIN LOGIN";
+  std::string received = "Received: from client by scripted; today\r\n";  // trace field added
+};
+
+class Receiver : public DeliveryStore {
+ public:
+  explicit Receiver(Behaviour b) : b_(std::move(b)) {}
+  std::vector<std::string> find(const std::string& token) override {
+    std::vector<std::string> out;
+    for (const auto& m : messages) {
+      if (m.find(token) != std::string::npos) out.push_back(m);
+    }
+    return out;
+  }
+  std::string describe() const override { return "scripted receiver"; }
+
+  void connect() {
+    buf_.clear();
+    out_.clear();
+    closed_ = in_data_ = in_mail_ = false;
+    auth_step_ = 0;
+    reply("220 scripted.test ESMTP");
+  }
+  void receive(std::string_view bytes) {
+    if (closed_) return;
+    buf_ += bytes;
+    while (!closed_) {
+      if (in_data_) {
+        if (!data_step()) return;
+        continue;
+      }
+      const std::size_t lf = buf_.find('\n');
+      if (lf == std::string::npos) return;
+      const bool crlf = lf > 0 && buf_[lf - 1] == '\r';
+      if (!crlf && !b_.lf_ends_command) {
+        reply("500 5.5.2 bare LF in a command");
+        closed_ = true;
+        return;
+      }
+      const std::string line = buf_.substr(0, crlf ? lf - 1 : lf);
+      buf_.erase(0, lf + 1);
+      command(line);
+    }
+  }
+  ReadResult read() {
+    ReadResult r;
+    if (out_.empty()) {
+      (closed_ ? r.closed : r.timed_out) = true;
+      return r;
+    }
+    r.lines = out_.front();
+    out_.pop_front();
+    return r;
+  }
+
+  std::vector<std::string> messages;
+
+ private:
+  void reply(const std::string& lines) {
+    std::vector<std::string> r;
+    std::size_t pos = 0;
+    while (pos <= lines.size()) {
+      const std::size_t nl = lines.find('\n', pos);
+      r.push_back(lines.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+      if (nl == std::string::npos) break;
+      pos = nl + 1;
+    }
+    out_.push_back(r);
+  }
+  void command(const std::string& line) {
+    std::string verb = line.substr(0, line.find(' '));
+    for (auto& c : verb) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (auth_step_ == 1) {  // AUTH LOGIN: the user name
+      auth_step_ = 2;
+      return reply("334 UGFzc3dvcmQ6");
+    }
+    if (auth_step_ == 2) {
+      auth_step_ = 0;
+      return reply(line == "Y29uZm9ybS1wYXNzd29yZA==" ? "235 2.7.0 ok" : "535 5.7.8 no");
+    }
+    if (verb == "EHLO") return reply("250-scripted.test\n250-PIPELINING\n250-AUTH " + b_.auth + "\n250 8BITMIME");
+    if (verb == "NOOP" || verb == "RSET") {
+      if (verb == "RSET") in_mail_ = false;
+      return reply("250 2.0.0 ok");
+    }
+    if (verb == "QUIT") {
+      reply("221 2.0.0 bye");
+      closed_ = true;
+      return;
+    }
+    if (verb == "AUTH") {
+      if (line.starts_with("AUTH PLAIN ")) {
+        if (b_.auth.find("PLAIN") == std::string::npos) return reply("504 5.5.4 not offered");
+        // base64 of NUL conform NUL conform-password
+        return reply(line.substr(11) == "AGNvbmZvcm0AY29uZm9ybS1wYXNzd29yZA==" ? "235 2.7.0 ok" : "535 5.7.8 no");
+      }
+      if (line == "AUTH LOGIN") {
+        auth_step_ = 1;
+        return reply("334 VXNlcm5hbWU6");
+      }
+      return reply("504 5.5.4 no such mechanism");
+    }
+    if (verb == "MAIL") {
+      if (in_mail_ && !b_.nested_mail_250) return reply("503 5.5.1 nested MAIL");
+      in_mail_ = true;
+      rcpts_ = 0;
+      return reply("250 2.1.0 ok");
+    }
+    if (verb == "RCPT") {
+      if (b_.close_421_on_rcpt) {
+        reply("421 4.3.2 shutting down");
+        closed_ = true;
+        return;
+      }
+      if (!in_mail_) return reply("503 5.5.1 MAIL first");
+      if (!b_.accept_all && line.find("unknown") != std::string::npos) return reply("550 5.1.1 no such user");
+      ++rcpts_;
+      return reply("250 2.1.5 ok");
+    }
+    if (verb == "DATA") {
+      if (!rcpts_) return reply("503 5.5.1 RCPT first");
+      in_data_ = true;
+      message_.clear();
+      return reply("354 go ahead");
+    }
+    reply("500 5.5.2 unknown command");
+  }
+  // Takes one line of data; false when more octets are needed.
+  bool data_step() {
+    const std::size_t lf = buf_.find('\n');
+    if (lf == std::string::npos) return false;
+    const bool crlf = lf > 0 && buf_[lf - 1] == '\r';
+    if (!crlf && b_.refuse_bare_lf) {
+      reply("500 5.5.2 bare LF in data");
+      closed_ = true;
+      return false;
+    }
+    std::string line = buf_.substr(0, crlf ? lf - 1 : lf);
+    buf_.erase(0, lf + 1);
+    if (line == "." && (crlf || b_.lf_ends_data)) {
+      messages.push_back(b_.received + message_);
+      in_data_ = in_mail_ = false;
+      reply("250 2.0.0 queued");
+      return true;
+    }
+    if (line.starts_with(".")) line.erase(0, 1);
+    message_ += line + "\r\n";
+    return true;
+  }
+
+  Behaviour b_;
+  std::string buf_, message_;
+  std::deque<std::vector<std::string>> out_;
+  bool closed_ = false, in_data_ = false, in_mail_ = false;
+  int rcpts_ = 0, auth_step_ = 0;
+};
+
+class ScriptedTransport : public Transport {
+ public:
+  explicit ScriptedTransport(Receiver& r) : r_(r) { r_.connect(); }
+  bool send(std::string_view data) override {
+    r_.receive(data);
+    return true;
+  }
+  ReadResult read_reply(std::chrono::milliseconds) override { return r_.read(); }
+  bool start_tls(std::string& error) override {
+    error = "no TLS here";
+    return false;
+  }
+  void close() override {}
+
+ private:
+  Receiver& r_;
+};
+
+Script parse(const std::string& text) {
+  ParseError error;
+  auto s = parse_script(text, "t.smtp", error);
+  EXPECT_TRUE(s) << error.message;
+  return s ? *s : Script{};
+}
+
+CaseResult run(const std::string& script, Behaviour b) {
+  static std::deque<Script> keep;  // results point at their scripts (a deque never moves them)
+  Receiver receiver(std::move(b));
+  Target target;
+  target.profile = default_profile();
+  target.profile["deliver_rcpt"] = target.profile["rcpt"];
+  target.delivery = &receiver;
+  target.settle = std::chrono::milliseconds(0);
+  target.step_timeout = std::chrono::milliseconds(50);
+  target.connector = [&](const std::string&, std::uint16_t, std::chrono::milliseconds, std::string&) {
+    return std::make_unique<ScriptedTransport>(receiver);
+  };
+  keep.push_back(parse(script));
+  return run_case(keep.back(), target);
+}
+
+const std::string must = "# case: t\n# rfc: RFC 5321 §4.1.1.4\n# level: MUST\n# quote: The server MUST hold.\n# title: t\n";
+const std::string note = "# case: t\n# rfc: RFC 5321 §4.1.2\n# level: NOTE\n# quote: Mail-parameters = esmtp-param\n# title: t\n";
+const std::string transaction = "S: 220\nC: EHLO client.test\nS: 250\nC: MAIL FROM:<${sender}>\nS: 250\nC: RCPT TO:<${deliver_rcpt}>\nS: 250|251\n";
+
+// The smuggling case as the suites write it: the property is that no smuggled DATA runs (no 354
+// after the payload) and at most one message arrives.
+const std::string smuggling = must + transaction +
+                              "C: DATA\nS: 354\n"
+                              "RAW: Subject: ${token}\\r\\n\\r\\nfirst\\n.\\nMAIL FROM:<${sender}>\\r\\nRCPT TO:<${deliver_rcpt}>\\r\\n"
+                              "DATA\\r\\nSubject: ${token} smuggled\\r\\n\\r\\nsmuggled\\r\\n.\\r\\n\n"
+                              "!S*: 2xx|4xx|5xx\n!DELIVERED: 0|1\nC: QUIT\nS: 221|closed\n";
+
+}  // namespace
+
+TEST(Oracle, SmugglingFailsOnlyTheServerThatRunsTheSmuggledTransaction) {
+  Behaviour vulnerable;
+  vulnerable.lf_ends_data = true;
+  auto r = run(smuggling, vulnerable);
+  EXPECT_EQ(r.outcome, Outcome::fail) << r.transcript;
+  EXPECT_NE(r.reason.find("got: 354"), std::string::npos) << r.reason;
+
+  Behaviour refusing;  // 500 and close at the bare LF: the safest answer, and a pass
+  refusing.refuse_bare_lf = true;
+  r = run(smuggling, refusing);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << "\n" << r.transcript;
+
+  r = run(smuggling, Behaviour{});  // takes the bare LF as data: one message, a pass
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << "\n" << r.transcript;
+}
+
+TEST(Oracle, DeliveryCountCatchesTheSecondMessageEvenWithoutTheReplyCheck) {
+  Behaviour vulnerable;
+  vulnerable.lf_ends_data = true;
+  std::string only_delivery = smuggling;
+  only_delivery.replace(only_delivery.find("!S*: 2xx|4xx|5xx"), 16, "S*: 2xx|3xx|4xx|5xx");
+  const auto r = run(only_delivery, vulnerable);
+  EXPECT_EQ(r.outcome, Outcome::fail) << r.transcript;
+  EXPECT_NE(r.reason.find("found 2"), std::string::npos) << r.reason;
+}
+
+TEST(Oracle, BareLfInACommandLine) {
+  // One reply (or a refusal and close) passes; a server that runs two NOOPs gives two replies.
+  const std::string two_replies = must + "S: 220\nRAW: NOOP\\nNOOP\\r\\n\nS: 250|500|501\n!S: none 100\n";
+  auto r = run(two_replies, Behaviour{});
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;  // refused and closed: "none" holds
+  Behaviour lenient;
+  lenient.lf_ends_command = true;
+  r = run(two_replies, lenient);
+  EXPECT_EQ(r.outcome, Outcome::fail) << r.transcript;
+  EXPECT_NE(r.reason.find("expected no reply"), std::string::npos) << r.reason;
+}
+
+TEST(Verdict, SetupThatGoesWrongIsInconclusiveNotAFailure) {
+  // The recipient is refused, so DATA never runs: the rule under test was not exercised.
+  const std::string c = must + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<unknown@x>\nS: 250|251\nC: DATA\n!S: 354\n";
+  const auto r = run(c, Behaviour{});
+  EXPECT_EQ(r.outcome, Outcome::inconclusive);
+  EXPECT_NE(r.reason.find("setup did not go as the case needs"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("550"), std::string::npos) << r.reason;
+  // The same case with the refusal where the rule is asserted fails.
+  const std::string asserted = must + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<unknown@x>\n!S: 250|251\n";
+  EXPECT_EQ(run(asserted, Behaviour{}).outcome, Outcome::fail);
+}
+
+TEST(Verdict, A421CloseIsReportedAsSuch) {
+  Behaviour b;
+  b.close_421_on_rcpt = true;
+  auto r = run(must + transaction + "C: DATA\n!S: 354\n", b);
+  EXPECT_EQ(r.outcome, Outcome::inconclusive);
+  EXPECT_NE(r.reason.find("ended the session with 421"), std::string::npos) << r.reason;
+  // Also at an asserting step: a server shutting down has not broken the rule.
+  r = run(must + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<x@y>\n!S: 550\n", b);
+  EXPECT_EQ(r.outcome, Outcome::inconclusive) << r.reason;
+  // Unless the step allows it.
+  r = run(must + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<x@y>\n!S: 4xx\n", b);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
+}
+
+TEST(Verdict, ANoteCaseThatDoesNotHoldIsLenientNotFailed) {
+  Behaviour b;
+  b.nested_mail_250 = true;
+  const std::string c = "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: MAIL FROM:<a@b>\n!S: 503\n";
+  EXPECT_EQ(run(note + c, b).outcome, Outcome::lenient);
+  EXPECT_EQ(run(must + c, b).outcome, Outcome::fail);
+  EXPECT_EQ(run(note + c, Behaviour{}).outcome, Outcome::pass);
+}
+
+TEST(Verdict, TeardownAfterTheLastAssertionIsOnlyNoted) {
+  // QUIT expects 250 here (wrong), but it comes after the asserted step: the case passes.
+  const auto r = run(must + "S: 220\nC: EHLO c\n!S: 250\nC: QUIT\nS: 250\n", Behaviour{});
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
+  EXPECT_NE(r.transcript.find("teardown did not go as written"), std::string::npos) << r.transcript;
+}
+
+TEST(Verdict, ReplyOrClosedAlternative) {
+  EXPECT_EQ(run(must + "S: 220\nC: QUIT\nS: 221\n!S: 250|closed\n", Behaviour{}).outcome, Outcome::pass);
+  EXPECT_EQ(run(must + "S: 220\nC: NOOP\n!S: 221|closed\n", Behaviour{}).outcome, Outcome::fail);
+}
+
+TEST(Oracle, AuthUsesAMechanismTheServerOffers) {
+  const std::string c = must + "S: 220\nC: EHLO c\nS: 250\n!AUTH\n";
+  Behaviour login_only;
+  login_only.auth = "LOGIN";
+  auto r = run(c, login_only);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
+  EXPECT_NE(r.transcript.find("C: AUTH LOGIN"), std::string::npos) << r.transcript;
+  r = run(c, Behaviour{});
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
+  EXPECT_NE(r.transcript.find("C: AUTH PLAIN"), std::string::npos) << r.transcript;
+  // A wrong password must be refused; the scripted receiver does, so AUTH WRONG passes, and
+  // AUTH expecting 235 with no mechanism offered is inconclusive.
+  EXPECT_EQ(run(must + "S: 220\nC: EHLO c\nS: 250\n!AUTH WRONG\n", Behaviour{}).outcome, Outcome::pass);
+  Behaviour none;
+  none.auth = "CRAM-MD5";
+  EXPECT_EQ(run(c, none).outcome, Outcome::inconclusive);
+}
+
+TEST(Oracle, HeaderCheckReadsTheDeliveredMessage) {
+  const std::string send = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: hi\nC: .\nS: 250\n";
+  EXPECT_EQ(run(must + send + "!HEADER: received /scripted/\n", Behaviour{}).outcome, Outcome::pass);
+  Behaviour no_trace;
+  no_trace.received = "";
+  const auto r = run(must + send + "!HEADER: Received\n", no_trace);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("has no Received header field"), std::string::npos) << r.reason;
+  // ${...} in the pattern is the profile's value taken literally ("." is not "any character").
+  EXPECT_EQ(run(must + send + "!HEADER: Subject /^${token}$/\n", Behaviour{}).outcome, Outcome::pass);
+  EXPECT_EQ(run(must + send + "!HEADER: Subject /^${sender}$/\n", Behaviour{}).outcome, Outcome::fail);
+}
+
+TEST(Profile, AcceptAllSkipsCasesThatNeedARefusal) {
+  const std::string c = must + "# skip-when: accept_all\n" + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<${unknown}>\n!S: 550\n";
+  Receiver receiver(Behaviour{});
+  Target target;
+  target.profile = default_profile();
+  target.profile["unknown"] = "unknown@example.test";
+  target.connector = [&](const std::string&, std::uint16_t, std::chrono::milliseconds, std::string&) {
+    return std::make_unique<ScriptedTransport>(receiver);
+  };
+  const Script s = parse(c);
+  EXPECT_EQ(run_case(s, target).outcome, Outcome::pass);
+  target.profile["accept_all"] = "yes";
+  const auto r = run_case(s, target);
+  EXPECT_EQ(r.outcome, Outcome::skip);
+  EXPECT_NE(r.reason.find("accept_all"), std::string::npos);
+}
+
+TEST(Profile, UnknownKeysNameFileAndLine) {
+  auto p = default_profile();
+  std::string error;
+  EXPECT_TRUE(parse_profile("domain = a.test\n# c\n\naccept_all = yes\n", "p", p, error)) << error;
+  EXPECT_EQ(p["accept_all"], "yes");
+  EXPECT_FALSE(parse_profile("domain = a.test\nrcpt_to = x@a.test\n", "my.profile", p, error));
+  EXPECT_NE(error.find("my.profile:2: unknown profile key 'rcpt_to'"), std::string::npos) << error;
+  EXPECT_FALSE(parse_profile("accept_all = maybe\n", "p", p, error));
+  EXPECT_FALSE(parse_profile("just words\n", "p", p, error));
+}
+
+TEST(Baseline, ParsesAndReportsEveryKindOfDrift) {
+  Baseline b;
+  std::string error;
+  ASSERT_TRUE(parse_baseline("# known\na fail: breaks it\nb lenient: takes it\nc inconclusive: setup\n", "base.txt", b, error)) << error;
+  EXPECT_FALSE(parse_baseline("a: no outcome\n", "base.txt", b, error));
+  EXPECT_FALSE(parse_baseline("a pass: not a failure\n", "base.txt", b, error));
+  EXPECT_FALSE(parse_baseline("a fail:\n", "base.txt", b, error));
+  EXPECT_NE(error.find("base.txt:1:"), std::string::npos);
+  Script sa, sb, sc, sd;
+  sa.name = "a";
+  sb.name = "b";
+  sc.name = "c";
+  sd.name = "d";
+  std::vector<CaseResult> same = {{&sa, Outcome::fail, "x", "", "", 0}, {&sb, Outcome::lenient, "y", "", "", 0},
+                                  {&sc, Outcome::inconclusive, "z", "", "", 0}, {&sd, Outcome::pass, "", "", "", 0}};
+  EXPECT_EQ(compare_with_baseline(same, b, true), "");
+  auto changed = same;
+  changed[0].outcome = Outcome::pass;  // an expected failure that now passes
+  changed[3].outcome = Outcome::fail;  // a new failure
+  const std::string drift = compare_with_baseline(changed, b, true);
+  EXPECT_NE(drift.find("was fail, now pass: a"), std::string::npos) << drift;
+  EXPECT_NE(drift.find("new fail: d"), std::string::npos) << drift;
+  same.pop_back();
+  same.pop_back();
+  EXPECT_NE(compare_with_baseline(same, b, true).find("listed but not run: c"), std::string::npos);
+  EXPECT_EQ(compare_with_baseline(same, b, false), "");
+}
+
+TEST(Report, TextReportHasTotalsReasonsAndRawBytes) {
+  Behaviour vulnerable;
+  vulnerable.lf_ends_data = true;
+  std::vector<CaseResult> results = {run(smuggling, vulnerable), run(must + "S: 220\nC: EHLO c\nS: 251\n!S: 250\n", Behaviour{})};
+  Script skipped = parse(must + "!S: 220\n");
+  results.push_back({&skipped, Outcome::skip, "not advertised: CHUNKING", "", "", 0});
+  Target target;
+  const std::string text = report(results, "text", target);
+  EXPECT_NE(text.find("Totals: 3 cases: 0 pass, 1 fail (1 MUST), 0 lenient, 1 inconclusive, 1 skip, 0 error"), std::string::npos) << text;
+  EXPECT_NE(text.find("RFC: \"The server MUST hold.\""), std::string::npos) << text;
+  EXPECT_NE(text.find("C(raw): Subject: t-"), std::string::npos) << text;
+  EXPECT_NE(text.find("first\\n.\\nMAIL FROM:"), std::string::npos) << "RAW bytes shown escaped\n" << text;
+  EXPECT_NE(text.find("INCONCLUSIVE [MUST]"), std::string::npos) << text;
+  EXPECT_NE(text.find("not advertised: CHUNKING"), std::string::npos) << text;
+  const std::string json = report(results, "json", target);
+  EXPECT_NE(json.find("\"transcript\": \"S: 220"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"inconclusive\": 1"), std::string::npos) << json;
+}
