@@ -332,6 +332,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  std::fflush(stdout);  // the report first, then what the baseline says of it
   if (!expect_file.empty()) {
     const bool every_case_ran = filter == "*" && level == "note";
     const std::string drift = compare_with_baseline(results, baseline, every_case_ran);

@@ -1,0 +1,3 @@
+domain = example.test
+rcpt = test@example.test
+accept_all = yes
