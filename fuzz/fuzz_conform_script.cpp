@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   if (s->name.empty() || s->rfc.empty() || s->steps.empty() || s->quote.empty() || s->assertions_end() == 0) std::abort();
-  if (!quote_has_keyword(s->quote, s->level)) std::abort();
+  if (!quote_has_keyword(s->quote, s->level, s->rfc)) std::abort();
   for (const auto& st : s->steps) {
     const bool reply = st.kind == Step::Kind::expect || st.kind == Step::Kind::expect_all;
     if (reply && st.expect.kind == Expect::Kind::reply && st.expect.codes.empty()) std::abort();

@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   app.add_option("--profile", profile_file, profile_help)->check(CLI::ExistingFile);
   std::string expect_file;
   app.add_option("--expect", expect_file, "a baseline of known results, 'case-name outcome: reason' lines (outcome: fail,\n"
-                 "lenient, inconclusive or error); the run then fails only when a result differs from it")
+                 "deviation, inconclusive or error); the run then fails only when a result differs from it")
       ->check(CLI::ExistingFile);
   app.add_option("--filter", filter, "run only cases whose name or file matches this glob")->capture_default_str();
   app.add_option("--level", level, "lowest requirement level to run: must, should, may or note (every case)")
@@ -125,9 +125,10 @@ int main(int argc, char** argv) {
   app.footer("Exit status: 0 when no MUST case failed (with --expect: when every result is as the baseline says);\n"
              "1 when one did (or a result differs from the baseline); 2 on usage errors; 3 when the target\n"
              "cannot be reached.\n"
-             "Verdicts: pass; fail (a step marked '!' broke the quoted rule); lenient (a NOTE case: the server\n"
-             "accepted what the grammar does not allow); inconclusive (setup did not go as the case needs, or\n"
-             "the server closed with 421: the rule was not tested); skip; error (the runner could not run it).");
+             "Verdicts: pass; fail (a step marked '!' broke the quoted MUST/SHOULD/MAY rule); deviation (a NOTE\n"
+             "case, where no keyword binds the server, did not hold: a leniency, never a failed requirement);\n"
+             "inconclusive (setup did not go as the case needs, or the server closed with 421: the rule was not\n"
+             "tested); skip; error (the runner could not run it).");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<std::pair<std::string, std::string>> reports;  // format, file

@@ -61,7 +61,7 @@ std::string indent(std::string t, const std::string& by) {
 }
 
 std::string text_report(const std::vector<CaseResult>& results, const std::string& where) {
-  // Per RFC: "N of M" per level, counting only cases that were judged (pass, fail, lenient).
+  // Per RFC: "N of M" per level, counting only cases that were judged (pass, fail, deviation).
   std::map<std::string, std::map<Level, std::pair<int, int>>> tally;
   std::map<std::string, int> inconclusive_by_rfc;
   std::map<Outcome, int> totals;
@@ -70,7 +70,7 @@ std::string text_report(const std::vector<CaseResult>& results, const std::strin
     ++totals[r.outcome];
     if (r.outcome == Outcome::fail) ++failed_by_level[r.script->level];
     if (r.outcome == Outcome::inconclusive) ++inconclusive_by_rfc[rfc_of(*r.script)];
-    if (r.outcome != Outcome::pass && r.outcome != Outcome::fail && r.outcome != Outcome::lenient) continue;
+    if (r.outcome != Outcome::pass && r.outcome != Outcome::fail && r.outcome != Outcome::deviation) continue;
     auto& t = tally[rfc_of(*r.script)][r.script->level];
     t.second++;
     if (r.outcome == Outcome::pass) t.first++;
@@ -92,7 +92,7 @@ std::string text_report(const std::vector<CaseResult>& results, const std::strin
     for (const auto& [level, n] : failed_by_level) by += (by.empty() ? "" : ", ") + std::to_string(n) + " " + std::string(level_name(level));
     out += " (" + by + ")";
   }
-  out += ", " + std::to_string(totals[Outcome::lenient]) + " lenient, " + std::to_string(totals[Outcome::inconclusive]) +
+  out += ", " + std::to_string(totals[Outcome::deviation]) + " deviation, " + std::to_string(totals[Outcome::inconclusive]) +
          " inconclusive, " + std::to_string(totals[Outcome::skip]) + " skip, " + std::to_string(totals[Outcome::error]) + " error\n";
 
   auto section = [&](Outcome o, const std::string& label, bool with_transcript) {
@@ -107,7 +107,7 @@ std::string text_report(const std::vector<CaseResult>& results, const std::strin
   };
   section(Outcome::fail, "FAIL", true);
   section(Outcome::error, "ERROR", true);
-  section(Outcome::lenient, "LENIENT", true);
+  section(Outcome::deviation, "DEVIATION", true);
   section(Outcome::inconclusive, "INCONCLUSIVE", true);
   bool skip_header = false;
   for (const auto& r : results) {
@@ -120,8 +120,8 @@ std::string text_report(const std::vector<CaseResult>& results, const std::strin
 }
 
 std::string junit_report(const std::vector<CaseResult>& results, const std::string& where) {
-  // JUnit knows pass, failure, error and skipped. A lenient NOTE case is not a failed
-  // requirement, so it is a passing testcase whose output says LENIENT; an inconclusive case
+  // JUnit knows pass, failure, error and skipped. A deviation (a NOTE case that did not
+  // hold) is not a failed requirement, so it is a passing testcase whose output says DEVIATION; an inconclusive case
   // was never judged, so it is skipped with the reason.
   std::map<std::string, std::vector<const CaseResult*>> by_rfc;
   for (const auto& r : results) by_rfc[rfc_of(*r.script)].push_back(&r);
@@ -161,8 +161,8 @@ std::string junit_report(const std::vector<CaseResult>& results, const std::stri
         case Outcome::error: out += "      <error message=\"" + xml(r->reason) + "\"/>\n"; break;
         default: break;
       }
-      if (r->outcome == Outcome::lenient) {
-        out += "      <system-out>" + xml("LENIENT: " + r->reason + quote + "\n" + r->transcript) + "</system-out>\n";
+      if (r->outcome == Outcome::deviation) {
+        out += "      <system-out>" + xml("DEVIATION: " + r->reason + quote + "\n" + r->transcript) + "</system-out>\n";
       } else if (r->outcome != Outcome::skip) {
         out += "      <system-out>" + xml(r->transcript) + "</system-out>\n";
       }
@@ -183,7 +183,7 @@ std::string report(const std::vector<CaseResult>& results, const std::string& fo
     nlohmann::ordered_json j;
     j["target"] = where;
     nlohmann::ordered_json totals;
-    for (Outcome o : {Outcome::pass, Outcome::fail, Outcome::lenient, Outcome::inconclusive, Outcome::skip, Outcome::error}) {
+    for (Outcome o : {Outcome::pass, Outcome::fail, Outcome::deviation, Outcome::inconclusive, Outcome::skip, Outcome::error}) {
       totals[std::string(outcome_name(o))] = std::count_if(results.begin(), results.end(), [&](const CaseResult& r) { return r.outcome == o; });
     }
     j["totals"] = totals;
@@ -196,17 +196,17 @@ std::string report(const std::vector<CaseResult>& results, const std::string& fo
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   if (format == "tap") {
-    // TAP has only SKIP and TODO: an inconclusive case is a SKIP with its reason; a lenient
+    // TAP has only SKIP and TODO: an inconclusive case is a SKIP with its reason; a deviation
     // NOTE case is a TODO (a known deviation that fails no requirement).
     std::string out = "TAP version 13\n1.." + std::to_string(results.size()) + "\n";
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
-      const bool bad = r.outcome == Outcome::fail || r.outcome == Outcome::error || r.outcome == Outcome::lenient;
+      const bool bad = r.outcome == Outcome::fail || r.outcome == Outcome::error || r.outcome == Outcome::deviation;
       out += std::string(bad ? "not ok " : "ok ") + std::to_string(i + 1) + " - [" + std::string(level_name(r.script->level)) + "] " +
              r.script->rfc + " " + r.script->name;
       if (r.outcome == Outcome::skip) out += " # SKIP " + r.reason;
       if (r.outcome == Outcome::inconclusive) out += " # SKIP inconclusive: " + r.reason;
-      if (r.outcome == Outcome::lenient) out += " # TODO lenient: " + r.reason;
+      if (r.outcome == Outcome::deviation) out += " # TODO deviation: " + r.reason;
       out += "\n";
       if (r.outcome == Outcome::fail || r.outcome == Outcome::error) out += "  # " + r.reason + "\n";
     }
@@ -236,7 +236,7 @@ bool parse_baseline(const std::string& text, const std::string& file, Baseline& 
     while (!reason.empty() && reason.front() == ' ') reason.erase(0, 1);
     const auto o = parse_outcome(outcome);
     if (!o || *o == Outcome::pass || *o == Outcome::skip) {
-      error = where + "outcome '" + outcome + "' is not fail, lenient, inconclusive or error";
+      error = where + "outcome '" + outcome + "' is not fail, deviation, inconclusive or error";
       return false;
     }
     if (reason.empty()) {

@@ -18,7 +18,7 @@ std::string_view outcome_name(Outcome o) {
   switch (o) {
     case Outcome::pass: return "pass";
     case Outcome::fail: return "fail";
-    case Outcome::lenient: return "lenient";
+    case Outcome::deviation: return "deviation";
     case Outcome::inconclusive: return "inconclusive";
     case Outcome::skip: return "skip";
     case Outcome::error: return "error";
@@ -27,7 +27,7 @@ std::string_view outcome_name(Outcome o) {
 }
 
 std::optional<Outcome> parse_outcome(std::string_view name) {
-  for (Outcome o : {Outcome::pass, Outcome::fail, Outcome::lenient, Outcome::inconclusive, Outcome::skip, Outcome::error}) {
+  for (Outcome o : {Outcome::pass, Outcome::fail, Outcome::deviation, Outcome::inconclusive, Outcome::skip, Outcome::error}) {
     if (outcome_name(o) == name) return o;
   }
   return std::nullopt;
@@ -79,8 +79,24 @@ void add_auth_variables(std::map<std::string, std::string>& vars) {
   // RFC 4616 §2: an authorization identity other than the authentication identity.
   vars["auth_plain_authzid"] = base64(user + "-other" + nul + user + nul + password);
   vars["user_b64"] = base64(user);
+  // The delivery mailbox with its domain in upper case (RFC 5321 §2.4: domains are not case
+  // sensitive).
+  std::string upper_domain = vars["deliver_rcpt"];
+  for (std::size_t i = upper_domain.rfind('@') == std::string::npos ? upper_domain.size() : upper_domain.rfind('@');
+       i < upper_domain.size(); ++i) {
+    upper_domain[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(upper_domain[i])));
+  }
+  vars["deliver_rcpt_upper_domain"] = upper_domain;
   vars["password_b64"] = base64(password);
   vars["password_wrong_b64"] = base64(wrong);
+}
+
+// Filler message data: lines of 76 octets and CRLF, `octets` in all (rounded up to whole lines).
+std::string filler(std::size_t octets) {
+  std::string out;
+  out.reserve(octets + 78);
+  while (out.size() < octets) out += std::string(76, 'x') + "\r\n";
+  return out;
 }
 
 bool allows_421(const Expect& e) {
@@ -200,7 +216,7 @@ CaseResult run_case(const Script& script, const Target& target) {
     const std::string where = script.file + ":" + std::to_string(st.line) + ": ";
     // A step that did not go as written: the verdict depends on what the step was for.
     auto not_as_written = [&](const std::string& why) {
-      if (st.asserts) return finish(script.level == Level::note ? Outcome::lenient : Outcome::fail, where + why);
+      if (st.asserts) return finish(script.level == Level::note ? Outcome::deviation : Outcome::fail, where + why);
       if (si >= judged_end) {
         r.transcript += "-- teardown did not go as written (not judged): " + why + " --\n";
         return finish(Outcome::pass, "");
@@ -214,7 +230,8 @@ CaseResult run_case(const Script& script, const Target& target) {
     std::string missing;
     auto substituted = [&](const std::string& text, bool for_regex = false) { return substitute(text, vars, missing, for_regex); };
     auto no_variable = [&] { return finish(Outcome::error, where + "the profile has no '" + missing + "'"); };
-    if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body || st.kind == Step::Kind::header) {
+    if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body || st.kind == Step::Kind::header ||
+        st.kind == Step::Kind::noheader) {
       flush();  // what the case sent so far is what the delivery check judges
       if (!target.delivery) {  // "# delivery: optional" (unavailable() skipped the others)
         r.transcript += "-- delivery check not made (no --maildir or --sink) --\n";
@@ -236,11 +253,33 @@ CaseResult run_case(const Script& script, const Target& target) {
         pending += bytes;
         break;
       }
+      case Step::Kind::fill:
       case Step::Kind::bdat: {
-        const std::string bytes = substituted(st.text);
+        std::size_t octets = st.fill_octets;
+        if (st.fill_over_size) {
+          // The fixed maximum the server announced (RFC 1870 §3: "SIZE" SP number; 0 = none).
+          const auto params = ehlo_params(last_ehlo, "SIZE");
+          const unsigned long long limit =
+              params.empty() || params.front().size() > 12 || params.front().find_first_not_of("0123456789") != std::string::npos
+                  ? 0
+                  : std::stoull(params.front());
+          if (limit == 0) return not_as_written("FILL: SIZE+N needs the EHLO reply to give a fixed SIZE limit; it gives none");
+          if (limit > 64ull * 1024 * 1024) {
+            return not_as_written("the SIZE limit " + std::to_string(limit) + " is above the 64 MiB this runner sends to exceed it");
+          }
+          octets += static_cast<std::size_t>(limit);
+        }
+        if (st.kind == Step::Kind::fill) {
+          const std::string bytes = filler(octets);
+          r.transcript += "C(fill): " + std::to_string(bytes.size()) + " octets of filler lines\n";
+          pending += bytes;
+          break;
+        }
+        const std::string bytes = st.fill ? filler(octets) : substituted(st.text);
         if (!missing.empty()) return no_variable();
         const std::string command = "BDAT " + std::to_string(bytes.size()) + (st.last ? " LAST" : "");
-        r.transcript += "C: " + command + "\nC(chunk): " + printable(bytes, 400) + "\n";
+        r.transcript += "C: " + command + "\n" +
+                        (st.fill ? "C(chunk): " + std::to_string(bytes.size()) + " octets of filler lines\n" : "C(chunk): " + printable(bytes, 400) + "\n");
         pending += command + "\r\n" + bytes;
         if (st.last) end_of_data_next = true;
         break;
@@ -283,13 +322,14 @@ CaseResult run_case(const Script& script, const Target& target) {
         break;
       }
       case Step::Kind::body:
-      case Step::Kind::header: {
+      case Step::Kind::header:
+      case Step::Kind::noheader: {
         const auto found = delivered(1);
-        const std::string step_name = st.kind == Step::Kind::body ? "BODY:" : "HEADER:";
+        const std::string step_name = st.kind == Step::Kind::body ? "BODY:" : st.kind == Step::Kind::header ? "HEADER:" : "NOHEADER:";
         if (found.size() != 1) {
           return not_as_written(step_name + " needs exactly one delivered message with the case's token, found " + std::to_string(found.size()));
         }
-        if (st.kind == Step::Kind::header) {
+        if (st.kind != Step::Kind::body) {
           const std::string pattern = substituted(st.regex, true);
           if (!missing.empty()) return no_variable();
           const auto fields = header_fields(found.front(), st.text);
@@ -298,7 +338,10 @@ CaseResult run_case(const Script& script, const Target& target) {
           std::string seen;
           for (const auto& v : fields) seen += "\n    " + st.text + ": " + printable(v, 200);
           r.transcript += "-- delivered message has " + std::to_string(fields.size()) + " " + st.text + " field(s)" + seen + " --\n";
-          if (!ok) {
+          if (st.kind == Step::Kind::noheader && ok) {
+            return not_as_written("the delivered message has a " + st.text + " field" + (st.regex.empty() ? "" : " matching /" + st.regex + "/"));
+          }
+          if (st.kind == Step::Kind::header && !ok) {
             return not_as_written(fields.empty() ? "the delivered message has no " + st.text + " header field"
                                                  : "no " + st.text + " field of the delivered message matches /" + st.regex + "/");
           }

@@ -287,7 +287,23 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       bytes_step(Step::Kind::raw, 5, "RAW:");
     } else if (line.starts_with("BDAT: ")) {
       bytes_step(Step::Kind::bdat, 6, "BDAT:");
-    } else if (line.starts_with("BDAT LAST: ")) {
+    } else if (line.starts_with("FILL: ") || line.starts_with("BDAT FILL: ") || line.starts_with("BDAT LAST FILL: ")) {
+      const bool bdat = line.starts_with("BDAT");
+      st.kind = bdat ? Step::Kind::bdat : Step::Kind::fill;
+      st.fill = bdat;
+      st.last = line.starts_with("BDAT LAST");
+      std::string_view spec = trim(line.substr(line.find(':') + 1));
+      if (spec.starts_with("SIZE+")) {
+        st.fill_over_size = true;
+        spec.remove_prefix(5);
+      }
+      if (spec.empty() || spec.size() > 8 || spec.find_first_not_of("0123456789") != std::string_view::npos ||
+          std::stoul(std::string(spec)) > 64u * 1024 * 1024) {
+        why = "FILL: takes octets (at most 64 MiB) or SIZE+octets";
+      } else {
+        st.fill_octets = std::stoul(std::string(spec));
+      }
+    } else if (line.starts_with("BDAT LAST: ") || line == "BDAT LAST:") {
       bytes_step(Step::Kind::bdat, 11, "BDAT LAST:");
       st.last = true;
     } else if (line.starts_with("BODY: ") || line == "BODY:") {
@@ -311,12 +327,12 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
     } else if (trim(line) == "AUTH" || trim(line) == "AUTH WRONG") {
       st.kind = Step::Kind::auth;
       st.last = trim(line) == "AUTH WRONG";
-    } else if (line.starts_with("HEADER: ")) {
-      st.kind = Step::Kind::header;
-      std::string_view v = trim(arg(8));
+    } else if (line.starts_with("HEADER: ") || line.starts_with("NOHEADER: ")) {
+      st.kind = line.starts_with("NO") ? Step::Kind::noheader : Step::Kind::header;
+      std::string_view v = trim(arg(st.kind == Step::Kind::noheader ? 10 : 8));
       const std::size_t slash = v.find('/');
       st.text = std::string(trim(v.substr(0, slash)));
-      if (st.text.empty() || st.text.find_first_of(" :\t") != std::string::npos) why = "HEADER: takes a field name, then an optional /regex/";
+      if (st.text.empty() || st.text.find_first_of(" :\t") != std::string::npos) why = "HEADER:/NOHEADER: take a field name, then an optional /regex/";
       if (why.empty() && slash != std::string_view::npos) {
         if (v.size() - slash < 2 || v.back() != '/') why = "a regex is written /.../ at the end";
         else st.regex = std::string(v.substr(slash + 1, v.size() - slash - 2));
@@ -342,13 +358,15 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       }
     } else {
       why = "unknown step '" + std::string(line.substr(0, 20)) +
-            "' (C:, RAW:, BDAT:, S:, S*:, CAP:, NOCAP:, AUTH, STARTTLS, CLOSE, SLEEP:, SPLIT:, TIMEOUT:, DELIVERED:, BODY:, HEADER:)";
+            "' (C:, RAW:, BDAT:, FILL:, S:, S*:, CAP:, NOCAP:, AUTH, STARTTLS, CLOSE, SLEEP:, SPLIT:, TIMEOUT:, DELIVERED:, BODY:, HEADER:, NOHEADER:)";
     }
     if (!why.empty()) return fail(why);
     const bool can_assert = st.kind == Step::Kind::expect || st.kind == Step::Kind::expect_all || st.kind == Step::Kind::cap ||
                             st.kind == Step::Kind::nocap || st.kind == Step::Kind::auth || st.kind == Step::Kind::delivered ||
-                            st.kind == Step::Kind::body || st.kind == Step::Kind::header;
-    if (st.asserts && !can_assert) return fail("only a check can be marked '!' (S:, S*:, CAP:, NOCAP:, AUTH, DELIVERED:, BODY:, HEADER:)");
+                            st.kind == Step::Kind::body || st.kind == Step::Kind::header || st.kind == Step::Kind::noheader;
+    if (st.asserts && !can_assert) {
+      return fail("only a check can be marked '!' (S:, S*:, CAP:, NOCAP:, AUTH, DELIVERED:, BODY:, HEADER:, NOHEADER:)");
+    }
     sc.steps.push_back(std::move(st));
   }
   lineno = 0;
@@ -356,15 +374,29 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
   if (sc.rfc.empty()) return fail("missing '# rfc:' header");
   if (sc.steps.empty()) return fail("no steps");
   if (sc.quote.empty()) return fail("missing '# quote:' header (the RFC sentence the case tests, verbatim)");
-  if (!quote_has_keyword(sc.quote, sc.level)) {
+  if (!quote_has_keyword(sc.quote, sc.level, sc.rfc)) {
     return fail("the quote holds no " + std::string(level_name(sc.level)) + " keyword (RFC 2119); a rule without one is level NOTE");
   }
   if (sc.assertions_end() == 0) return fail("no step asserts the rule (mark the steps that test it with '!')");
   return sc;
 }
 
-bool quote_has_keyword(std::string_view quote, Level level) {
-  // Keywords are capitalised words: "MUST" inside "MUSTER" or a lower-case "must" do not count.
+bool quote_has_keyword(std::string_view quote, Level level, std::string_view rfc) {
+  // Keywords are capitalised words: "MUST" inside "MUSTER" or a lower-case "must" do not count,
+  // except in RFCs written before RFC 2119 gave the capitals their meaning (RFC 1870, RFC 2034),
+  // and RFC 6152, which republished RFC 1652's text with its lower-case requirement words.
+  int number = 0;
+  if (rfc.starts_with("RFC ")) {
+    for (std::size_t i = 4; i < rfc.size() && std::isdigit(static_cast<unsigned char>(rfc[i])) && number < 100000; ++i) {
+      number = number * 10 + (rfc[i] - '0');
+    }
+  }
+  const bool lower_case_counts = (number > 0 && number < 2119) || number == 6152;
+  std::string lowered;
+  if (lower_case_counts) {
+    for (char c : quote) lowered += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    quote = lowered;
+  }
   auto has = [&](std::string_view word) {
     for (std::size_t at = quote.find(word); at != std::string_view::npos; at = quote.find(word, at + 1)) {
       const bool start = at == 0 || !std::isalpha(static_cast<unsigned char>(quote[at - 1]));
@@ -391,7 +423,10 @@ std::size_t Script::assertions_end() const {
 
 bool Script::checks_delivery() const {
   for (const auto& st : steps) {
-    if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body || st.kind == Step::Kind::header) return true;
+    if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body || st.kind == Step::Kind::header ||
+        st.kind == Step::Kind::noheader) {
+      return true;
+    }
   }
   return false;
 }

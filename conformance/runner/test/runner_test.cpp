@@ -179,7 +179,7 @@ TEST(Report, JunitValidatesAgainstTheSchema) {
   results[1] = {&b, Outcome::fail, "expected 250, got: 554 <bad> & \"worse\" \x01\xff\xc3", "S: 554 \xe9t\xe9 \xc3\xa9\n", "", 0.5};
   results[2] = {&c, Outcome::skip, "not advertised: CHUNKING", "", "", 0};
   results[3] = {&d, Outcome::error, "connect: refused", "C: EHLO x\n\x1b[0m", "", 0.1};
-  results[4] = {&e, Outcome::lenient, "accepted MAIL FROM:a@b", "C: MAIL FROM:a@b\nS: 250\n", "", 0.1};
+  results[4] = {&e, Outcome::deviation, "accepted MAIL FROM:a@b", "C: MAIL FROM:a@b\nS: 250\n", "", 0.1};
   results[5] = {&f, Outcome::inconclusive, "setup: RCPT refused", "S: 550\n", "", 0.1};
   Target target;
   const std::string report_text = report(results, "junit", target);

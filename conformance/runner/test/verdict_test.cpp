@@ -20,6 +20,9 @@ struct Behaviour {
   bool nested_mail_250 = false;    // a second MAIL in a transaction is answered 250
   bool close_421_on_rcpt = false;  // every RCPT is answered 421, then the connection closes
   std::string auth = "PLAIN LOGIN";
+  std::size_t size_limit = 0;      // announced with SIZE and enforced after the data (0: none)
+  bool stop_reading_at_limit = false;  // refuses at the limit and takes the rest for commands
+  bool store_oversized = false;    // refuses an oversized message with 552 but delivers it anyway
   std::string received = "Received: from client by scripted; today\r\n";  // trace field added
 };
 
@@ -99,7 +102,10 @@ class Receiver : public DeliveryStore {
       auth_step_ = 0;
       return reply(line == "Y29uZm9ybS1wYXNzd29yZA==" ? "235 2.7.0 ok" : "535 5.7.8 no");
     }
-    if (verb == "EHLO") return reply("250-scripted.test\n250-PIPELINING\n250-AUTH " + b_.auth + "\n250 8BITMIME");
+    if (verb == "EHLO") {
+      return reply("250-scripted.test\n250-PIPELINING\n" + (b_.size_limit ? "250-SIZE " + std::to_string(b_.size_limit) + "\n" : "") +
+                   "250-AUTH " + b_.auth + "\n250 8BITMIME");
+    }
     if (verb == "NOOP" || verb == "RSET") {
       if (verb == "RSET") in_mail_ = false;
       return reply("250 2.0.0 ok");
@@ -159,9 +165,19 @@ class Receiver : public DeliveryStore {
     std::string line = buf_.substr(0, crlf ? lf - 1 : lf);
     buf_.erase(0, lf + 1);
     if (line == "." && (crlf || b_.lf_ends_data)) {
-      messages.push_back(b_.received + message_);
       in_data_ = in_mail_ = false;
+      if (b_.size_limit && message_.size() > b_.size_limit) {
+        if (b_.store_oversized) messages.push_back(b_.received + message_);
+        reply("552 5.3.4 message too big");
+        return true;
+      }
+      messages.push_back(b_.received + message_);
       reply("250 2.0.0 queued");
+      return true;
+    }
+    if (b_.size_limit && b_.stop_reading_at_limit && message_.size() > b_.size_limit) {
+      in_data_ = in_mail_ = false;  // the rest of the data will be read as commands
+      reply("552 5.3.4 message too big");
       return true;
     }
     if (line.starts_with(".")) line.erase(0, 1);
@@ -295,11 +311,11 @@ TEST(Verdict, A421CloseIsReportedAsSuch) {
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason;
 }
 
-TEST(Verdict, ANoteCaseThatDoesNotHoldIsLenientNotFailed) {
+TEST(Verdict, ANoteCaseThatDoesNotHoldIsADeviationNotAFailure) {
   Behaviour b;
   b.nested_mail_250 = true;
   const std::string c = "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: MAIL FROM:<a@b>\n!S: 503\n";
-  EXPECT_EQ(run(note + c, b).outcome, Outcome::lenient);
+  EXPECT_EQ(run(note + c, b).outcome, Outcome::deviation);
   EXPECT_EQ(run(must + c, b).outcome, Outcome::fail);
   EXPECT_EQ(run(note + c, Behaviour{}).outcome, Outcome::pass);
 }
@@ -347,6 +363,40 @@ TEST(Oracle, HeaderCheckReadsTheDeliveredMessage) {
   EXPECT_EQ(run(must + send + "!HEADER: Subject /^${sender}$/\n", Behaviour{}).outcome, Outcome::fail);
 }
 
+TEST(Oracle, FillGoesOverTheAnnouncedSizeLimit) {
+  const std::string c = must + "# needs: SIZE\n" + transaction +
+                        "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nFILL: SIZE+100\nC: .\n!S: 5xx\nC: RSET\n!S: 250\n!DELIVERED: 0\n";
+  Behaviour strict;
+  strict.size_limit = 2000;
+  auto r = run(c, strict);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
+  EXPECT_NE(r.transcript.find("C(fill): 2106 octets"), std::string::npos) << r.transcript;  // 27 lines of 78 octets
+  Behaviour lazy = strict;  // stops reading at the limit: the filler's lines become commands
+  lazy.stop_reading_at_limit = true;
+  r = run(c, lazy);
+  EXPECT_EQ(r.outcome, Outcome::fail) << r.transcript;
+  EXPECT_NE(r.reason.find("expected 250, got: 500"), std::string::npos) << r.reason;
+  Behaviour leaky = strict;  // says 552 but delivers
+  leaky.store_oversized = true;
+  r = run(c, leaky);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("expected 0 delivered message(s)"), std::string::npos) << r.reason;
+  // No limit announced: nothing to go over, so the rule cannot be tested.
+  r = run(c, Behaviour{});
+  EXPECT_EQ(r.outcome, Outcome::inconclusive);
+  EXPECT_NE(r.reason.find("gives none"), std::string::npos) << r.reason;
+}
+
+TEST(Oracle, NoHeaderFailsWhenAnyFieldMatches) {
+  const std::string send = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: hi\nC: .\nS: 250\n";
+  EXPECT_EQ(run(must + send + "!NOHEADER: Received /pretls/\n", Behaviour{}).outcome, Outcome::pass);
+  Behaviour two;
+  two.received = "Received: from a by b\r\nReceived: from pretls.client by scripted\r\n";
+  const auto r = run(must + send + "!NOHEADER: Received /pretls/\n", two);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("has a Received field matching /pretls/"), std::string::npos) << r.reason;
+}
+
 TEST(Profile, AcceptAllSkipsCasesThatNeedARefusal) {
   const std::string c = must + "# skip-when: accept_all\n" + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<${unknown}>\n!S: 550\n";
   Receiver receiver(Behaviour{});
@@ -378,7 +428,7 @@ TEST(Profile, UnknownKeysNameFileAndLine) {
 TEST(Baseline, ParsesAndReportsEveryKindOfDrift) {
   Baseline b;
   std::string error;
-  ASSERT_TRUE(parse_baseline("# known\na fail: breaks it\nb lenient: takes it\nc inconclusive: setup\n", "base.txt", b, error)) << error;
+  ASSERT_TRUE(parse_baseline("# known\na fail: breaks it\nb deviation: takes it\nc inconclusive: setup\n", "base.txt", b, error)) << error;
   EXPECT_FALSE(parse_baseline("a: no outcome\n", "base.txt", b, error));
   EXPECT_FALSE(parse_baseline("a pass: not a failure\n", "base.txt", b, error));
   EXPECT_FALSE(parse_baseline("a fail:\n", "base.txt", b, error));
@@ -388,7 +438,7 @@ TEST(Baseline, ParsesAndReportsEveryKindOfDrift) {
   sb.name = "b";
   sc.name = "c";
   sd.name = "d";
-  std::vector<CaseResult> same = {{&sa, Outcome::fail, "x", "", "", 0}, {&sb, Outcome::lenient, "y", "", "", 0},
+  std::vector<CaseResult> same = {{&sa, Outcome::fail, "x", "", "", 0}, {&sb, Outcome::deviation, "y", "", "", 0},
                                   {&sc, Outcome::inconclusive, "z", "", "", 0}, {&sd, Outcome::pass, "", "", "", 0}};
   EXPECT_EQ(compare_with_baseline(same, b, true), "");
   auto changed = same;
@@ -411,7 +461,7 @@ TEST(Report, TextReportHasTotalsReasonsAndRawBytes) {
   results.push_back({&skipped, Outcome::skip, "not advertised: CHUNKING", "", "", 0});
   Target target;
   const std::string text = report(results, "text", target);
-  EXPECT_NE(text.find("Totals: 3 cases: 0 pass, 1 fail (1 MUST), 0 lenient, 1 inconclusive, 1 skip, 0 error"), std::string::npos) << text;
+  EXPECT_NE(text.find("Totals: 3 cases: 0 pass, 1 fail (1 MUST), 0 deviation, 1 inconclusive, 1 skip, 0 error"), std::string::npos) << text;
   EXPECT_NE(text.find("RFC: \"The server MUST hold.\""), std::string::npos) << text;
   EXPECT_NE(text.find("C(raw): Subject: t-"), std::string::npos) << text;
   EXPECT_NE(text.find("first\\n.\\nMAIL FROM:"), std::string::npos) << "RAW bytes shown escaped\n" << text;

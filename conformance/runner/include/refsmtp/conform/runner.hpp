@@ -44,13 +44,14 @@ std::string unavailable(const Script& script, const Target& target);
 
 // pass: every step that asserts the rule went as written.
 // fail: a step that asserts the rule did not (a MUST, SHOULD or MAY case).
-// lenient: the same for a NOTE case: the server accepted what the grammar does not allow, or
-//          bore what a robust server would not; reported apart, never a failed requirement.
+// deviation: the same for a NOTE case, where no keyword binds the server: it accepted what the
+//          grammar does not allow (a leniency), or did not do what the RFC describes without a
+//          keyword; reported apart, never a failed requirement.
 // inconclusive: the rule was never exercised: a setup step did not go as the case needs, or the
 //          server ended the session with 421.
 // skip: not run (a port, delivery store or extension it needs is not there).
 // error: the runner could not run it (connection refused, a variable missing from the profile).
-enum class Outcome { pass, fail, lenient, inconclusive, skip, error };
+enum class Outcome { pass, fail, deviation, inconclusive, skip, error };
 std::string_view outcome_name(Outcome o);
 std::optional<Outcome> parse_outcome(std::string_view name);
 
@@ -66,7 +67,7 @@ struct CaseResult {
 CaseResult run_case(const Script& script, const Target& target);
 
 // A baseline of known results (--expect FILE): "case-name outcome: reason" lines, "#" comments.
-// outcome is fail, lenient, inconclusive or error; every other case is expected to pass (or skip).
+// outcome is fail, deviation, inconclusive or error; every other case is expected to pass (or skip).
 struct Expectation {
   Outcome outcome = Outcome::fail;
   std::string reason;

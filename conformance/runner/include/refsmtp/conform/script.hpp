@@ -6,7 +6,7 @@
 //   # level: MUST                  (MUST, SHOULD, MAY: the quoted sentence's keyword as it binds
 //                                   the server; NOTE: no keyword binds the server -- a grammar,
 //                                   a client's duty, robustness -- and a NOTE case that does not
-//                                   hold is reported as lenient, never as a failed requirement)
+//                                   hold is reported as deviation, never as a failed requirement)
 //   # quote: The AUTH command is not permitted during a mail transaction.
 //                                  (the RFC's sentence, verbatim; several lines are joined)
 //   # needs: PIPELINING AUTH=PLAIN (EHLO keywords, or KEYWORD=PARAM for one of its parameters;
@@ -56,6 +56,12 @@
 //   BDAT: BYTES      send "BDAT <size of BYTES>" CRLF, then BYTES (escapes as in RAW:, after
 //                    ${...} substitution, so the size is always right); BDAT LAST: ... the same
 //                    with LAST
+//   FILL: N          send N octets of filler text lines (76 octets and CRLF each) as message data;
+//   FILL: SIZE+N     ... the fixed limit the last EHLO reply gave with SIZE (RFC 1870), plus N
+//                    octets: a message over the limit. Without a SIZE limit (or one above 64 MiB,
+//                    more than a test should send) the step does not go as written.
+//   BDAT FILL: SPEC, BDAT LAST FILL: SPEC
+//                    a BDAT chunk of that much filler
 //   STARTTLS         handshake TLS now (after the 220 to STARTTLS)
 //   CLOSE            send what is pending, then close the connection (e.g. in the middle of DATA)
 //   SLEEP: MS        send what is pending, then wait
@@ -71,6 +77,8 @@
 //                    delivery check: the one delivered message with ${token} has a header field
 //                    NAME (any case) whose unfolded value matches REGEX; ${...} in REGEX stand
 //                    for their values taken literally
+//   NOHEADER: NAME [/REGEX/]
+//                    ... no field NAME (that matches REGEX, if given)
 // ${name} is replaced from the target profile (domain, rcpt, unknown, sender, user, password, ...)
 // and ${token} by a string unique to this run of this case. AUTH helpers, computed from the
 // profile's user and password: ${auth_plain} (base64 of NUL user NUL password, RFC 4616),
@@ -100,13 +108,16 @@ struct Expect {
 
 struct Step {
   enum class Kind {
-    send, raw, bdat, expect, expect_all, cap, nocap, auth, starttls, close, sleep, split, delivered, body, header, timeout
+    send, raw, bdat, fill, expect, expect_all, cap, nocap, auth, starttls, close, sleep, split, delivered, body, header, noheader, timeout
   } kind;
   bool asserts = false;  // marked '!': this step tests the rule; a failure here fails the case
   std::string text;      // send/raw/body payload, cap keyword, header field name
   Expect expect;
   int ms = 0;               // sleep, timeout: milliseconds; split: octets per write
   bool last = false;        // bdat: BDAT LAST; auth: AUTH WRONG
+  bool fill = false;        // bdat: the chunk is filler of the size in `fill_octets` (plus the SIZE limit)
+  bool fill_over_size = false;   // fill, bdat fill: SIZE+N
+  std::size_t fill_octets = 0;   // fill, bdat fill: N
   std::string regex;        // header: the pattern for the field's value ("" = any)
   std::vector<int> counts;  // delivered: the message counts allowed
   std::size_t line = 0;
@@ -141,7 +152,8 @@ std::optional<std::string> unescape_raw(std::string_view s);
 std::string substitute(std::string_view s, const std::map<std::string, std::string>& vars, std::string& missing,
                        bool for_regex = false);
 // Whether a quote holds a keyword of this level (RFC 2119: MUST, MUST NOT, REQUIRED, SHALL,
-// SHALL NOT; SHOULD, SHOULD NOT, RECOMMENDED; MAY, OPTIONAL). A NOTE needs none.
-bool quote_has_keyword(std::string_view quote, Level level);
+// SHALL NOT; SHOULD, SHOULD NOT, RECOMMENDED; MAY, OPTIONAL). A NOTE needs none. Lower-case
+// words count only in an RFC (`rfc`: "RFC 1870 §7") older than RFC 2119, and in RFC 6152.
+bool quote_has_keyword(std::string_view quote, Level level, std::string_view rfc = "");
 
 }  // namespace refsmtp::conform
