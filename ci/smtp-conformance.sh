@@ -55,7 +55,7 @@ for _ in $(seq "$(( ${WAIT_SECONDS:-60} * 4 ))"); do
     echo "ci/smtp-conformance.sh: the server under test exited before it listened: $start" >&2
     exit 3
   fi
-  if exec 3<>"/dev/tcp/$host/$port" 2>/dev/null; then
+  if { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null; then
     line=""
     read -r -t 5 line <&3 || true
     printf 'QUIT\r\n' >&3 2>/dev/null || true

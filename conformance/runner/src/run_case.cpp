@@ -51,6 +51,9 @@ std::string unavailable(const Script& script, const Target& target) {
   if (script.port == "submission" && target.submission.port == 0) return "needs a submission port (--submission HOST:PORT)";
   if (script.port == "submissions" && target.submissions.port == 0) return "needs an implicit-TLS port (--submissions HOST:PORT)";
   if (script.checks_delivery() && !target.delivery && !script.delivery_optional) return "checks delivery (give --maildir PATH or --sink HOST:PORT)";
+  if (script.delivery_final && (!target.delivery || !target.delivery->final_delivery())) {
+    return "checks final delivery (give --maildir PATH: a --sink sees what the server relays, not what it delivers)";
+  }
   for (const auto& flag : script.skip_when) {
     const auto it = target.profile.find(flag);
     if (it != target.profile.end() && it->second == "yes") {
@@ -313,11 +316,13 @@ CaseResult run_case(const Script& script, const Target& target) {
         const int most = *std::max_element(st.counts.begin(), st.counts.end());
         const auto found = delivered(static_cast<std::size_t>(most));
         r.transcript += "-- " + std::to_string(found.size()) + " message(s) with the token in the " + target.delivery->describe() + " --\n";
-        if (std::find(st.counts.begin(), st.counts.end(), static_cast<int>(found.size())) == st.counts.end()) {
-          std::string want;
-          for (int c : st.counts) want += (want.empty() ? "" : " or ") + std::to_string(c);
+        const bool count_ok = st.at_least ? static_cast<int>(found.size()) >= most
+                                          : std::find(st.counts.begin(), st.counts.end(), static_cast<int>(found.size())) != st.counts.end();
+        if (!count_ok) {
+          std::string want = st.at_least ? "at least " : "";
+          for (int c : st.counts) want += (want.empty() || st.at_least ? "" : " or ") + std::to_string(c);
           return not_as_written("expected " + want + " delivered message(s) with the case's token, found " + std::to_string(found.size()) +
-                                (static_cast<int>(found.size()) > most ? " (a smuggled or duplicated message?)" : ""));
+                                (!st.at_least && static_cast<int>(found.size()) > most ? " (a smuggled or duplicated message?)" : ""));
         }
         break;
       }

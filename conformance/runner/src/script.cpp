@@ -248,8 +248,9 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
         if (value != "mx" && value != "submission" && value != "submissions") return fail("port must be mx, submission or submissions");
         sc.port = value;
       } else if (key == "delivery") {
-        if (value != "optional" && value != "required") return fail("delivery must be optional or required");
+        if (value != "optional" && value != "required" && value != "final") return fail("delivery must be optional, required or final");
         sc.delivery_optional = value == "optional";
+        sc.delivery_final = value == "final";
       } else if (key == "needs") {
         std::string_view v = value;
         while (!v.empty()) {
@@ -347,10 +348,14 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
     } else if (line.starts_with("DELIVERED: ")) {
       st.kind = Step::Kind::delivered;
       std::string_view v = trim(arg(11));
+      if (v.ends_with("+") && v.find('|') == std::string_view::npos) {  // "1+": at least one
+        st.at_least = true;
+        v.remove_suffix(1);
+      }
       while (why.empty()) {
         const std::string n(v.substr(0, v.find('|')));
         if (n.empty() || n.size() > 3 || n.find_first_not_of("0123456789") != std::string::npos || std::atoi(n.c_str()) > 100) {
-          why = "DELIVERED: takes a message count (0-100) or alternatives like 0|1";
+          why = "DELIVERED: takes a message count (0-100), alternatives like 0|1, or a least count like 1+";
         }
         st.counts.push_back(std::atoi(n.c_str()));
         if (v.find('|') == std::string_view::npos) break;

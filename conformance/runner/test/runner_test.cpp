@@ -88,6 +88,14 @@ TEST_F(SinkTarget, WrongCountFails) {
   EXPECT_NE(r.reason.find("expected 2 delivered message(s) with the case's token, found 1"), std::string::npos) << r.reason;
 }
 
+TEST_F(SinkTarget, AtLeastCounts) {
+  const std::string body = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\n";
+  EXPECT_EQ(run_case(parse(head + body + "!DELIVERED: 1+\n"), target).outcome, Outcome::pass);
+  const auto r = run_case(parse(head + body + "!DELIVERED: 2+\n"), target);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("expected at least 2 delivered message(s)"), std::string::npos) << r.reason;
+}
+
 TEST_F(SinkTarget, ASmuggledSecondMessageIsCounted) {
   // The sink, like lenient receivers, ends data at LF.LF: the smuggled message is a second one.
   const auto r = run_case(parse(head + transaction +

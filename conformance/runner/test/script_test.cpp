@@ -148,6 +148,11 @@ TEST(Script, DeliveryPortAndWriteSteps) {
   EXPECT_NE(error.message.find("bad.smtp:3: DELIVERED:"), std::string::npos) << error.message;
   EXPECT_FALSE(parse_script(h + "DELIVERED: 101\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "DELIVERED: 1|\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "DELIVERED: 1|2+\n", "bad.smtp", error));
+  auto least = parse_script(h + "# quote: It MUST.\n!DELIVERED: 2+\n", "ok.smtp", error);
+  ASSERT_TRUE(least) << error.message;
+  EXPECT_TRUE(least->steps[0].at_least);
+  EXPECT_EQ(least->steps[0].counts, (std::vector<int>{2}));
   EXPECT_FALSE(parse_script(h + "SPLIT: 0\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "TIMEOUT: 0\n", "bad.smtp", error));
   auto t = parse_script(h + "# quote: It MUST.\nTIMEOUT: 1500\n!S: 220\n", "ok.smtp", error);

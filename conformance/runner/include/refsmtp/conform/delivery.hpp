@@ -24,6 +24,9 @@ class DeliveryStore {
   // Every delivered message (whole, as stored) that contains `token`.
   virtual std::vector<std::string> find(const std::string& token) = 0;
   virtual std::string describe() const = 0;
+  // True when the messages found are the target's final deliveries (a mailbox it wrote), not
+  // what it relayed on: only then is a Return-Path owed (RFC 5321 §4.4).
+  virtual bool final_delivery() const { return false; }
 };
 
 class MaildirStore : public DeliveryStore {
@@ -31,6 +34,7 @@ class MaildirStore : public DeliveryStore {
   explicit MaildirStore(std::string root) : root_(std::move(root)) {}
   std::vector<std::string> find(const std::string& token) override;
   std::string describe() const override { return "Maildir " + root_; }
+  bool final_delivery() const override { return true; }
 
  private:
   std::string root_;

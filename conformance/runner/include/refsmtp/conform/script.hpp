@@ -18,6 +18,9 @@
 //                                   --submissions target, TLS from the first byte)
 //   # delivery: optional           (run even without --maildir/--sink, skipping only the
 //                                   delivery steps; by default such a case is skipped)
+//   # delivery: final              (the delivery checks judge final delivery, e.g. a
+//                                   Return-Path: skipped unless the store is the target's own
+//                                   mailboxes, --maildir, rather than a --sink it relays to)
 //   # title: A second MAIL inside a transaction is refused with 503
 //   S: 220
 //   C: EHLO ${helo}
@@ -69,7 +72,8 @@
 //                    apart (a server must not depend on how the client's bytes are segmented)
 //   DELIVERED: N     delivery check: exactly N messages containing this case's ${token} arrive in
 //                    the --maildir or at the --sink (waits up to the step timeout for the largest
-//                    count, then --settle); alternatives like 0|1 when a 5xx was allowed
+//                    count, then --settle); alternatives like 0|1 when a 5xx was allowed; N+
+//                    for N or more (a server may deliver a duplicate recipient twice)
 //   BODY: BYTES      delivery check: the one delivered message with ${token} has this body (the
 //                    part after the first empty line; escapes as in RAW:; CRLF and LF compare
 //                    equal, since a mailbox may store either)
@@ -120,6 +124,7 @@ struct Step {
   std::size_t fill_octets = 0;   // fill, bdat fill: N
   std::string regex;        // header: the pattern for the field's value ("" = any)
   std::vector<int> counts;  // delivered: the message counts allowed
+  bool at_least = false;    // delivered: "N+", N or more
   std::size_t line = 0;
 };
 
@@ -132,6 +137,7 @@ struct Script {
   std::vector<std::string> needs;
   std::string port = "mx";  // mx, submission or submissions
   bool delivery_optional = false;
+  bool delivery_final = false;  // "# delivery: final": needs the target's own mailboxes (--maildir)
   std::vector<Step> steps;
   // True when a step checks delivery (DELIVERED:, BODY:, HEADER:).
   bool checks_delivery() const;
