@@ -35,7 +35,7 @@ def main():
             results.setdefault(c["case"], {})[name] = c
             meta[c["case"]] = c
 
-    mark = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skip", "lenient": "lenient", "inconclusive": "inconcl."}
+    mark = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skip", "deviation": "deviat.", "inconclusive": "inconcl."}
     width = max(len(c) for c in results) + 2
     cols = [max(len(s), 8) + 2 for s in servers]
     order = sorted(results, key=lambda c: (meta[c]["rfc"].split(" §")[0], c))
@@ -57,7 +57,7 @@ def main():
             o = results[case].get(s, {}).get("outcome")
             if o:
                 counts[o] = counts.get(o, 0) + 1
-        print("%-10s %s" % (s + ":", ", ".join("%d %s" % (counts[k], k) for k in ("pass", "fail", "lenient", "inconclusive", "skip", "error")
+        print("%-10s %s" % (s + ":", ", ".join("%d %s" % (counts[k], k) for k in ("pass", "fail", "deviation", "inconclusive", "skip", "error")
                                                       if k in counts)))
 
     return 0

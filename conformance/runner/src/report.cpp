@@ -63,13 +63,15 @@ std::string indent(std::string t, const std::string& by) {
 std::string text_report(const std::vector<CaseResult>& results, const std::string& where) {
   // Per RFC: "N of M" per level, counting only cases that were judged (pass, fail, deviation).
   std::map<std::string, std::map<Level, std::pair<int, int>>> tally;
-  std::map<std::string, int> inconclusive_by_rfc;
+  std::map<std::string, int> inconclusive_by_rfc, skipped_by_rfc;
   std::map<Outcome, int> totals;
   std::map<Level, int> failed_by_level;
   for (const auto& r : results) {
     ++totals[r.outcome];
     if (r.outcome == Outcome::fail) ++failed_by_level[r.script->level];
     if (r.outcome == Outcome::inconclusive) ++inconclusive_by_rfc[rfc_of(*r.script)];
+    if (r.outcome == Outcome::skip) ++skipped_by_rfc[rfc_of(*r.script)];
+    tally[rfc_of(*r.script)];  // every RFC gets its line, even one whose cases all skipped
     if (r.outcome != Outcome::pass && r.outcome != Outcome::fail && r.outcome != Outcome::deviation) continue;
     auto& t = tally[rfc_of(*r.script)][r.script->level];
     t.second++;
@@ -82,7 +84,9 @@ std::string text_report(const std::vector<CaseResult>& results, const std::strin
       out += "  " + std::to_string(t.first) + " of " + std::to_string(t.second) +
              (level == Level::note ? std::string(" notes held") : " " + std::string(level_name(level)));
     }
+    if (levels.empty()) out += "  nothing judged";
     if (inconclusive_by_rfc.count(rfc)) out += "  (" + std::to_string(inconclusive_by_rfc[rfc]) + " inconclusive)";
+    if (skipped_by_rfc.count(rfc)) out += "  (" + std::to_string(skipped_by_rfc[rfc]) + " skipped)";
     out += "\n";
   }
   out += "\nTotals: " + std::to_string(results.size()) + " cases: " + std::to_string(totals[Outcome::pass]) + " pass, " +

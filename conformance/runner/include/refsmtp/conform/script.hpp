@@ -60,8 +60,9 @@
 //                    ${...} substitution, so the size is always right); BDAT LAST: ... the same
 //                    with LAST
 //   FILL: N          send N octets of filler text lines (76 octets and CRLF each) as message data;
-//   FILL: SIZE+N     ... the fixed limit the last EHLO reply gave with SIZE (RFC 1870), plus N
-//                    octets: a message over the limit. Without a SIZE limit (or one above 64 MiB,
+//   FILL: SIZE+N     ... the fixed limit the last EHLO reply gave with SIZE (RFC 1870), plus one
+//                    octet in 77 (so a server counting CRLF as one octet is over it too), plus
+//                    N octets: a message over the limit. Without a SIZE limit (or one above 64 MiB,
 //                    more than a test should send) the step does not go as written.
 //   BDAT FILL: SPEC, BDAT LAST FILL: SPEC
 //                    a BDAT chunk of that much filler
