@@ -107,7 +107,10 @@ int main(int argc, char** argv) {
                              "from the server's greeting and the assumptions are printed). Keys:";
   for (const auto& [k, what] : profile_keys()) profile_help += "\n  " + k + ": " + what;
   app.add_option("--profile", profile_file, profile_help)->check(CLI::ExistingFile);
-  std::string expect_file;
+  std::string expect_file, fail_on_text;
+  app.add_option("--fail-on", fail_on_text, "also fail the run on these results (comma-separated): should, may (failed cases of\n"
+                 "that level), deviation, inconclusive, skip; or all. A failed MUST case or an error always fails it.\n"
+                 "With --expect, 'skip' makes every skip the baseline does not list a difference");
   app.add_option("--expect", expect_file, "a baseline of known results, 'case-name outcome: reason' lines (outcome: fail,\n"
                  "deviation, inconclusive or error); the run then fails only when a result differs from it")
       ->check(CLI::ExistingFile);
@@ -122,9 +125,9 @@ int main(int argc, char** argv) {
   app.add_option("--jobs", jobs, "dialogs run in parallel")->check(CLI::Range(1u, 64u))->capture_default_str();
   app.add_option("--timeout", timeout_ms, "milliseconds to wait for each reply")->capture_default_str();
   app.add_option("SUITE_OR_CASE", inputs, "suite directories or .smtp case files")->required();
-  app.footer("Exit status: 0 when no MUST case failed (with --expect: when every result is as the baseline says);\n"
-             "1 when one did (or a result differs from the baseline); 2 on usage errors; 3 when the target\n"
-             "cannot be reached.\n"
+  app.footer("Exit status: 0 when no MUST case failed, nothing was an error, and nothing --fail-on names happened\n"
+             "(with --expect: when every result is as the baseline says); 1 otherwise; 2 on usage errors; 3 when\n"
+             "the target cannot be reached.\n"
              "Verdicts: pass; fail (a step marked '!' broke the quoted MUST/SHOULD/MAY rule); deviation (a NOTE\n"
              "case, where no keyword binds the server, did not hold: a leniency, never a failed requirement);\n"
              "inconclusive (setup did not go as the case needs, or the server closed with 421: the rule was not\n"
@@ -159,6 +162,14 @@ int main(int argc, char** argv) {
   if (!profile_file.empty()) {
     std::string error;
     if (!parse_profile(slurp(profile_file), profile_file, target.profile, error)) {
+      std::fprintf(stderr, "smtpconform: %s\n", error.c_str());
+      return 2;
+    }
+  }
+  FailOn fail_on;
+  if (!fail_on_text.empty()) {
+    std::string error;
+    if (!parse_fail_on(fail_on_text, fail_on, error)) {
       std::fprintf(stderr, "smtpconform: %s\n", error.c_str());
       return 2;
     }
@@ -336,7 +347,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);  // the report first, then what the baseline says of it
   if (!expect_file.empty()) {
     const bool every_case_ran = filter == "*" && level == "note";
-    const std::string drift = compare_with_baseline(results, baseline, every_case_ran);
+    const std::string drift = compare_with_baseline(results, baseline, every_case_ran, fail_on.skip);
     if (!drift.empty()) {
       std::fprintf(stderr, "smtpconform: results differ from the baseline %s:\n%s", expect_file.c_str(), drift.c_str());
       return 1;
@@ -344,8 +355,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "smtpconform: every result is as the baseline %s says\n", expect_file.c_str());
     return 0;
   }
-  const bool must_failed = std::any_of(results.begin(), results.end(), [](const CaseResult& r) {
-    return r.script->level == Level::must && (r.outcome == Outcome::fail || r.outcome == Outcome::error);
-  });
-  return must_failed ? 1 : 0;
+  return run_failed(results, fail_on) ? 1 : 0;
 }

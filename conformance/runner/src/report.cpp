@@ -239,8 +239,8 @@ bool parse_baseline(const std::string& text, const std::string& file, Baseline& 
     std::string reason = line.substr(colon + 1);
     while (!reason.empty() && reason.front() == ' ') reason.erase(0, 1);
     const auto o = parse_outcome(outcome);
-    if (!o || *o == Outcome::pass || *o == Outcome::skip) {
-      error = where + "outcome '" + outcome + "' is not fail, deviation, inconclusive or error";
+    if (!o || *o == Outcome::pass) {
+      error = where + "outcome '" + outcome + "' is not fail, deviation, inconclusive, skip or error";
       return false;
     }
     if (reason.empty()) {
@@ -256,16 +256,17 @@ bool parse_baseline(const std::string& text, const std::string& file, Baseline& 
   return true;
 }
 
-std::string compare_with_baseline(const std::vector<CaseResult>& results, const Baseline& baseline, bool every_case_ran) {
+std::string compare_with_baseline(const std::vector<CaseResult>& results, const Baseline& baseline, bool every_case_ran,
+                                  bool skips_count) {
   std::string out;
   std::set<std::string> seen;
   for (const auto& r : results) {
     seen.insert(r.script->name);
     const auto it = baseline.find(r.script->name);
-    const bool judged_bad = r.outcome != Outcome::pass && r.outcome != Outcome::skip;
+    const bool judged_bad = r.outcome != Outcome::pass && (r.outcome != Outcome::skip || skips_count);
     if (it == baseline.end()) {
       if (judged_bad) out += "new " + std::string(outcome_name(r.outcome)) + ": " + r.script->name + ": " + r.reason + "\n";
-    } else if (r.outcome == Outcome::skip) {
+    } else if (r.outcome == Outcome::skip && it->second.outcome != Outcome::skip) {
       out += "was " + std::string(outcome_name(it->second.outcome)) + ", now skipped: " + r.script->name + ": " + r.reason + "\n";
     } else if (r.outcome != it->second.outcome) {
       out += "was " + std::string(outcome_name(it->second.outcome)) + ", now " + std::string(outcome_name(r.outcome)) + ": " +
@@ -276,6 +277,42 @@ std::string compare_with_baseline(const std::vector<CaseResult>& results, const 
     if (every_case_ran && !seen.count(name)) out += "listed but not run: " + name + " (" + std::string(outcome_name(e.outcome)) + ")\n";
   }
   return out;
+}
+
+bool parse_fail_on(const std::string& text, FailOn& out, std::string& error) {
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = text.find(',', pos);
+    const std::string word = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (word == "should") out.should = true;
+    else if (word == "may") out.may = true;
+    else if (word == "deviation") out.deviation = true;
+    else if (word == "inconclusive") out.inconclusive = true;
+    else if (word == "skip") out.skip = true;
+    else if (word == "all") out = {true, true, true, true, true};
+    else if (!word.empty() || text.empty()) {
+      error = "--fail-on '" + word + "': expected a comma-separated list of should, may, deviation, inconclusive, skip (or all)";
+      return false;
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return true;
+}
+
+bool run_failed(const std::vector<CaseResult>& results, const FailOn& f) {
+  return std::any_of(results.begin(), results.end(), [&](const CaseResult& r) {
+    switch (r.outcome) {
+      case Outcome::error: return true;
+      case Outcome::fail:
+        return r.script->level == Level::must || (r.script->level == Level::should && f.should) || (r.script->level == Level::may && f.may);
+      case Outcome::deviation: return f.deviation;
+      case Outcome::inconclusive: return f.inconclusive;
+      case Outcome::skip: return f.skip;
+      case Outcome::pass: return false;
+    }
+    return false;
+  });
 }
 
 }  // namespace refsmtp::conform

@@ -454,6 +454,44 @@ TEST(Baseline, ParsesAndReportsEveryKindOfDrift) {
   EXPECT_EQ(compare_with_baseline(same, b, false), "");
 }
 
+TEST(FailOn, SkipsAndLowerLevelsFailTheRunOnlyWhenAsked) {
+  Script must_s, should_s, note_s;
+  must_s.level = Level::must;
+  should_s.level = Level::should;
+  note_s.level = Level::note;
+  must_s.name = "m";
+  should_s.name = "s";
+  note_s.name = "n";
+  FailOn none, all;
+  std::string error;
+  ASSERT_TRUE(parse_fail_on("all", all, error));
+  EXPECT_FALSE(parse_fail_on("should,sometimes", none, error));
+  EXPECT_NE(error.find("'sometimes'"), std::string::npos) << error;
+  FailOn skip_only;
+  ASSERT_TRUE(parse_fail_on("skip", skip_only, error));
+  EXPECT_TRUE(skip_only.skip);
+  EXPECT_FALSE(skip_only.should);
+  const std::vector<CaseResult> should_failed = {{&should_s, Outcome::fail, "x", "", "", 0}, {&must_s, Outcome::pass, "", "", "", 0}};
+  EXPECT_FALSE(run_failed(should_failed, FailOn{}));
+  FailOn should_on;
+  should_on.should = true;
+  EXPECT_TRUE(run_failed(should_failed, should_on));
+  const std::vector<CaseResult> skipped = {{&must_s, Outcome::skip, "not advertised: PIPELINING", "", "", 0}};
+  EXPECT_FALSE(run_failed(skipped, FailOn{}));
+  EXPECT_TRUE(run_failed(skipped, skip_only));
+  EXPECT_TRUE(run_failed({{&must_s, Outcome::fail, "x", "", "", 0}}, FailOn{}));
+  EXPECT_TRUE(run_failed({{&note_s, Outcome::error, "x", "", "", 0}}, FailOn{}));  // an error always fails
+  EXPECT_FALSE(run_failed({{&note_s, Outcome::deviation, "x", "", "", 0}}, FailOn{}));
+  EXPECT_TRUE(run_failed({{&note_s, Outcome::deviation, "x", "", "", 0}}, all));
+  // With a baseline, --fail-on skip makes an unlisted skip a difference; a listed one is fine.
+  Baseline b;
+  ASSERT_TRUE(parse_baseline("s skip: no AUTH on this port\n", "b.txt", b, error)) << error;
+  const std::vector<CaseResult> two_skips = {{&must_s, Outcome::skip, "not advertised: PIPELINING", "", "", 0},
+                                             {&should_s, Outcome::skip, "not advertised: AUTH", "", "", 0}};
+  EXPECT_EQ(compare_with_baseline(two_skips, b, false, false), "");
+  EXPECT_EQ(compare_with_baseline(two_skips, b, false, true), "new skip: m: not advertised: PIPELINING\n");
+}
+
 TEST(Report, TextReportHasTotalsReasonsAndRawBytes) {
   Behaviour vulnerable;
   vulnerable.lf_ends_data = true;

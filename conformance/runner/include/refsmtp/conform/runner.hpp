@@ -67,7 +67,8 @@ struct CaseResult {
 CaseResult run_case(const Script& script, const Target& target);
 
 // A baseline of known results (--expect FILE): "case-name outcome: reason" lines, "#" comments.
-// outcome is fail, deviation, inconclusive or error; every other case is expected to pass (or skip).
+// outcome is fail, deviation, inconclusive, error or skip; every other case is expected to pass
+// (or to skip, unless skips count: --fail-on skip).
 struct Expectation {
   Outcome outcome = Outcome::fail;
   std::string reason;
@@ -75,8 +76,19 @@ struct Expectation {
 using Baseline = std::map<std::string, Expectation>;
 bool parse_baseline(const std::string& text, const std::string& file, Baseline& out, std::string& error);
 // What differs from the baseline, one line each ("" when nothing does). With every_case_ran
-// (no --filter or --level), a listed case that was not run at all is a difference too.
-std::string compare_with_baseline(const std::vector<CaseResult>& results, const Baseline& baseline, bool every_case_ran);
+// (no --filter or --level), a listed case that was not run at all is a difference too; with
+// skips_count, so is a skip the baseline does not list.
+std::string compare_with_baseline(const std::vector<CaseResult>& results, const Baseline& baseline, bool every_case_ran,
+                                  bool skips_count = false);
+
+// --fail-on: which results fail a run besides a failed MUST case and an error.
+struct FailOn {
+  bool should = false, may = false, deviation = false, inconclusive = false, skip = false;
+};
+// "should,skip" -> FailOn; false with `error` set for an unknown word.
+bool parse_fail_on(const std::string& text, FailOn& out, std::string& error);
+// Whether these results fail the run (without a baseline).
+bool run_failed(const std::vector<CaseResult>& results, const FailOn& fail_on);
 
 // Reports: "text" (per RFC summary), "junit" (JUnit XML), "json", "tap".
 std::string report(const std::vector<CaseResult>& results, const std::string& format, const Target& target);
