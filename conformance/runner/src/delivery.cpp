@@ -35,6 +35,53 @@ std::string normalize_newlines(const std::string& s) {
   return out;
 }
 
+std::string canonical_address(std::string address) {
+  if (address.size() > 1 && address.front() == '<' && address.back() == '>') address = address.substr(1, address.size() - 2);
+  const std::size_t at = address.rfind('@');
+  if (at != std::string::npos) {
+    std::transform(address.begin() + static_cast<std::ptrdiff_t>(at), address.end(), address.begin() + static_cast<std::ptrdiff_t>(at),
+                   [](unsigned char c) { return std::tolower(c); });
+  }
+  return address;
+}
+
+std::optional<std::vector<std::string>> MaildirStore::find_for(const std::string& token, const std::string& address, std::string& why) {
+  auto lower = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+  };
+  const std::string whole = lower(address), local = lower(address.substr(0, address.rfind('@')));
+  std::vector<std::string> found;
+  bool named = false;
+  std::error_code ec;
+  constexpr std::uintmax_t max_message = 64u << 20;
+  for (fs::recursive_directory_iterator it(root_, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string folder = p.parent_path().filename().string();
+    if ((folder != "new" && folder != "cur") || !it->is_regular_file(ec)) continue;
+    // The components between the root and new/ or cur/ name the mailbox.
+    bool mine = false;
+    for (const auto& part : fs::relative(p.parent_path().parent_path(), root_, ec)) {
+      const std::string name = lower(part.string());
+      if (name == local || name == whole) mine = true;
+    }
+    if (!mine) continue;
+    named = true;
+    if (it->file_size(ec) > max_message) continue;
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    if (text.find(token) != std::string::npos) found.push_back(std::move(text));
+  }
+  if (!named) {
+    why = "no Maildir below " + root_ + " holding mail is named for " + address + ", so this layout does not show which recipient got a message";
+    return std::nullopt;
+  }
+  return found;
+}
+
 std::vector<std::string> MaildirStore::find(const std::string& token) {
   std::vector<std::string> found;
   std::error_code ec;
@@ -98,7 +145,20 @@ std::vector<std::string> SinkServer::find(const std::string& token) {
   std::lock_guard lock(m_);
   std::vector<std::string> found;
   for (const auto& m : messages_) {
-    if (m.find(token) != std::string::npos) found.push_back(m);
+    if (m.message.find(token) != std::string::npos) found.push_back(m.message);
+  }
+  return found;
+}
+
+std::optional<std::vector<std::string>> SinkServer::find_for(const std::string& token, const std::string& address, std::string&) {
+  std::lock_guard lock(m_);
+  const std::string want = canonical_address(address);
+  std::vector<std::string> found;
+  for (const auto& m : messages_) {
+    if (m.message.find(token) == std::string::npos) continue;
+    if (std::any_of(m.recipients.begin(), m.recipients.end(), [&](const std::string& r) { return canonical_address(r) == want; })) {
+      found.push_back(m.message);
+    }
   }
   return found;
 }
@@ -148,6 +208,7 @@ void SinkServer::serve(int fd) {
   say("220 smtpconform-sink ESMTP\r\n");
   std::string line;
   bool have_mail = false, have_rcpt = false;
+  std::vector<std::string> recipients;
   while (read_line(line)) {
     std::string verb = line.substr(0, line.find_first_of(" \r\n"));
     std::transform(verb.begin(), verb.end(), verb.begin(), [](unsigned char c) { return std::toupper(c); });
@@ -157,13 +218,18 @@ void SinkServer::serve(int fd) {
       say("250 OK\r\n");
     } else if (verb == "RSET") {
       have_mail = have_rcpt = false;
+      recipients.clear();
       say("250 OK\r\n");
     } else if (verb == "MAIL") {
       have_mail = true;
       have_rcpt = false;
+      recipients.clear();
       say("250 OK\r\n");
     } else if (verb == "RCPT") {
       have_rcpt = have_mail;
+      // RCPT TO:<address> [parameters]
+      const std::size_t open = line.find('<'), close = line.find('>', open == std::string::npos ? 0 : open);
+      if (have_mail && open != std::string::npos && close != std::string::npos) recipients.push_back(line.substr(open + 1, close - open - 1));
       say(have_mail ? "250 OK\r\n" : "503 MAIL first\r\n");
     } else if (verb == "DATA") {
       if (!have_rcpt) {
@@ -188,11 +254,12 @@ void SinkServer::serve(int fd) {
       } else {
         {
           std::lock_guard lock(m_);
-          messages_.push_back(std::move(message));
+          messages_.push_back({std::move(message), recipients});
         }
         say("250 OK kept\r\n");
       }
       have_mail = have_rcpt = false;
+      recipients.clear();
     } else if (verb == "QUIT") {
       say("221 bye\r\n");
       break;

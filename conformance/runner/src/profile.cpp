@@ -18,6 +18,7 @@ const std::vector<std::pair<std::string, std::string>>& profile_keys() {
       {"deliver_rcpt", "where delivery cases send (default: rcpt; with --sink, an address relayed to the sink)"},
       {"accept_all", "yes: the server accepts every recipient (a test sink, a catch-all); cases that need a refusal skip"},
       {"auth_mechanism", "PLAIN or LOGIN: the mechanism AUTH steps use (default: PLAIN if offered, else LOGIN)"},
+      {"command_timeout", "seconds (1-600) the server waits for a command before it gives up; cases that wait it out need it"},
   };
   return keys;
 }
@@ -57,6 +58,11 @@ bool parse_profile(const std::string& text, const std::string& file, std::map<st
     }
     if (name == "accept_all" && value != "yes" && value != "no") {
       error = where + "accept_all is yes or no";
+      return false;
+    }
+    if (name == "command_timeout" && (value.empty() || value.size() > 3 || value.find_first_not_of("0123456789") != std::string::npos ||
+                                      std::stoi(value) < 1 || std::stoi(value) > 600)) {
+      error = where + "command_timeout is a number of seconds, 1 to 600";
       return false;
     }
     if (name == "auth_mechanism" && value != "PLAIN" && value != "LOGIN") {

@@ -54,6 +54,8 @@ std::string unavailable(const Script& script, const Target& target) {
   if (script.delivery_final && (!target.delivery || !target.delivery->final_delivery())) {
     return "checks final delivery (give --maildir PATH: a --sink sees what the server relays, not what it delivers)";
   }
+  const bool idles = std::any_of(script.steps.begin(), script.steps.end(), [](const Step& st) { return st.kind == Step::Kind::idle; });
+  if (idles && !target.profile.count("command_timeout")) return "waits out the command timeout (give command_timeout = SECONDS in the profile)";
   for (const auto& flag : script.skip_when) {
     const auto it = target.profile.find(flag);
     if (it != target.profile.end() && it->second == "yes") {
@@ -199,17 +201,23 @@ CaseResult run_case(const Script& script, const Target& target) {
   // Waits until the delivered count for this case's token reaches `want` (at most the number
   // of messages the server accepted) or the step timeout passes, then for the settle time, so
   // a late extra message (smuggled, duplicated) is seen too.
-  auto delivered = [&](std::size_t want) {
+  // With `address`, only the messages delivered to it count (std::nullopt: the store cannot tell).
+  std::string not_per_recipient;
+  auto find = [&](const std::string& address) -> std::optional<std::vector<std::string>> {
+    if (address.empty()) return target.delivery->find(vars["token"]);
+    return target.delivery->find_for(vars["token"], address, not_per_recipient);
+  };
+  auto delivered = [&](std::size_t want, const std::string& address = "") -> std::optional<std::vector<std::string>> {
     want = std::min(want, accepted);
     const auto deadline = std::chrono::steady_clock::now() + step_timeout;
-    auto found = target.delivery->find(vars["token"]);
-    while (found.size() < want && std::chrono::steady_clock::now() < deadline) {
+    auto found = find(address);
+    while (found && found->size() < want && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      found = target.delivery->find(vars["token"]);
+      found = find(address);
     }
-    if (found.size() <= want) {
+    if (found && found->size() <= want) {
       std::this_thread::sleep_for(target.settle);
-      found = target.delivery->find(vars["token"]);
+      found = find(address);
     }
     return found;
   };
@@ -301,6 +309,13 @@ CaseResult run_case(const Script& script, const Target& target) {
         if (!flush()) return not_as_written("the server closed the connection while we were sending");
         std::this_thread::sleep_for(std::chrono::milliseconds(st.ms));
         break;
+      case Step::Kind::idle: {
+        if (!flush()) return not_as_written("the server closed the connection while we were sending");
+        const auto wait = std::chrono::seconds(std::stoi(vars["command_timeout"]) + 2);
+        r.transcript += "-- idle for " + std::to_string(wait.count()) + " s (the command timeout and 2 s) --\n";
+        std::this_thread::sleep_for(wait);
+        break;
+      }
       case Step::Kind::split: {
         const std::size_t n = static_cast<std::size_t>(st.ms);
         for (std::size_t off = 0; off < pending.size(); off += n) {
@@ -316,14 +331,20 @@ CaseResult run_case(const Script& script, const Target& target) {
       }
       case Step::Kind::delivered: {
         const int most = *std::max_element(st.counts.begin(), st.counts.end());
-        const auto found = delivered(static_cast<std::size_t>(most));
-        r.transcript += "-- " + std::to_string(found.size()) + " message(s) with the token in the " + target.delivery->describe() + " --\n";
+        const std::string address = substituted(st.text);
+        if (!missing.empty()) return no_variable();
+        const auto maybe = delivered(static_cast<std::size_t>(most), address);
+        if (!maybe) return finish(Outcome::inconclusive, where + "cannot check delivery per recipient: " + not_per_recipient);
+        const auto& found = *maybe;
+        r.transcript += "-- " + std::to_string(found.size()) + " message(s) with the token " +
+                        (address.empty() ? "" : "delivered to " + address + " ") + "in the " + target.delivery->describe() + " --\n";
         const bool count_ok = st.at_least ? static_cast<int>(found.size()) >= most
                                           : std::find(st.counts.begin(), st.counts.end(), static_cast<int>(found.size())) != st.counts.end();
         if (!count_ok) {
           std::string want = st.at_least ? "at least " : "";
           for (int c : st.counts) want += (want.empty() || st.at_least ? "" : " or ") + std::to_string(c);
-          return not_as_written("expected " + want + " delivered message(s) with the case's token, found " + std::to_string(found.size()) +
+          return not_as_written("expected " + want + " delivered message(s) with the case's token" + (address.empty() ? "" : " for " + address) +
+                                ", found " + std::to_string(found.size()) +
                                 (!st.at_least && static_cast<int>(found.size()) > most ? " (a smuggled or duplicated message?)" : ""));
         }
         break;
@@ -331,7 +352,7 @@ CaseResult run_case(const Script& script, const Target& target) {
       case Step::Kind::body:
       case Step::Kind::header:
       case Step::Kind::noheader: {
-        const auto found = delivered(1);
+        const auto found = *delivered(1);
         const std::string step_name = st.kind == Step::Kind::body ? "BODY:" : st.kind == Step::Kind::header ? "HEADER:" : "NOHEADER:";
         if (found.size() != 1) {
           return not_as_written(step_name + " needs exactly one delivered message with the case's token, found " + std::to_string(found.size()));
@@ -438,6 +459,7 @@ CaseResult run_case(const Script& script, const Target& target) {
         const auto wait = e.kind == Expect::Kind::none ? silence_window(e.silence_ms) : step_timeout;
         ReadResult got = read(wait);
         if (e.kind == Expect::Kind::none) {
+          if (!got.lines.empty() && got.lines.front().starts_with("421")) return ended_with_421(got.lines.front());
           if (!got.lines.empty()) return not_as_written("expected no reply within " + std::to_string(wait.count()) + " ms, got: " + printable(got.lines.front(), 200));
           r.transcript += got.closed ? "-- closed by the server --\n" : "-- silent for " + std::to_string(wait.count()) + " ms --\n";
           break;

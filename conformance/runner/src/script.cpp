@@ -315,6 +315,8 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       number_step(Step::Kind::timeout, 9, 600000, "TIMEOUT: takes milliseconds");
     } else if (line.starts_with("SPLIT: ")) {
       number_step(Step::Kind::split, 7, 65536, "SPLIT: takes octets per write");
+    } else if (trim(line) == "IDLE") {
+      st.kind = Step::Kind::idle;
     } else if (trim(line) == "CLOSE") {
       st.kind = Step::Kind::close;
     } else if (trim(line) == "STARTTLS") {
@@ -345,9 +347,15 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
     } else if (line.starts_with("NOCAP: ")) {
       st.kind = Step::Kind::nocap;
       st.text = std::string(trim(arg(7)));
-    } else if (line.starts_with("DELIVERED: ")) {
+    } else if (line.starts_with("DELIVERED: ") || line.starts_with("DELIVERED TO ")) {
       st.kind = Step::Kind::delivered;
       std::string_view v = trim(arg(11));
+      if (line.starts_with("DELIVERED TO ")) {  // DELIVERED TO ADDRESS: N
+        const std::size_t colon = line.rfind(": ");
+        st.text = colon == std::string_view::npos || colon < 13 ? "" : std::string(trim(line.substr(13, colon - 13)));
+        if (st.text.empty() || st.text.find(' ') != std::string::npos) why = "DELIVERED TO takes an address, then ': ' and a count";
+        v = colon == std::string_view::npos ? std::string_view() : trim(line.substr(colon + 2));
+      }
       if (v.ends_with("+") && v.find('|') == std::string_view::npos) {  // "1+": at least one
         st.at_least = true;
         v.remove_suffix(1);
@@ -363,7 +371,7 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       }
     } else {
       why = "unknown step '" + std::string(line.substr(0, 20)) +
-            "' (C:, RAW:, BDAT:, FILL:, S:, S*:, CAP:, NOCAP:, AUTH, STARTTLS, CLOSE, SLEEP:, SPLIT:, TIMEOUT:, DELIVERED:, BODY:, HEADER:, NOHEADER:)";
+            "' (C:, RAW:, BDAT:, FILL:, S:, S*:, CAP:, NOCAP:, AUTH, STARTTLS, CLOSE, SLEEP:, IDLE, SPLIT:, TIMEOUT:, DELIVERED:, BODY:, HEADER:, NOHEADER:)";
     }
     if (!why.empty()) return fail(why);
     const bool can_assert = st.kind == Step::Kind::expect || st.kind == Step::Kind::expect_all || st.kind == Step::Kind::cap ||

@@ -88,6 +88,33 @@ TEST_F(SinkTarget, WrongCountFails) {
   EXPECT_NE(r.reason.find("expected 2 delivered message(s) with the case's token, found 1"), std::string::npos) << r.reason;
 }
 
+TEST(Delivery, MaildirStorePerRecipientByFolderName) {
+  const fs::path root = fs::temp_directory_path() / ("conform-maildir-rcpt-" + std::to_string(std::random_device{}()));
+  for (const char* d : {"alice/Maildir/new", "Bob/Maildir/cur"}) fs::create_directories(root / d);
+  std::ofstream(root / "alice/Maildir/new/1", std::ios::binary) << "Subject: tok-2\r\n\r\nfor alice\r\n";
+  std::ofstream(root / "Bob/Maildir/cur/2:2,", std::ios::binary) << "Subject: tok-2\r\n\r\nfor bob\r\n";
+  MaildirStore store(root.string());
+  std::string why;
+  auto a = store.find_for("tok-2", "alice@example.test", why);
+  ASSERT_TRUE(a);
+  ASSERT_EQ(a->size(), 1u);
+  EXPECT_NE(a->front().find("for alice"), std::string::npos);
+  auto b = store.find_for("tok-2", "bob@example.test", why);  // folder names compare in any case
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->size(), 1u);
+  EXPECT_FALSE(store.find_for("tok-2", "carol@example.test", why));  // no folder for carol: cannot tell
+  EXPECT_NE(why.find("carol@example.test"), std::string::npos) << why;
+  fs::remove_all(root);
+}
+
+TEST_F(SinkTarget, DeliveredToUsesTheEnvelopeRecipientsTheSinkSaw) {
+  const std::string body = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\n";
+  EXPECT_EQ(run_case(parse(head + body + "!DELIVERED TO b@SINK.test: 1\n!DELIVERED TO c@sink.test: 0\n"), target).outcome, Outcome::pass);
+  const auto r = run_case(parse(head + body + "!DELIVERED TO c@sink.test: 1\n"), target);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("for c@sink.test, found 0"), std::string::npos) << r.reason;
+}
+
 TEST_F(SinkTarget, AtLeastCounts) {
   const std::string body = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\n";
   EXPECT_EQ(run_case(parse(head + body + "!DELIVERED: 1+\n"), target).outcome, Outcome::pass);

@@ -23,6 +23,8 @@ struct Behaviour {
   std::size_t size_limit = 0;      // announced with SIZE and enforced after the data (0: none)
   bool stop_reading_at_limit = false;  // refuses at the limit and takes the rest for commands
   bool store_oversized = false;    // refuses an oversized message with 552 but delivers it anyway
+  bool first_recipient_only = false;  // delivers each message to its first recipient only
+  bool one_store_for_all = false;  // cannot tell recipients apart
   std::string received = "Received: from client by scripted; today\r\n";  // trace field added
 };
 
@@ -33,6 +35,19 @@ class Receiver : public DeliveryStore {
     std::vector<std::string> out;
     for (const auto& m : messages) {
       if (m.find(token) != std::string::npos) out.push_back(m);
+    }
+    return out;
+  }
+  std::optional<std::vector<std::string>> find_for(const std::string& token, const std::string& address, std::string& why) override {
+    if (b_.one_store_for_all) {
+      why = "one mailbox for every recipient";
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      if (messages[i].find(token) != std::string::npos && std::count(recipients_of[i].begin(), recipients_of[i].end(), address)) {
+        out.push_back(messages[i]);
+      }
     }
     return out;
   }
@@ -78,6 +93,7 @@ class Receiver : public DeliveryStore {
   }
 
   std::vector<std::string> messages;
+  std::vector<std::vector<std::string>> recipients_of;  // per message
 
  private:
   void reply(const std::string& lines) {
@@ -131,6 +147,7 @@ class Receiver : public DeliveryStore {
       if (in_mail_ && !b_.nested_mail_250) return reply("503 5.5.1 nested MAIL");
       in_mail_ = true;
       rcpts_ = 0;
+      rcpt_list_.clear();
       return reply("250 2.1.0 ok");
     }
     if (verb == "RCPT") {
@@ -142,6 +159,9 @@ class Receiver : public DeliveryStore {
       if (!in_mail_) return reply("503 5.5.1 MAIL first");
       if (!b_.accept_all && line.find("unknown") != std::string::npos) return reply("550 5.1.1 no such user");
       ++rcpts_;
+      if (line.find('<') != std::string::npos) {
+        rcpt_list_.push_back(line.substr(line.find('<') + 1, line.find('>') - line.find('<') - 1));
+      }
       return reply("250 2.1.5 ok");
     }
     if (verb == "DATA") {
@@ -167,11 +187,16 @@ class Receiver : public DeliveryStore {
     if (line == "." && (crlf || b_.lf_ends_data)) {
       in_data_ = in_mail_ = false;
       if (b_.size_limit && message_.size() > b_.size_limit) {
-        if (b_.store_oversized) messages.push_back(b_.received + message_);
+        if (b_.store_oversized) {
+          messages.push_back(b_.received + message_);
+          recipients_of.push_back(rcpt_list_);
+        }
         reply("552 5.3.4 message too big");
         return true;
       }
       messages.push_back(b_.received + message_);
+      if (b_.first_recipient_only && rcpt_list_.size() > 1) rcpt_list_.resize(1);
+      recipients_of.push_back(rcpt_list_);
       reply("250 2.0.0 queued");
       return true;
     }
@@ -188,6 +213,7 @@ class Receiver : public DeliveryStore {
   Behaviour b_;
   std::string buf_, message_;
   std::deque<std::vector<std::string>> out_;
+  std::vector<std::string> rcpt_list_;
   bool closed_ = false, in_data_ = false, in_mail_ = false;
   int rcpts_ = 0, auth_step_ = 0;
 };
@@ -388,6 +414,24 @@ TEST(Oracle, FillGoesOverTheAnnouncedSizeLimit) {
   EXPECT_NE(r.reason.find("gives none"), std::string::npos) << r.reason;
 }
 
+TEST(Oracle, DeliveredToCountsPerRecipient) {
+  const std::string c = must + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<one@example.test>\nS: 250\n"
+                               "C: RCPT TO:<two@example.test>\nS: 250\nC: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: x\nC: .\nS: 250\n"
+                               "!DELIVERED TO one@example.test: 1\n!DELIVERED TO two@example.test: 1\n";
+  auto r = run(c, Behaviour{});
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
+  Behaviour lazy;  // the whole-store count would still be 1: only the per-recipient check sees it
+  lazy.first_recipient_only = true;
+  r = run(c, lazy);
+  EXPECT_EQ(r.outcome, Outcome::fail);
+  EXPECT_NE(r.reason.find("for two@example.test, found 0"), std::string::npos) << r.reason;
+  Behaviour one_store;
+  one_store.one_store_for_all = true;
+  r = run(c, one_store);
+  EXPECT_EQ(r.outcome, Outcome::inconclusive);
+  EXPECT_NE(r.reason.find("cannot check delivery per recipient"), std::string::npos) << r.reason;
+}
+
 TEST(Oracle, NoHeaderFailsWhenAnyFieldMatches) {
   const std::string send = transaction + "C: DATA\nS: 354\nC: Subject: ${token}\nC:\nC: hi\nC: .\nS: 250\n";
   EXPECT_EQ(run(must + send + "!NOHEADER: Received /pretls/\n", Behaviour{}).outcome, Outcome::pass);
@@ -413,6 +457,21 @@ TEST(Profile, AcceptAllSkipsCasesThatNeedARefusal) {
   const auto r = run_case(s, target);
   EXPECT_EQ(r.outcome, Outcome::skip);
   EXPECT_NE(r.reason.find("accept_all"), std::string::npos);
+}
+
+TEST(Profile, IdleCasesNeedTheCommandTimeout) {
+  const Script s = parse(note + "S: 220\nIDLE\n!S: 421\n");
+  Target target;
+  target.profile = default_profile();
+  const std::string why = unavailable(s, target);
+  EXPECT_NE(why.find("command_timeout"), std::string::npos) << why;
+  target.profile["command_timeout"] = "5";
+  EXPECT_EQ(unavailable(s, target), "");
+  auto p = default_profile();
+  std::string error;
+  EXPECT_TRUE(parse_profile("command_timeout = 300\n", "p", p, error)) << error;
+  EXPECT_FALSE(parse_profile("command_timeout = 0\n", "p", p, error));
+  EXPECT_FALSE(parse_profile("command_timeout = 5m\n", "p", p, error));
 }
 
 TEST(Profile, UnknownKeysNameFileAndLine) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +24,9 @@ class DeliveryStore {
   virtual ~DeliveryStore() = default;
   // Every delivered message (whole, as stored) that contains `token`.
   virtual std::vector<std::string> find(const std::string& token) = 0;
+  // ... of those, the ones delivered to `address`; nothing when this store cannot tell
+  // recipients apart (`why` says so).
+  virtual std::optional<std::vector<std::string>> find_for(const std::string& token, const std::string& address, std::string& why) = 0;
   virtual std::string describe() const = 0;
   // True when the messages found are the target's final deliveries (a mailbox it wrote), not
   // what it relayed on: only then is a Return-Path owed (RFC 5321 §4.4).
@@ -33,6 +37,10 @@ class MaildirStore : public DeliveryStore {
  public:
   explicit MaildirStore(std::string root) : root_(std::move(root)) {}
   std::vector<std::string> find(const std::string& token) override;
+  // The Maildirs (folders holding new/ or cur/) below the root with a path component named
+  // like the address's local part, or the whole address, any case: root/conform/Maildir is
+  // conform@example.test's. Without one the layout does not show recipients.
+  std::optional<std::vector<std::string>> find_for(const std::string& token, const std::string& address, std::string& why) override;
   std::string describe() const override { return "Maildir " + root_; }
   bool final_delivery() const override { return true; }
 
@@ -50,6 +58,8 @@ class SinkServer : public DeliveryStore {
   bool start(const std::string& host, std::uint16_t port, std::string& error);
   std::uint16_t port() const { return port_; }
   std::vector<std::string> find(const std::string& token) override;
+  // The messages whose envelope named `address` in a RCPT (the domain compared in any case).
+  std::optional<std::vector<std::string>> find_for(const std::string& token, const std::string& address, std::string& why) override;
   std::string describe() const override { return "sink on port " + std::to_string(port_); }
   std::size_t received() const;
 
@@ -63,8 +73,16 @@ class SinkServer : public DeliveryStore {
   std::thread acceptor_;
   mutable std::mutex m_;
   std::vector<std::thread> sessions_;
-  std::vector<std::string> messages_;
+  struct Kept {
+    std::string message;
+    std::vector<std::string> recipients;  // as the RCPT commands gave them
+  };
+  std::vector<Kept> messages_;
 };
+
+// "User@Example.TEST" -> "User@example.test": the form in which addresses are compared (a
+// local part may be case-sensitive, RFC 5321 §2.4; a domain is not).
+std::string canonical_address(std::string address);
 
 // The body of a stored message: what follows the first empty line (CRLF CRLF or LF LF).
 std::string message_body(const std::string& message);

@@ -69,12 +69,20 @@
 //   STARTTLS         handshake TLS now (after the 220 to STARTTLS)
 //   CLOSE            send what is pending, then close the connection (e.g. in the middle of DATA)
 //   SLEEP: MS        send what is pending, then wait
+//   IDLE             send what is pending, then wait out the server's command timeout: the
+//                    profile's command_timeout (seconds) and 2 s more; a case with IDLE is
+//                    skipped when the profile does not give command_timeout
 //   SPLIT: N         send what is pending in writes of N octets, each its own TCP segment, 20 ms
 //                    apart (a server must not depend on how the client's bytes are segmented)
 //   DELIVERED: N     delivery check: exactly N messages containing this case's ${token} arrive in
 //                    the --maildir or at the --sink (waits up to the step timeout for the largest
 //                    count, then --settle); alternatives like 0|1 when a 5xx was allowed; N+
 //                    for N or more (a server may deliver a duplicate recipient twice)
+//   DELIVERED TO ADDRESS: N
+//                    ... of them, exactly N (or N+, alternatives) delivered to ADDRESS: in its own
+//                    Maildir (a folder below --maildir named for its local part) or with ADDRESS
+//                    among the envelope recipients the --sink saw. A store that cannot tell
+//                    recipients apart (one Maildir for all) leaves the case inconclusive.
 //   BODY: BYTES      delivery check: the one delivered message with ${token} has this body (the
 //                    part after the first empty line; escapes as in RAW:; CRLF and LF compare
 //                    equal, since a mailbox may store either)
@@ -113,7 +121,7 @@ struct Expect {
 
 struct Step {
   enum class Kind {
-    send, raw, bdat, fill, expect, expect_all, cap, nocap, auth, starttls, close, sleep, split, delivered, body, header, noheader, timeout
+    send, raw, bdat, fill, idle, expect, expect_all, cap, nocap, auth, starttls, close, sleep, split, delivered, body, header, noheader, timeout
   } kind;
   bool asserts = false;  // marked '!': this step tests the rule; a failure here fails the case
   std::string text;      // send/raw/body payload, cap keyword, header field name
