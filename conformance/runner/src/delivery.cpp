@@ -45,36 +45,50 @@ std::string canonical_address(std::string address) {
   return address;
 }
 
-std::optional<std::vector<std::string>> MaildirStore::find_for(const std::string& token, const std::string& address, std::string& why) {
-  auto lower = [](std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-    return s;
-  };
-  const std::string whole = lower(address), local = lower(address.substr(0, address.rfind('@')));
-  std::vector<std::string> found;
-  bool named = false;
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// Calls `take(maildir, text)` for every message file (in a new/ or cur/ folder) below `root`
+// that holds `token`; `maildir` is the folder holding that new/ or cur/. `keep(maildir)` is asked
+// first, so a caller can pass over whole mailboxes before any file is read.
+template <typename Keep, typename Take>
+void each_message(const std::string& root, const std::string& token, Keep keep, Take take) {
   std::error_code ec;
-  constexpr std::uintmax_t max_message = 64u << 20;
-  for (fs::recursive_directory_iterator it(root_, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
+  constexpr std::uintmax_t max_message = 64u << 20;  // a check, not an archive reader
+  for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
        it.increment(ec)) {
     const fs::path& p = it->path();
     const std::string folder = p.parent_path().filename().string();
     if ((folder != "new" && folder != "cur") || !it->is_regular_file(ec)) continue;
-    // The components between the root and new/ or cur/ name the mailbox.
-    bool mine = false;
-    for (const auto& part : fs::relative(p.parent_path().parent_path(), root_, ec)) {
-      const std::string name = lower(part.string());
-      if (name == local || name == whole) mine = true;
-    }
-    if (!mine) continue;
-    named = true;
-    if (it->file_size(ec) > max_message) continue;
+    if (!keep(p.parent_path().parent_path()) || it->file_size(ec) > max_message) continue;
     std::ifstream in(p, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
     std::string text = ss.str();
-    if (text.find(token) != std::string::npos) found.push_back(std::move(text));
+    if (text.find(token) != std::string::npos) take(std::move(text));
   }
+}
+
+}  // namespace
+
+std::optional<std::vector<std::string>> MaildirStore::find_for(const std::string& token, const std::string& address, std::string& why) {
+  const std::string whole = lower(address), local = lower(address.substr(0, address.rfind('@')));
+  std::vector<std::string> found;
+  bool named = false;
+  // The components between the root and new/ or cur/ name the mailbox.
+  auto mine = [&](const fs::path& maildir) {
+    std::error_code ec;
+    for (const auto& part : fs::relative(maildir, root_, ec)) {
+      const std::string name = lower(part.string());
+      if (name == local || name == whole) return named = true;
+    }
+    return false;
+  };
+  each_message(root_, token, mine, [&](std::string text) { found.push_back(std::move(text)); });
   if (!named) {
     why = "no Maildir below " + root_ + " holding mail is named for " + address + ", so this layout does not show which recipient got a message";
     return std::nullopt;
@@ -84,20 +98,7 @@ std::optional<std::vector<std::string>> MaildirStore::find_for(const std::string
 
 std::vector<std::string> MaildirStore::find(const std::string& token) {
   std::vector<std::string> found;
-  std::error_code ec;
-  constexpr std::uintmax_t max_message = 64u << 20;  // a check, not an archive reader
-  for (fs::recursive_directory_iterator it(root_, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    const fs::path& p = it->path();
-    const std::string folder = p.parent_path().filename().string();
-    if ((folder != "new" && folder != "cur") || !it->is_regular_file(ec)) continue;
-    if (it->file_size(ec) > max_message) continue;
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string text = ss.str();
-    if (text.find(token) != std::string::npos) found.push_back(std::move(text));
-  }
+  each_message(root_, token, [](const fs::path&) { return true; }, [&](std::string text) { found.push_back(std::move(text)); });
   return found;
 }
 

@@ -59,7 +59,9 @@ std::string unavailable(const Script& script, const Target& target) {
   for (const auto& flag : script.skip_when) {
     const auto it = target.profile.find(flag);
     if (it != target.profile.end() && it->second == "yes") {
-      return "the profile says " + flag + " = yes: the server takes every recipient, so a refusal cannot be judged";
+      return "the profile says " + flag + " = yes: " +
+             (flag == "accept_all" ? "the server takes every recipient" : "the server trusts this client (it may relay and submit without AUTH)") +
+             ", so a refusal cannot be judged";
     }
   }
   return "";

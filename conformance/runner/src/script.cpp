@@ -236,7 +236,7 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       else if (key == "title") sc.title = value;
       else if (key == "quote") sc.quote += (sc.quote.empty() ? "" : " ") + value;
       else if (key == "skip-when") {
-        if (value != "accept_all") return fail("skip-when takes a profile flag: accept_all");
+        if (value != "accept_all" && value != "trusted_client") return fail("skip-when takes a profile flag: accept_all or trusted_client");
         sc.skip_when.push_back(value);
       } else if (key == "level") {
         if (value == "MUST") sc.level = Level::must;

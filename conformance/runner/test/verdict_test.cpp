@@ -457,6 +457,12 @@ TEST(Profile, AcceptAllSkipsCasesThatNeedARefusal) {
   const auto r = run_case(s, target);
   EXPECT_EQ(r.outcome, Outcome::skip);
   EXPECT_NE(r.reason.find("accept_all"), std::string::npos);
+  // A server that trusts the runner's address may relay for it: relay refusals skip too.
+  const Script relay = parse(must + "# skip-when: trusted_client\n" + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<${remote}>\n!S: 5xx\n");
+  target.profile["trusted_client"] = "yes";
+  EXPECT_NE(unavailable(relay, target).find("trusts this client"), std::string::npos);
+  target.profile["trusted_client"] = "no";
+  EXPECT_EQ(unavailable(relay, target), "");
 }
 
 TEST(Profile, IdleCasesNeedTheCommandTimeout) {

@@ -12,7 +12,9 @@
 //   # needs: PIPELINING AUTH=PLAIN (EHLO keywords, or KEYWORD=PARAM for one of its parameters;
 //                                   the case is skipped when the server does not advertise them)
 //   # skip-when: accept_all        (skipped when the profile sets accept_all = yes: the server
-//                                   takes every recipient, so a refusal cannot be judged)
+//                                   takes every recipient, so a refusal cannot be judged;
+//                                   trusted_client: the server trusts the runner's address, so
+//                                   it may relay and take submissions without AUTH)
 //   # port: mx                     (mx, the default; submission: the --submission target, in the
 //                                   clear until the case says STARTTLS; submissions: the
 //                                   --submissions target, TLS from the first byte)
