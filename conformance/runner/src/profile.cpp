@@ -18,6 +18,7 @@ const std::vector<std::pair<std::string, std::string>>& profile_keys() {
       {"deliver_rcpt", "where delivery cases send (default: rcpt; with --sink, an address relayed to the sink)"},
       {"accept_all", "yes: the server accepts every recipient (a test sink, a catch-all); cases that need a refusal skip"},
       {"trusted_client", "yes: the server trusts the runner's address (relaying, submitting without AUTH: mynetworks); cases that need a refusal skip"},
+      {"remote_via_sink", "yes: were the server to relay mail for remote, it would reach the --sink (the relay case judges what left)"},
       {"auth_mechanism", "PLAIN or LOGIN: the mechanism AUTH steps use (default: PLAIN if offered, else LOGIN)"},
       {"command_timeout", "seconds (1-600) the server waits for a command before it gives up; cases that wait it out need it"},
   };
@@ -57,7 +58,7 @@ bool parse_profile(const std::string& text, const std::string& file, std::map<st
       error = where + "unknown profile key '" + name + "' (known: " + known + ")";
       return false;
     }
-    if ((name == "accept_all" || name == "trusted_client") && value != "yes" && value != "no") {
+    if ((name == "accept_all" || name == "trusted_client" || name == "remote_via_sink") && value != "yes" && value != "no") {
       error = where + name + " is yes or no";
       return false;
     }

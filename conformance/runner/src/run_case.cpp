@@ -56,6 +56,12 @@ std::string unavailable(const Script& script, const Target& target) {
   }
   const bool idles = std::any_of(script.steps.begin(), script.steps.end(), [](const Step& st) { return st.kind == Step::Kind::idle; });
   if (idles && !target.profile.count("command_timeout")) return "waits out the command timeout (give command_timeout = SECONDS in the profile)";
+  for (const auto& flag : script.needs_profile) {
+    const auto it = target.profile.find(flag);
+    if (it == target.profile.end() || it->second != "yes") {
+      return "needs " + flag + " = yes in the profile (the server would relay mail for ${remote} to the --sink)";
+    }
+  }
   for (const auto& flag : script.skip_when) {
     const auto it = target.profile.find(flag);
     if (it != target.profile.end() && it->second == "yes") {

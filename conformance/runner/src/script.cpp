@@ -238,6 +238,9 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
       else if (key == "skip-when") {
         if (value != "accept_all" && value != "trusted_client") return fail("skip-when takes a profile flag: accept_all or trusted_client");
         sc.skip_when.push_back(value);
+      } else if (key == "needs-profile") {
+        if (value != "remote_via_sink") return fail("needs-profile takes a profile flag: remote_via_sink");
+        sc.needs_profile.push_back(value);
       } else if (key == "level") {
         if (value == "MUST") sc.level = Level::must;
         else if (value == "SHOULD") sc.level = Level::should;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "refsmtp/conform/delivery.hpp"
 #include "refsmtp/conform/runner.hpp"
@@ -113,6 +114,22 @@ TEST_F(SinkTarget, DeliveredToUsesTheEnvelopeRecipientsTheSinkSaw) {
   const auto r = run_case(parse(head + body + "!DELIVERED TO c@sink.test: 1\n"), target);
   EXPECT_EQ(r.outcome, Outcome::fail);
   EXPECT_NE(r.reason.find("for c@sink.test, found 0"), std::string::npos) << r.reason;
+}
+
+// relay-not-performed against a server that relays: the sink stands for both the server under
+// test and the next hop, so the message it takes for the foreign address "left" for it.
+TEST_F(SinkTarget, TheRelayCaseFailsAServerThatRelays) {
+  std::ifstream in(std::string(REFSMTP_SUITES_DIR) + "/rfc5321/relay-not-performed.smtp");
+  std::stringstream text;
+  text << in.rdbuf();
+  const Script relay = parse(text.str());
+  target.profile["deliver_rcpt"] = "b@sink.test";
+  target.profile["remote"] = "someone@remote.test";
+  EXPECT_EQ(run_case(relay, target).outcome, Outcome::skip);  // no remote_via_sink: nothing to judge by
+  target.profile["remote_via_sink"] = "yes";
+  const auto r = run_case(relay, target);
+  EXPECT_EQ(r.outcome, Outcome::fail) << r.transcript;
+  EXPECT_NE(r.reason.find("for someone@remote.test, found 1"), std::string::npos) << r.reason;
 }
 
 TEST_F(SinkTarget, AtLeastCounts) {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <fstream>
+#include <sstream>
 
 #include "refsmtp/conform/runner.hpp"
 
@@ -430,6 +432,27 @@ TEST(Oracle, DeliveredToCountsPerRecipient) {
   r = run(c, one_store);
   EXPECT_EQ(r.outcome, Outcome::inconclusive);
   EXPECT_NE(r.reason.find("cannot check delivery per recipient"), std::string::npos) << r.reason;
+}
+
+TEST(Oracle, TheRelayCasePassesAServerThatRefusesTheForeignRecipient) {
+  std::ifstream in(std::string(REFSMTP_SUITES_DIR) + "/rfc5321/relay-not-performed.smtp");
+  std::stringstream text;
+  text << in.rdbuf();
+  Receiver receiver(Behaviour{});  // refuses "unknown" addresses with 550
+  Target target;
+  target.profile = default_profile();
+  target.profile["deliver_rcpt"] = "b@example.test";
+  target.profile["remote"] = "unknown@remote.test";
+  target.profile["remote_via_sink"] = "yes";
+  target.delivery = &receiver;
+  target.settle = std::chrono::milliseconds(0);
+  target.step_timeout = std::chrono::milliseconds(50);
+  target.connector = [&](const std::string&, std::uint16_t, std::chrono::milliseconds, std::string&) {
+    return std::make_unique<ScriptedTransport>(receiver);
+  };
+  const Script s = parse(text.str());
+  const auto r = run_case(s, target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
 }
 
 TEST(Oracle, NoHeaderFailsWhenAnyFieldMatches) {

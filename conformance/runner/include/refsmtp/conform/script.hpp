@@ -15,6 +15,7 @@
 //                                   takes every recipient, so a refusal cannot be judged;
 //                                   trusted_client: the server trusts the runner's address, so
 //                                   it may relay and take submissions without AUTH)
+//   # needs-profile: remote_via_sink  (skipped unless the profile sets that flag to yes)
 //   # port: mx                     (mx, the default; submission: the --submission target, in the
 //                                   clear until the case says STARTTLS; submissions: the
 //                                   --submissions target, TLS from the first byte)
@@ -144,7 +145,8 @@ struct Script {
   std::string name, rfc, title;
   std::string quote;  // the RFC sentence the case tests, verbatim
   Level level = Level::must;
-  std::vector<std::string> skip_when;  // profile flags (accept_all) under which the case skips
+  std::vector<std::string> skip_when;      // profile flags (accept_all) under which the case skips
+  std::vector<std::string> needs_profile;  // profile flags that must be yes, or the case skips
   std::vector<std::string> needs;
   std::string port = "mx";  // mx, submission or submissions
   bool delivery_optional = false;
