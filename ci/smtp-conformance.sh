@@ -21,6 +21,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --start) start=$2; shift 2 ;;
     --target) target=$2; args+=("$1" "$2"); shift 2 ;;
+    --target=*) target=${1#--target=}; args+=("$1"); shift ;;
+    --start=*) start=${1#--start=}; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$1"); shift ;;
   esac
@@ -40,11 +42,18 @@ if [ -z "$smtpconform" ]; then
   smtpconform=$refsmtp/build/runner/conformance/runner/smtpconform
 fi
 
+# The server runs in its own process group (setsid), so COMMAND may be any shell command line
+# ("cd srv && ./mtad") and stopping it stops everything it started.
 server_pid=""
-stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi; }
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill -- "-$server_pid" 2>/dev/null || kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+}
 trap stop_server EXIT
 if [ -n "$start" ]; then
-  bash -c "exec $start" &
+  setsid bash -c "$start" &
   server_pid=$!
 fi
 
@@ -55,7 +64,8 @@ for _ in $(seq "$(( ${WAIT_SECONDS:-60} * 4 ))"); do
     echo "ci/smtp-conformance.sh: the server under test exited before it listened: $start" >&2
     exit 3
   fi
-  if { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null; then
+  # (each attempt bounded: a connect to a host that drops packets would otherwise block)
+  if timeout 5 bash -c ': <>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null && { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null; then
     line=""
     read -r -t 5 line <&3 || true
     printf 'QUIT\r\n' >&3 2>/dev/null || true

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace refsmtp::conform {
@@ -77,20 +78,33 @@ void each_message(const std::string& root, const std::string& token, Keep keep, 
 
 std::optional<std::vector<std::string>> MaildirStore::find_for(const std::string& token, const std::string& address, std::string& why) {
   const std::string whole = lower(address), local = lower(address.substr(0, address.rfind('@')));
-  std::vector<std::string> found;
-  bool named = false;
   // The components between the root and new/ or cur/ name the mailbox.
   auto mine = [&](const fs::path& maildir) {
     std::error_code ec;
     for (const auto& part : fs::relative(maildir, root_, ec)) {
       const std::string name = lower(part.string());
-      if (name == local || name == whole) return named = true;
+      if (name == local || name == whole) return true;
     }
     return false;
   };
+  // The layout shows recipients when a Maildir is named for this one, or when the root holds
+  // Maildirs of several mailboxes (then one missing for it means nothing reached it). One
+  // Maildir for all recipients shows nothing.
+  bool named = false;
+  std::set<fs::path> maildirs;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(root_, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if ((name != "new" && name != "cur") || !it->is_directory(ec)) continue;
+    maildirs.insert(it->path().parent_path());
+    if (mine(it->path().parent_path())) named = true;
+  }
+  if (maildirs.size() >= 2) named = true;
+  std::vector<std::string> found;
   each_message(root_, token, mine, [&](std::string text) { found.push_back(std::move(text)); });
   if (!named) {
-    why = "no Maildir below " + root_ + " holding mail is named for " + address + ", so this layout does not show which recipient got a message";
+    why = "below " + root_ + " there is one Maildir, not named for " + address + ", so this layout does not show which recipient got a message";
     return std::nullopt;
   }
   return found;

@@ -65,9 +65,23 @@ std::string mismatch(const Expect& e, const std::string& regex, const std::vecto
   if (!regex.empty()) {
     std::string all;
     for (const auto& l : lines) all += l.substr(std::min<std::size_t>(4, l.size())) + "\n";
-    if (!std::regex_search(all, std::regex(regex))) return "reply does not match /" + e.regex + "/: " + printable(first, 200);
+    std::string why;
+    const auto matched = search(regex, all, why);
+    if (!matched) return why;
+    if (!*matched) return "reply does not match /" + e.regex + "/: " + printable(first, 200);
   }
   return "";
+}
+
+std::optional<bool> search(const std::string& pattern, const std::string& text, std::string& why) {
+  // libstdc++'s matcher recurses once per character: a bounded text keeps its stack bounded.
+  constexpr std::size_t most = 8192;
+  try {
+    return std::regex_search(text.substr(0, most), std::regex(pattern));
+  } catch (const std::regex_error&) {
+    why = "the pattern /" + printable(pattern, 100) + "/ is not a valid regex once the profile's values are in it";
+    return std::nullopt;
+  }
 }
 
 std::string describe(const Expect& e) {

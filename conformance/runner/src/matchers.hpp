@@ -1,6 +1,7 @@
 #pragma once
 // The runner's own reply readers and matchers (internal): it shares nothing with the server core
 // it may be judging.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,9 @@ std::string malformed(const std::vector<std::string>& lines);
 // Whether a well-formed reply meets EXPECT's codes, enhanced status and regex (the regex already
 // substituted); "" when it does, else why not.
 std::string mismatch(const Expect& e, const std::string& regex, const std::vector<std::string>& lines);
+// regex_search on at most the first 8 KiB of `text`; nothing (and `why`) when the pattern, with
+// the profile's values substituted, does not compile.
+std::optional<bool> search(const std::string& pattern, const std::string& text, std::string& why);
 // "250 or 251 5.1.x /re/"
 std::string describe(const Expect& e);
 // Octets as a transcript shows them: \r \n \t \xHH for control and non-ASCII octets; at most

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <random>
 #include <regex>
 #include <thread>
 
@@ -130,7 +131,17 @@ CaseResult run_case(const Script& script, const Target& target) {
   };
   auto vars = target.profile;
   static std::atomic<unsigned> counter{0};
-  vars["token"] = script.name + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  // Unique across runs too (a persistent --maildir keeps old messages; PIDs repeat in fresh CI
+  // containers): a random part of fixed length, so no token is a prefix of another.
+  static const std::string run_id = [] {
+    std::random_device rd;
+    char hex[13];
+    std::snprintf(hex, sizeof hex, "%06x%06x", rd() & 0xffffffu, rd() & 0xffffffu);
+    return std::string(hex);
+  }();
+  char serial[9];
+  std::snprintf(serial, sizeof serial, "%08u", counter++);
+  vars["token"] = script.name + "-" + run_id + "-" + serial;
   add_auth_variables(vars);
   if (const std::string why = unavailable(script, target); !why.empty()) return finish(Outcome::skip, why);
 
@@ -164,9 +175,22 @@ CaseResult run_case(const Script& script, const Target& target) {
       return finish(Outcome::error, "STARTTLS refused: " + (ready.lines.empty() ? std::string("no reply") : ready.lines.front()));
     }
     if (!conn->start_tls(error)) return finish(Outcome::error, error);
-    r.transcript += "-- greeting, EHLO and STARTTLS done; TLS --\n";
-    // The case's opening greeting step stands for the greeting already read.
-    if (!script.steps.empty() && script.steps.front().kind == Step::Kind::expect) first_step = 1;
+    r.transcript = "S: " + printable(greeting.lines.front(), 500) + "\n-- EHLO and STARTTLS done; TLS --\n";
+    // The case's opening greeting step stands for the greeting already read, and is judged on it.
+    if (!script.steps.empty() && script.steps.front().kind == Step::Kind::expect) {
+      first_step = 1;
+      const Step& st = script.steps.front();
+      std::string missing;
+      const std::string regex = substitute(st.expect.regex, vars, missing, true);
+      std::string why;
+      if (!regex.empty() && !search(regex, "", why)) return finish(Outcome::error, script.file + ": " + why);
+      if (st.expect.kind == Expect::Kind::reply) why = mismatch(st.expect, regex, greeting.lines);
+      if (!why.empty()) {
+        const std::string where = script.file + ":" + std::to_string(st.line) + ": ";
+        if (st.asserts) return finish(script.level == Level::note ? Outcome::deviation : Outcome::fail, where + why);
+        return finish(Outcome::inconclusive, where + "setup did not go as the case needs, so the rule was not tested: " + why);
+      }
+    }
   }
 
   const std::size_t judged_end = script.assertions_end();
@@ -369,8 +393,14 @@ CaseResult run_case(const Script& script, const Target& target) {
           const std::string pattern = substituted(st.regex, true);
           if (!missing.empty()) return no_variable();
           const auto fields = header_fields(found.front(), st.text);
-          const std::regex re(pattern.empty() ? std::string(".*") : pattern);
-          const bool ok = std::any_of(fields.begin(), fields.end(), [&](const std::string& v) { return std::regex_search(v, re); });
+          bool ok = pattern.empty() && !fields.empty();
+          for (const auto& v : fields) {
+            if (ok || pattern.empty()) break;
+            std::string why;
+            const auto matched = search(pattern, v, why);
+            if (!matched) return finish(Outcome::error, where + why);
+            ok = *matched;
+          }
           std::string seen;
           for (const auto& v : fields) seen += "\n    " + st.text + ": " + printable(v, 200);
           r.transcript += "-- delivered message has " + std::to_string(fields.size()) + " " + st.text + " field(s)" + seen + " --\n";
@@ -435,7 +465,7 @@ CaseResult run_case(const Script& script, const Target& target) {
           if (!got.lines.front().starts_with("334")) break;
         }
         const std::string& final_line = got.lines.front();
-        if (final_line.starts_with("421") && !st.last) return ended_with_421(final_line);
+        if (final_line.starts_with("421")) return ended_with_421(final_line);
         const bool ok = st.last ? final_line[0] == '5' : final_line.starts_with("235");
         if (!ok) return not_as_written(std::string("expected ") + (st.last ? "a 5xx to AUTH with a wrong password" : "235 to AUTH") + ", got: " + printable(final_line, 200));
         break;
@@ -444,6 +474,7 @@ CaseResult run_case(const Script& script, const Target& target) {
         if (!flush()) return not_as_written("the server closed the connection while we were sending");
         const std::string regex = substituted(st.expect.regex, true);
         if (!missing.empty()) return no_variable();
+        if (std::string why; !regex.empty() && !search(regex, "", why)) return finish(Outcome::error, where + why);
         const auto window = silence_window(1000);
         for (int n = 0; n < 1000; ++n) {
           const ReadResult got = read(window);
@@ -491,6 +522,7 @@ CaseResult run_case(const Script& script, const Target& target) {
         if (const std::string bad = malformed(got.lines); !bad.empty()) return not_as_written(bad);
         const std::string regex = substituted(e.regex, true);
         if (!missing.empty()) return no_variable();
+        if (std::string why; !regex.empty() && !search(regex, "", why)) return finish(Outcome::error, where + why);
         if (const std::string why = mismatch(e, regex, got.lines); !why.empty()) {
           if (got.lines.front().starts_with("421") && !allows_421(e)) return ended_with_421(got.lines.front());
           return not_as_written(why);

@@ -23,6 +23,12 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// A whole decimal number of at most 9 digits; -1 for anything else ("10abc", "", "4294967297").
+int whole_number(std::string_view s) {
+  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string_view::npos) return -1;
+  return std::atoi(std::string(s).c_str());
+}
+
 bool is_code_pattern(std::string_view c) {
   if (c.size() != 3 || c[0] < '2' || c[0] > '5') return false;
   const bool cls = c[1] == 'x' && c[2] == 'x';
@@ -97,7 +103,7 @@ bool parse_expect(std::string_view s, Expect& e, std::string& why) {
   if (s.starts_with("none")) {
     e.kind = Expect::Kind::none;
     const std::string ms(trim(s.substr(4)));
-    e.silence_ms = ms.empty() ? 1000 : std::atoi(ms.c_str());
+    e.silence_ms = ms.empty() ? 1000 : whole_number(ms);
     if (e.silence_ms <= 0 || e.silence_ms > 60000) {
       why = "none needs a time in milliseconds (1-60000)";
       return false;
@@ -281,7 +287,7 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
     };
     auto number_step = [&](Step::Kind kind, std::size_t from, int most, std::string_view what) {
       st.kind = kind;
-      st.ms = std::atoi(std::string(arg(from)).c_str());
+      st.ms = whole_number(trim(arg(from)));
       if (st.ms <= 0 || st.ms > most) why = std::string(what) + " (1-" + std::to_string(most) + ")";
     };
     if (line.starts_with("C: ") || line == "C:") {
@@ -387,6 +393,11 @@ std::optional<Script> parse_script(std::string_view text, const std::string& fil
   }
   lineno = 0;
   if (sc.name.empty()) return fail("missing '# case:' header");
+  // The name is a file name (--export-seeds) and a word in baselines: letters, digits, . _ -
+  if (sc.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != std::string::npos ||
+      sc.name.front() == '.' || sc.name.size() > 100) {
+    return fail("case name '" + sc.name.substr(0, 100) + "': letters, digits, '.', '_' and '-' only, not starting with '.'");
+  }
   if (sc.rfc.empty()) return fail("missing '# rfc:' header");
   if (sc.steps.empty()) return fail("no steps");
   if (sc.quote.empty()) return fail("missing '# quote:' header (the RFC sentence the case tests, verbatim)");

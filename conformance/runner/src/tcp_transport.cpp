@@ -28,6 +28,7 @@ class TcpTransport final : public Transport {
     if (fd_ >= 0) ::close(fd_);
   }
   bool open(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout, std::string& error) {
+    timeout_ = timeout;
     addrinfo hints{};
     hints.ai_flags = AI_NUMERICSERV;
     hints.ai_socktype = SOCK_STREAM;
@@ -56,12 +57,17 @@ class TcpTransport final : public Transport {
     fd_ = -1;
   }
   bool start_tls(std::string& error) override {
-    ctx_ = SSL_CTX_new(TLS_client_method());
+    if (!ctx_) ctx_ = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);  // conformance, not trust: any certificate
+    if (ssl_) SSL_free(ssl_);
     ssl_ = SSL_new(ctx_);
     SSL_set_fd(ssl_, fd_);
+    // A server that says 220 and then nothing must not hang the run: the handshake gets the
+    // same limit as a reply.
+    const timeval tv{static_cast<time_t>(timeout_.count() / 1000), static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (SSL_connect(ssl_) != 1) {
-      error = "TLS handshake failed";
+      error = "TLS handshake failed (or no answer within " + std::to_string(timeout_.count()) + " ms)";
       return false;
     }
     buf_.clear();  // nothing read in the clear may be used after the handshake
@@ -99,9 +105,17 @@ class TcpTransport final : public Transport {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         lines.push_back(line);
         if (line.size() < 4 || line[3] != '-') return out;
+        // A reply without end: what came so far is returned, and the matchers judge it
+        // malformed (its last line says more follows).
+        if (lines.size() >= 1000) return out;
         continue;
       }
-      if (buf_.size() > 65536) return out;  // a runaway line: judged as malformed
+      if (buf_.size() > 65536) {
+        // A runaway line: returned as it is (the matchers judge it), and not read again.
+        lines.push_back(buf_.substr(0, 65536));
+        buf_.clear();
+        return out;
+      }
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
         out.timed_out = true;
@@ -133,6 +147,7 @@ class TcpTransport final : public Transport {
   int fd_ = -1;
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
+  std::chrono::milliseconds timeout_{10000};  // connect and handshake
   std::string buf_;
 };
 

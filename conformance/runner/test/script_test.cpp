@@ -94,6 +94,12 @@ TEST(Script, NewStepsAndHeaders) {
   EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: It MUST.\n!HEADER: Bad Name\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "# level: MUST\n# quote: It MUST.\n!HEADER: X /[/\n", "bad.smtp", error));
   EXPECT_FALSE(parse_script(h + "# skip-when: sometimes\n", "bad.smtp", error));
+  // Names are file names and baseline words; numbers are whole numbers.
+  EXPECT_FALSE(parse_script("# case: ../x\n# rfc: RFC 1\n# quote: It MUST.\n!S: 220\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script("# case: two words\n# rfc: RFC 1\n# quote: It MUST.\n!S: 220\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "# quote: It MUST.\nSLEEP: 10abc\n!S: 220\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "# quote: It MUST.\nSLEEP: 4294967297\n!S: 220\n", "bad.smtp", error));
+  EXPECT_FALSE(parse_script(h + "# quote: It MUST.\n!S: none 5x\n", "bad.smtp", error));
 }
 
 TEST(Script, ErrorsNameFileAndLine) {

@@ -39,7 +39,8 @@ class MaildirStore : public DeliveryStore {
   std::vector<std::string> find(const std::string& token) override;
   // The Maildirs (folders holding new/ or cur/) below the root with a path component named
   // like the address's local part, or the whole address, any case: root/conform/Maildir is
-  // conform@example.test's. Without one the layout does not show recipients.
+  // conform@example.test's. With one Maildir under the root, not named for the address, the
+  // layout does not show recipients; with several, a missing one means nothing reached it.
   std::optional<std::vector<std::string>> find_for(const std::string& token, const std::string& address, std::string& why) override;
   std::string describe() const override { return "Maildir " + root_; }
   bool final_delivery() const override { return true; }
