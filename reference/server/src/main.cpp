@@ -176,17 +176,34 @@ int run_passwd(const std::string& user, const std::string& file, unsigned iterat
     }
   }
   const std::string updated = Credentials::upsert(text, Credentials::make_entry(user, password, iterations));
+  // The file holds password hashes: never readable by others. A new file is 0600; an existing
+  // one keeps its owner, group and mode, less any bits for others (an admin may have given the
+  // server's group read access). Written to a temporary file, synced, then renamed over.
+  mode_t mode = 0600;
+  struct stat st {};
+  const bool existed = ::stat(file.c_str(), &st) == 0;
+  if (existed) mode = st.st_mode & 0660;
   const std::string tmp = file + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << updated;
-    if (!out.flush()) {
-      std::fprintf(stderr, "refsmtpd passwd: cannot write %s\n", tmp.c_str());
-      return 1;
-    }
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  bool ok = fd >= 0 && ::fchmod(fd, mode) == 0;  // the umask must not widen nor narrow it
+  if (ok && existed && ::geteuid() == 0) ok = ::fchown(fd, st.st_uid, st.st_gid) == 0;
+  for (std::size_t done = 0; ok && done < updated.size();) {
+    const ssize_t n = ::write(fd, updated.data() + done, updated.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<std::size_t>(n);
+  }
+  ok = ok && ::fsync(fd) == 0;
+  if (fd >= 0) ok = ::close(fd) == 0 && ok;
+  if (!ok) {
+    std::fprintf(stderr, "refsmtpd passwd: cannot write %s: %s\n", tmp.c_str(), std::strerror(errno));
+    ::unlink(tmp.c_str());
+    return 1;
   }
   if (std::rename(tmp.c_str(), file.c_str()) != 0) {
-    std::fprintf(stderr, "refsmtpd passwd: cannot replace %s\n", file.c_str());
+    std::fprintf(stderr, "refsmtpd passwd: cannot replace %s: %s\n", file.c_str(), std::strerror(errno));
+    ::unlink(tmp.c_str());
     return 1;
   }
   std::fprintf(stderr, "refsmtpd passwd: %s updated for %s\n", file.c_str(), user.c_str());

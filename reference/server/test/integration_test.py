@@ -112,6 +112,13 @@ def main():
                                input=pw + "\n", capture_output=True, text=True, timeout=30)
             check(r.returncode == 0, "passwd wrote an entry for " + user)
         check("correct horse" not in open(creds).read(), "the credentials file holds no clear-text password")
+        mode = os.stat(creds).st_mode & 0o777
+        check(mode == 0o600, "the credentials file is readable by its owner only (mode %o)" % mode)
+        os.chmod(creds, 0o644)  # an admin's mistake: passwd takes the bits for others away again
+        r = subprocess.run([REFSMTPD, "passwd", "alice", "--credentials", creds, "--iterations", "1000"],
+                           input="correct horse\n", capture_output=True, text=True, timeout=30)
+        mode = os.stat(creds).st_mode & 0o777
+        check(r.returncode == 0 and mode == 0o640, "passwd keeps the group's read bit and drops the others' (mode %o)" % mode)
         sub = subprocess.Popen([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--listen", "submissions=127.0.0.1:0",
                                 "--hostname", "mx.test", "--spool", spool, "--mail-root", mail, "--domain", "example.test",
                                 "--tls-cert", cert, "--tls-key", key, "--credentials", creds],
