@@ -83,6 +83,38 @@ Probe probe_port(const Target& target, const std::string& port) {
   return p;
 }
 
+// The option named most like `word` ("--listne" -> "--list"), or "" when none is within two edits.
+std::string nearest_option(const CLI::App& app, const std::string& word) {
+  if (!word.starts_with("--")) return "";
+  const std::string flag = word.substr(0, word.find('='));
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+      std::size_t diagonal = row[0];
+      row[0] = i;
+      for (std::size_t j = 1; j <= b.size(); ++j) {
+        const std::size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diagonal = up;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string best;
+  std::size_t best_distance = 3;
+  for (const CLI::Option* o : app.get_options()) {
+    for (const auto& name : o->get_lnames()) {
+      const std::size_t d = distance(flag, "--" + name);
+      if (d < best_distance) {
+        best_distance = d;
+        best = "--" + name;
+      }
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,7 +167,19 @@ int main(int argc, char** argv) {
              "case, where no keyword binds the server, did not hold: a leniency, never a failed requirement);\n"
              "inconclusive (setup did not go as the case needs, or the server closed with 421: the rule was not\n"
              "tested); skip; error (the runner could not run it).");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every usage error is exit status 2, as documented (CLI11's
+    // own codes, 105-109, mean nothing to a CI script), with the nearest option for a typo.
+    if (app.exit(e) == 0) return 0;
+    if (const auto* extras = dynamic_cast<const CLI::ExtrasError*>(&e); extras) {
+      for (const auto& word : app.remaining()) {
+        if (const std::string near = nearest_option(app, word); !near.empty()) std::fprintf(stderr, "smtpconform: did you mean %s?\n", near.c_str());
+      }
+    }
+    return 2;
+  }
 
   std::vector<std::pair<std::string, std::string>> reports;  // format, file
   for (const auto& r : extra_reports) {
