@@ -163,7 +163,9 @@ CaseResult run_case(const Script& script, const Target& target) {
       target.connector ? target.connector(host, port, target.step_timeout, error) : connect_tcp(host, port, target.step_timeout, error);
   if (!conn) return finish(Outcome::error, "cannot connect to " + host + ":" + std::to_string(port) + ": " + error);
   if (tls == TlsMode::implicit && !conn->start_tls(error)) return finish(Outcome::error, error);
-  std::size_t first_step = 0;
+  // With --tls starttls the greeting is read before the handshake; the case's first S: step
+  // then judges it as if it came now (the reader hands it out first).
+  std::optional<ReadResult> greeting_read;
   if (tls == TlsMode::starttls) {
     const auto greeting = conn->read_reply(target.step_timeout);
     if (greeting.lines.empty() || !greeting.lines.front().starts_with("220")) return finish(Outcome::error, "no 220 greeting before STARTTLS");
@@ -175,22 +177,8 @@ CaseResult run_case(const Script& script, const Target& target) {
       return finish(Outcome::error, "STARTTLS refused: " + (ready.lines.empty() ? std::string("no reply") : ready.lines.front()));
     }
     if (!conn->start_tls(error)) return finish(Outcome::error, error);
-    r.transcript = "S: " + printable(greeting.lines.front(), 500) + "\n-- EHLO and STARTTLS done; TLS --\n";
-    // The case's opening greeting step stands for the greeting already read, and is judged on it.
-    if (!script.steps.empty() && script.steps.front().kind == Step::Kind::expect) {
-      first_step = 1;
-      const Step& st = script.steps.front();
-      std::string missing;
-      const std::string regex = substitute(st.expect.regex, vars, missing, true);
-      std::string why;
-      if (!regex.empty() && !search(regex, "", why)) return finish(Outcome::error, script.file + ": " + why);
-      if (st.expect.kind == Expect::Kind::reply) why = mismatch(st.expect, regex, greeting.lines);
-      if (!why.empty()) {
-        const std::string where = script.file + ":" + std::to_string(st.line) + ": ";
-        if (st.asserts) return finish(script.level == Level::note ? Outcome::deviation : Outcome::fail, where + why);
-        return finish(Outcome::inconclusive, where + "setup did not go as the case needs, so the rule was not tested: " + why);
-      }
-    }
+    r.transcript += "-- greeting read, then EHLO and STARTTLS; TLS --\n";
+    greeting_read = greeting;
   }
 
   const std::size_t judged_end = script.assertions_end();
@@ -213,7 +201,8 @@ CaseResult run_case(const Script& script, const Target& target) {
   // Reads one reply, records it, and keeps the counts the delivery checks use.
   auto read = [&](std::chrono::milliseconds wait) {
     const auto start = std::chrono::steady_clock::now();
-    ReadResult got = conn->read_reply(wait);
+    ReadResult got = greeting_read ? *greeting_read : conn->read_reply(wait);
+    greeting_read.reset();
     for (const auto& l : got.lines) r.transcript += "S: " + printable(l, 500) + "\n";
     if (!got.lines.empty()) {
       slowest = std::max(slowest, std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start));
@@ -230,15 +219,16 @@ CaseResult run_case(const Script& script, const Target& target) {
   // A silence is judged over at least three times the slowest reply so far, so a slow server's
   // late answer is not taken for silence.
   auto silence_window = [&](int ms) { return std::min(step_timeout, std::max(std::chrono::milliseconds(ms), 3 * slowest)); };
-  // Waits until the delivered count for this case's token reaches `want` (at most the number
-  // of messages the server accepted) or the step timeout passes, then for the settle time, so
-  // a late extra message (smuggled, duplicated) is seen too.
-  // With `address`, only the messages delivered to it count (std::nullopt: the store cannot tell).
+  // The messages with this case's token; with `address`, only those delivered to it
+  // (std::nullopt: the store cannot tell recipients apart, and says why in not_per_recipient).
   std::string not_per_recipient;
   auto find = [&](const std::string& address) -> std::optional<std::vector<std::string>> {
     if (address.empty()) return target.delivery->find(vars["token"]);
     return target.delivery->find_for(vars["token"], address, not_per_recipient);
   };
+  // Waits until the delivered count reaches `want` (at most the number of messages the server
+  // accepted) or the step timeout passes, then for the settle time, so a late extra message
+  // (smuggled, duplicated) is seen too.
   auto delivered = [&](std::size_t want, const std::string& address = "") -> std::optional<std::vector<std::string>> {
     want = std::min(want, accepted);
     const auto deadline = std::chrono::steady_clock::now() + step_timeout;
@@ -254,7 +244,7 @@ CaseResult run_case(const Script& script, const Target& target) {
     return found;
   };
 
-  for (std::size_t si = first_step; si < script.steps.size(); ++si) {
+  for (std::size_t si = 0; si < script.steps.size(); ++si) {
     const Step& st = script.steps[si];
     const std::string where = script.file + ":" + std::to_string(st.line) + ": ";
     // A step that did not go as written: the verdict depends on what the step was for.
@@ -273,6 +263,24 @@ CaseResult run_case(const Script& script, const Target& target) {
     std::string missing;
     auto substituted = [&](const std::string& text, bool for_regex = false) { return substitute(text, vars, missing, for_regex); };
     auto no_variable = [&] { return finish(Outcome::error, where + "the profile has no '" + missing + "'"); };
+    // The pattern of this step with the profile's values in it; an error outcome when it has a
+    // variable the profile lacks or stops being a regex.
+    auto step_regex = [&](const std::string& pattern, std::string& regex) -> std::optional<CaseResult> {
+      regex = substituted(pattern, true);
+      if (!missing.empty()) return no_variable();
+      if (std::string why; !regex.empty() && !search(regex, "", why)) return finish(Outcome::error, where + why);
+      return std::nullopt;
+    };
+    // Judges one reply against the step's expectation: malformed, a 421 the step does not
+    // allow, or a mismatch; nothing when it is as written.
+    auto judge = [&](const Expect& e, const std::string& regex, const std::vector<std::string>& lines) -> std::optional<CaseResult> {
+      if (const std::string bad = malformed(lines); !bad.empty()) return not_as_written(bad);
+      if (const std::string why = mismatch(e, regex, lines); !why.empty()) {
+        if (lines.front().starts_with("421") && !allows_421(e)) return ended_with_421(lines.front());
+        return not_as_written(why);
+      }
+      return std::nullopt;
+    };
     if (st.kind == Step::Kind::delivered || st.kind == Step::Kind::body || st.kind == Step::Kind::header ||
         st.kind == Step::Kind::noheader) {
       flush();  // what the case sent so far is what the delivery check judges
@@ -390,17 +398,13 @@ CaseResult run_case(const Script& script, const Target& target) {
           return not_as_written(step_name + " needs exactly one delivered message with the case's token, found " + std::to_string(found.size()));
         }
         if (st.kind != Step::Kind::body) {
-          const std::string pattern = substituted(st.regex, true);
-          if (!missing.empty()) return no_variable();
+          std::string pattern;
+          if (auto bad = step_regex(st.regex, pattern)) return *bad;
           const auto fields = header_fields(found.front(), st.text);
-          bool ok = pattern.empty() && !fields.empty();
-          for (const auto& v : fields) {
-            if (ok || pattern.empty()) break;
-            std::string why;
-            const auto matched = search(pattern, v, why);
-            if (!matched) return finish(Outcome::error, where + why);
-            ok = *matched;
-          }
+          // Any field of that name matches when there is no pattern; step_regex compiled it.
+          std::string unused;
+          const bool ok = std::any_of(fields.begin(), fields.end(),
+                                      [&](const std::string& v) { return pattern.empty() || search(pattern, v, unused).value_or(false); });
           std::string seen;
           for (const auto& v : fields) seen += "\n    " + st.text + ": " + printable(v, 200);
           r.transcript += "-- delivered message has " + std::to_string(fields.size()) + " " + st.text + " field(s)" + seen + " --\n";
@@ -472,21 +476,16 @@ CaseResult run_case(const Script& script, const Target& target) {
       }
       case Step::Kind::expect_all: {
         if (!flush()) return not_as_written("the server closed the connection while we were sending");
-        const std::string regex = substituted(st.expect.regex, true);
-        if (!missing.empty()) return no_variable();
-        if (std::string why; !regex.empty() && !search(regex, "", why)) return finish(Outcome::error, where + why);
+        std::string regex;
+        if (auto bad = step_regex(st.expect.regex, regex)) return *bad;
         const auto window = silence_window(1000);
-        for (int n = 0; n < 1000; ++n) {
+        for (int n = 0; n < 1000; ++n) {  // a server that never falls silent is cut off, not waited for
           const ReadResult got = read(window);
           if (got.lines.empty()) {
             r.transcript += got.closed ? "-- closed by the server --\n" : "-- silent for " + std::to_string(window.count()) + " ms --\n";
             break;
           }
-          if (const std::string bad = malformed(got.lines); !bad.empty()) return not_as_written(bad);
-          if (const std::string why = mismatch(st.expect, regex, got.lines); !why.empty()) {
-            if (got.lines.front().starts_with("421") && !allows_421(st.expect)) return ended_with_421(got.lines.front());
-            return not_as_written(why);
-          }
+          if (auto verdict = judge(st.expect, regex, got.lines)) return *verdict;
         }
         break;
       }
@@ -519,14 +518,9 @@ CaseResult run_case(const Script& script, const Target& target) {
           return not_as_written((got.closed ? "connection closed, expected " : "no reply within the step timeout (" + std::to_string(step_timeout.count()) + " ms), expected ") +
                                 describe(e));
         }
-        if (const std::string bad = malformed(got.lines); !bad.empty()) return not_as_written(bad);
-        const std::string regex = substituted(e.regex, true);
-        if (!missing.empty()) return no_variable();
-        if (std::string why; !regex.empty() && !search(regex, "", why)) return finish(Outcome::error, where + why);
-        if (const std::string why = mismatch(e, regex, got.lines); !why.empty()) {
-          if (got.lines.front().starts_with("421") && !allows_421(e)) return ended_with_421(got.lines.front());
-          return not_as_written(why);
-        }
+        std::string regex;
+        if (auto bad = step_regex(e.regex, regex)) return *bad;
+        if (auto verdict = judge(e, regex, got.lines)) return *verdict;
         break;
       }
     }

@@ -419,10 +419,10 @@ bool quote_has_keyword(std::string_view quote, Level level, std::string_view rfc
     }
   }
   const bool lower_case_counts = (number > 0 && number < 2119) || number == 6152;
-  std::string lowered;
+  std::string upper;  // lower-case keywords count: compare the quote in capitals
   if (lower_case_counts) {
-    for (char c : quote) lowered += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    quote = lowered;
+    for (char c : quote) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    quote = upper;
   }
   auto has = [&](std::string_view word) {
     for (std::size_t at = quote.find(word); at != std::string_view::npos; at = quote.find(word, at + 1)) {

@@ -128,9 +128,7 @@ TEST_F(SinkTarget, DeliveredToUsesTheEnvelopeRecipientsTheSinkSaw) {
 // test and the next hop, so the message it takes for the foreign address "left" for it.
 TEST_F(SinkTarget, TheRelayCaseFailsAServerThatRelays) {
   std::ifstream in(std::string(REFSMTP_SUITES_DIR) + "/rfc5321/relay-not-performed.smtp");
-  std::stringstream text;
-  text << in.rdbuf();
-  const Script relay = parse(text.str());
+  const Script relay = parse(std::string(std::istreambuf_iterator<char>(in), {}));
   target.profile["deliver_rcpt"] = "b@sink.test";
   target.profile["remote"] = "someone@remote.test";
   EXPECT_EQ(run_case(relay, target).outcome, Outcome::skip);  // no remote_via_sink: nothing to judge by

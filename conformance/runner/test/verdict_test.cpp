@@ -128,6 +128,7 @@ class Receiver : public DeliveryStore {
       if (verb == "RSET") in_mail_ = false;
       return reply("250 2.0.0 ok");
     }
+    if (verb == "STARTTLS") return reply("220 2.0.0 go ahead (the scripted transport's TLS is a no-op)");
     if (verb == "QUIT") {
       reply("221 2.0.0 bye");
       closed_ = true;
@@ -228,10 +229,7 @@ class ScriptedTransport : public Transport {
     return true;
   }
   ReadResult read_reply(std::chrono::milliseconds) override { return r_.read(); }
-  bool start_tls(std::string& error) override {
-    error = "no TLS here";
-    return false;
-  }
+  bool start_tls(std::string&) override { return true; }  // nothing to encrypt in process
   void close() override {}
 
  private:
@@ -245,20 +243,33 @@ Script parse(const std::string& text) {
   return s ? *s : Script{};
 }
 
-CaseResult run(const std::string& script, Behaviour b) {
-  static std::deque<Script> keep;  // results point at their scripts (a deque never moves them)
-  Receiver receiver(std::move(b));
+// A target that is `receiver`, reached without sockets; the receiver is its delivery store too.
+Target scripted_target(Receiver& receiver) {
   Target target;
   target.profile = default_profile();
   target.profile["deliver_rcpt"] = target.profile["rcpt"];
   target.delivery = &receiver;
   target.settle = std::chrono::milliseconds(0);
   target.step_timeout = std::chrono::milliseconds(50);
-  target.connector = [&](const std::string&, std::uint16_t, std::chrono::milliseconds, std::string&) {
+  target.connector = [&receiver](const std::string&, std::uint16_t, std::chrono::milliseconds, std::string&) {
     return std::make_unique<ScriptedTransport>(receiver);
   };
+  return target;
+}
+
+// A case from conformance/suites, as the runner reads it.
+Script suite_case(const std::string& path) {
+  std::ifstream in(std::string(REFSMTP_SUITES_DIR) + "/" + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse(text.str());
+}
+
+CaseResult run(const std::string& script, Behaviour b) {
+  static std::deque<Script> keep;  // results point at their scripts (a deque never moves them)
+  Receiver receiver(std::move(b));
   keep.push_back(parse(script));
-  return run_case(keep.back(), target);
+  return run_case(keep.back(), scripted_target(receiver));
 }
 
 const std::string must = "# case: t\n# rfc: RFC 5321 §4.1.1.4\n# level: MUST\n# quote: The server MUST hold.\n# title: t\n";
@@ -348,6 +359,19 @@ TEST(Verdict, ANoteCaseThatDoesNotHoldIsADeviationNotAFailure) {
   EXPECT_EQ(run(note + c, Behaviour{}).outcome, Outcome::pass);
 }
 
+TEST(Verdict, UnderStartTlsTheGreetingReadFirstIsJudgedByTheCase) {
+  Receiver receiver(Behaviour{});
+  Target target = scripted_target(receiver);
+  target.tls = TlsMode::starttls;
+  const Script names_server = parse(must + "!S: 220 /^scripted\\.test /\nC: EHLO c\nS: 250\n");
+  auto r = run_case(names_server, target);
+  EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
+  const Script wrong_name = parse(must + "!S: 220 /^other\\.test /\nC: EHLO c\nS: 250\n");
+  r = run_case(wrong_name, target);
+  EXPECT_EQ(r.outcome, Outcome::fail) << r.transcript;
+  EXPECT_NE(r.reason.find("does not match"), std::string::npos) << r.reason;
+}
+
 TEST(Verdict, TeardownAfterTheLastAssertionIsOnlyNoted) {
   // QUIT expects 250 here (wrong), but it comes after the asserted step: the case passes.
   const auto r = run(must + "S: 220\nC: EHLO c\n!S: 250\nC: QUIT\nS: 250\n", Behaviour{});
@@ -435,22 +459,12 @@ TEST(Oracle, DeliveredToCountsPerRecipient) {
 }
 
 TEST(Oracle, TheRelayCasePassesAServerThatRefusesTheForeignRecipient) {
-  std::ifstream in(std::string(REFSMTP_SUITES_DIR) + "/rfc5321/relay-not-performed.smtp");
-  std::stringstream text;
-  text << in.rdbuf();
   Receiver receiver(Behaviour{});  // refuses "unknown" addresses with 550
-  Target target;
-  target.profile = default_profile();
+  Target target = scripted_target(receiver);
   target.profile["deliver_rcpt"] = "b@example.test";
   target.profile["remote"] = "unknown@remote.test";
   target.profile["remote_via_sink"] = "yes";
-  target.delivery = &receiver;
-  target.settle = std::chrono::milliseconds(0);
-  target.step_timeout = std::chrono::milliseconds(50);
-  target.connector = [&](const std::string&, std::uint16_t, std::chrono::milliseconds, std::string&) {
-    return std::make_unique<ScriptedTransport>(receiver);
-  };
-  const Script s = parse(text.str());
+  const Script s = suite_case("rfc5321/relay-not-performed.smtp");
   const auto r = run_case(s, target);
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
 }
@@ -468,12 +482,8 @@ TEST(Oracle, NoHeaderFailsWhenAnyFieldMatches) {
 TEST(Profile, AcceptAllSkipsCasesThatNeedARefusal) {
   const std::string c = must + "# skip-when: accept_all\n" + "S: 220\nC: EHLO c\nS: 250\nC: MAIL FROM:<a@b>\nS: 250\nC: RCPT TO:<${unknown}>\n!S: 550\n";
   Receiver receiver(Behaviour{});
-  Target target;
-  target.profile = default_profile();
+  Target target = scripted_target(receiver);
   target.profile["unknown"] = "unknown@example.test";
-  target.connector = [&](const std::string&, std::uint16_t, std::chrono::milliseconds, std::string&) {
-    return std::make_unique<ScriptedTransport>(receiver);
-  };
   const Script s = parse(c);
   EXPECT_EQ(run_case(s, target).outcome, Outcome::pass);
   target.profile["accept_all"] = "yes";
