@@ -27,6 +27,8 @@ struct Behaviour {
   bool store_oversized = false;    // refuses an oversized message with 552 but delivers it anyway
   bool first_recipient_only = false;  // delivers each message to its first recipient only
   bool one_store_for_all = false;  // cannot tell recipients apart
+  bool mail_needs_auth = false;    // MAIL before a successful AUTH: 530 (a submission server)
+  bool auth_param_authenticates = false;  // MAIL ... AUTH=<mailbox> counts as having logged in
   std::string received = "Received: from client by scripted; today\r\n";  // trace field added
 };
 
@@ -58,7 +60,7 @@ class Receiver : public DeliveryStore {
   void connect() {
     buf_.clear();
     out_.clear();
-    closed_ = in_data_ = in_mail_ = false;
+    closed_ = in_data_ = in_mail_ = authenticated_ = trusted_mail_ = false;
     auth_step_ = 0;
     reply("220 scripted.test ESMTP");
   }
@@ -118,7 +120,8 @@ class Receiver : public DeliveryStore {
     }
     if (auth_step_ == 2) {
       auth_step_ = 0;
-      return reply(line == "Y29uZm9ybS1wYXNzd29yZA==" ? "235 2.7.0 ok" : "535 5.7.8 no");
+      authenticated_ = line == "Y29uZm9ybS1wYXNzd29yZA==";
+      return reply(authenticated_ ? "235 2.7.0 ok" : "535 5.7.8 no");
     }
     if (verb == "EHLO") {
       return reply("250-scripted.test\n250-PIPELINING\n" + (b_.size_limit ? "250-SIZE " + std::to_string(b_.size_limit) + "\n" : "") +
@@ -138,7 +141,8 @@ class Receiver : public DeliveryStore {
       if (line.starts_with("AUTH PLAIN ")) {
         if (b_.auth.find("PLAIN") == std::string::npos) return reply("504 5.5.4 not offered");
         // base64 of NUL conform NUL conform-password
-        return reply(line.substr(11) == "AGNvbmZvcm0AY29uZm9ybS1wYXNzd29yZA==" ? "235 2.7.0 ok" : "535 5.7.8 no");
+        authenticated_ = line.substr(11) == "AGNvbmZvcm0AY29uZm9ybS1wYXNzd29yZA==";
+        return reply(authenticated_ ? "235 2.7.0 ok" : "535 5.7.8 no");
       }
       if (line == "AUTH LOGIN") {
         auth_step_ = 1;
@@ -148,6 +152,10 @@ class Receiver : public DeliveryStore {
     }
     if (verb == "MAIL") {
       if (in_mail_ && !b_.nested_mail_250) return reply("503 5.5.1 nested MAIL");
+      const std::size_t auth_param = line.find(" AUTH=");
+      trusted_mail_ = authenticated_ ||
+                      (b_.auth_param_authenticates && auth_param != std::string::npos && line.compare(auth_param, 8, " AUTH=<>") != 0);
+      if (b_.mail_needs_auth && !trusted_mail_) return reply("530 5.7.0 authentication required");
       in_mail_ = true;
       rcpts_ = 0;
       rcpt_list_.clear();
@@ -160,7 +168,7 @@ class Receiver : public DeliveryStore {
         return;
       }
       if (!in_mail_) return reply("503 5.5.1 MAIL first");
-      if (!b_.accept_all && line.find("unknown") != std::string::npos) return reply("550 5.1.1 no such user");
+      if (!b_.accept_all && !trusted_mail_ && line.find("unknown") != std::string::npos) return reply("550 5.1.1 no such user");
       ++rcpts_;
       if (line.find('<') != std::string::npos) {
         rcpt_list_.push_back(line.substr(line.find('<') + 1, line.find('>') - line.find('<') - 1));
@@ -218,6 +226,7 @@ class Receiver : public DeliveryStore {
   std::deque<std::vector<std::string>> out_;
   std::vector<std::string> rcpt_list_;
   bool closed_ = false, in_data_ = false, in_mail_ = false;
+  bool authenticated_ = false, trusted_mail_ = false;  // trusted_mail_: this MAIL may relay
   int rcpts_ = 0, auth_step_ = 0;
 };
 
@@ -467,6 +476,36 @@ TEST(Oracle, TheRelayCasePassesAServerThatRefusesTheForeignRecipient) {
   const Script s = suite_case("rfc5321/relay-not-performed.smtp");
   const auto r = run_case(s, target);
   EXPECT_EQ(r.outcome, Outcome::pass) << r.reason << r.transcript;
+}
+
+// RFC 4954 §5: an unauthenticated client's AUTH=<mailbox> must grant what AUTH=<> grants, nothing.
+TEST(Oracle, TheAuthParameterCasesFailAServerThatTakesItForALogin) {
+  const Script relay = suite_case("rfc4954/auth-parameter-grants-no-relay.smtp");
+  const Script submission = suite_case("rfc4954/submission-auth-parameter-not-authentication.smtp");
+  for (const bool vulnerable : {false, true}) {
+    Behaviour mx;
+    mx.auth_param_authenticates = vulnerable;
+    Receiver mx_receiver(mx);
+    Target target = scripted_target(mx_receiver);
+    target.profile["remote"] = "unknown@remote.test";  // the receiver refuses it unless trusted
+    auto r = run_case(relay, target);
+    EXPECT_EQ(r.outcome, vulnerable ? Outcome::fail : Outcome::pass) << r.reason << r.transcript;
+
+    Behaviour msa = mx;
+    msa.mail_needs_auth = true;
+    Receiver msa_receiver(msa);
+    Target msa_target = scripted_target(msa_receiver);
+    msa_target.submission = {"127.0.0.1", 587};  // the connector ignores where it is sent
+    r = run_case(submission, msa_target);
+    EXPECT_EQ(r.outcome, vulnerable ? Outcome::fail : Outcome::pass) << r.reason << r.transcript;
+  }
+  // A server that relays for anyone, AUTH=<> or not, leaves the relay case without a baseline.
+  Behaviour open;
+  open.accept_all = true;
+  Receiver open_receiver(open);
+  Target target = scripted_target(open_receiver);
+  target.profile["remote"] = "unknown@remote.test";
+  EXPECT_EQ(run_case(relay, target).outcome, Outcome::inconclusive);
 }
 
 TEST(Oracle, NoHeaderFailsWhenAnyFieldMatches) {
