@@ -14,11 +14,11 @@
 
 #include "fuzz_check.hpp"
 
-#include "refsmtp/core/client_session.hpp"
+#include "refsmtp/smtp/client_session.hpp"
 
 namespace {
 
-using namespace refsmtp::core;
+using namespace refsmtp::smtp;
 
 
 OutgoingMessage make_message(std::uint8_t seed) {

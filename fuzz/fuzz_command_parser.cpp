@@ -4,10 +4,10 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "refsmtp/core/command.hpp"
+#include "refsmtp/smtp/command.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace refsmtp::core;
+  using namespace refsmtp::smtp;
   if (size == 0) return 0;
   CommandOptions opt;
   opt.address.utf8 = (data[0] & 1) != 0;

@@ -4,10 +4,10 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "refsmtp/core/address.hpp"
+#include "refsmtp/smtp/address.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace refsmtp::core;
+  using namespace refsmtp::smtp;
   if (size == 0) return 0;
   AddressOptions opt;
   opt.utf8 = (data[0] & 1) != 0;

@@ -4,10 +4,10 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "refsmtp/core/reply.hpp"
+#include "refsmtp/smtp/reply.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace refsmtp::core;
+  using namespace refsmtp::smtp;
   if (size == 0) return 0;
   const std::size_t chunk = 1 + data[0] % 64;
   const std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);

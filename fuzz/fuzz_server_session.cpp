@@ -17,17 +17,17 @@
 
 #include "fuzz_check.hpp"
 
-#include "refsmtp/core/reply.hpp"
-#include "refsmtp/core/server_session.hpp"
+#include "refsmtp/smtp/reply.hpp"
+#include "refsmtp/smtp/server_session.hpp"
 #include "model_mapping.hpp"
 #include "refsmtp/model/smtp_model.hpp"
 
 namespace {
 
-using namespace refsmtp::core;
+using namespace refsmtp::smtp;
 namespace m = refsmtp::model;
 
-using refsmtp::core::testing::to_model;
+using refsmtp::smtp::testing::to_model;
 
 
 struct Harness {

@@ -18,8 +18,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-core::Millis now_ms() {
-  return std::chrono::duration_cast<core::Millis>(Clock::now().time_since_epoch());
+smtp::Millis now_ms() {
+  return std::chrono::duration_cast<smtp::Millis>(Clock::now().time_since_epoch());
 }
 
 // Connects with a timeout; returns the socket or -1 with `error` set.
@@ -94,22 +94,22 @@ bool write_all(int fd, std::string_view data) {
 
 }  // namespace
 
-LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const core::OutgoingMessage& message, const LmtpOptions& options) {
-  core::ClientConfig cfg;
+LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const smtp::OutgoingMessage& message, const LmtpOptions& options) {
+  smtp::ClientConfig cfg;
   cfg.lmtp = true;
-  cfg.tls = core::TlsPolicy::none;  // a local MDA socket
+  cfg.tls = smtp::TlsPolicy::none;  // a local MDA socket
   cfg.helo_name = options.lhlo_name;
   return send_message(endpoint, cfg, message, options.connect_timeout);
 }
 
-LmtpOutcome send_message(const LmtpEndpoint& endpoint, const core::ClientConfig& cfg, const core::OutgoingMessage& message,
+LmtpOutcome send_message(const LmtpEndpoint& endpoint, const smtp::ClientConfig& cfg, const smtp::OutgoingMessage& message,
                          std::chrono::milliseconds connect_timeout) {
   LmtpOutcome out;
   auto defer_all = [&](const std::string& why) {
     out.error = why;
     out.results.clear();
     for (const auto& r : message.recipients) {
-      out.results.push_back({r, core::DeliveryStatus::deferred, core::make_reply(451, 4, 4, 1, why)});
+      out.results.push_back({r, smtp::DeliveryStatus::deferred, smtp::make_reply(451, 4, 4, 1, why)});
     }
     return out;
   };
@@ -117,28 +117,28 @@ LmtpOutcome send_message(const LmtpEndpoint& endpoint, const core::ClientConfig&
   const int fd = connect_to(endpoint, connect_timeout, error);
   if (fd < 0) return defer_all(error);
 
-  core::ClientSession session(cfg, now_ms());
+  smtp::ClientSession session(cfg, now_ms());
   bool sent = false, have_result = false, closed = false;
   char buf[16384];
   while (!closed) {
     while (auto a = session.next_action()) {
-      if (auto* s = std::get_if<core::client_action::Send>(&*a)) {
+      if (auto* s = std::get_if<smtp::client_action::Send>(&*a)) {
         if (!write_all(fd, s->bytes)) session.connection_lost();
-      } else if (std::holds_alternative<core::client_action::StartTls>(*a)) {
+      } else if (std::holds_alternative<smtp::client_action::StartTls>(*a)) {
         session.tls_failed();  // no TLS on this path
-      } else if (std::holds_alternative<core::client_action::Ready>(*a)) {
+      } else if (std::holds_alternative<smtp::client_action::Ready>(*a)) {
         if (!sent) {
           sent = true;
           session.send_message(message);
         } else {
           session.quit();
         }
-      } else if (auto* r = std::get_if<core::client_action::MessageResult>(&*a)) {
+      } else if (auto* r = std::get_if<smtp::client_action::MessageResult>(&*a)) {
         out.results = r->results;
         have_result = true;
-      } else if (auto* f = std::get_if<core::client_action::ConnectionFailed>(&*a)) {
+      } else if (auto* f = std::get_if<smtp::client_action::ConnectionFailed>(&*a)) {
         error = f->reason + ": " + f->reply.text();
-      } else if (std::holds_alternative<core::client_action::Close>(*a)) {
+      } else if (std::holds_alternative<smtp::client_action::Close>(*a)) {
         closed = true;
       }
     }

@@ -47,8 +47,8 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
     if (line.starts_with("domains ") || line == "domains") {
       for (auto d : split(line.substr(7), ' ')) {
         if (d.empty()) continue;
-        core::AddressOptions opt;
-        auto parsed = core::parse_domain(d, opt);
+        smtp::AddressOptions opt;
+        auto parsed = smtp::parse_domain(d, opt);
         if (!parsed || parsed->consumed != d.size()) return fail("invalid domain '" + std::string(d) + "'");
         t.domains_.push_back(ascii_lower(d));
       }
@@ -67,8 +67,8 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
       for (auto target : split(line.substr(colon + 1), ',')) {
         if (target.empty()) return fail("empty alias target");
         if (target.find('@') != std::string_view::npos) {
-          core::AddressOptions opt;
-          if (!core::parse_mailbox_exact(target, opt)) return fail("invalid address '" + std::string(target) + "'");
+          smtp::AddressOptions opt;
+          if (!smtp::parse_mailbox_exact(target, opt)) return fail("invalid address '" + std::string(target) + "'");
           targets.emplace_back(target);
         } else {
           const std::string n = ascii_lower(target);
@@ -125,8 +125,8 @@ bool LocalRecipients::expand(const std::string& name, int depth, Resolution& out
   }
   for (const auto& target : it->second) {
     if (target.find('@') != std::string::npos) {
-      core::Path p;
-      p.mailbox = *core::parse_mailbox_exact(target, core::AddressOptions{});
+      smtp::Path p;
+      p.mailbox = *smtp::parse_mailbox_exact(target, smtp::AddressOptions{});
       out.forwards.push_back(p);
     } else if (!expand(target, depth + 1, out)) {
       return false;
@@ -135,14 +135,14 @@ bool LocalRecipients::expand(const std::string& name, int depth, Resolution& out
   return true;
 }
 
-std::optional<Resolution> LocalRecipients::resolve(const core::Path& recipient) const {
+std::optional<Resolution> LocalRecipients::resolve(const smtp::Path& recipient) const {
   if (!recipient.mailbox) return std::nullopt;
-  const core::Mailbox& m = *recipient.mailbox;
+  const smtp::Mailbox& m = *recipient.mailbox;
   // "<Postmaster>" without a domain is always local (§4.1.1.3).
   if (!m.domain.empty() && !is_local_domain(m.domain)) return std::nullopt;
   // §4.1.2: a quoted form means what it quotes ("postmaster" is postmaster); what the table
   // cannot name (spaces, "@", ...) is simply not found, and safe_mailbox_name() guards paths.
-  std::string local = ascii_lower(core::unquote_local_part(m.local_part));
+  std::string local = ascii_lower(smtp::unquote_local_part(m.local_part));
   if (m.domain.empty() && local != "postmaster") return std::nullopt;
   if (detail_separator != '\0' && local != "postmaster") {
     const std::size_t sep = local.find(detail_separator);
@@ -156,8 +156,8 @@ std::optional<Resolution> LocalRecipients::resolve(const core::Path& recipient) 
   if (catch_all_) {
     for (const auto& target : *catch_all_) {
       if (target.find('@') != std::string::npos) {
-        core::Path p;
-        p.mailbox = *core::parse_mailbox_exact(target, core::AddressOptions{});
+        smtp::Path p;
+        p.mailbox = *smtp::parse_mailbox_exact(target, smtp::AddressOptions{});
         r.forwards.push_back(p);
       } else if (!expand(target, 1, r)) {
         return std::nullopt;

@@ -25,7 +25,7 @@ std::string to_lf(std::string_view message) {
   return out;
 }
 
-std::string local_copy(const core::Path& sender, std::string_view message) {
+std::string local_copy(const smtp::Path& sender, std::string_view message) {
   return "Return-Path: " + sender.to_string() + "\n" + to_lf(message);
 }
 
@@ -69,7 +69,7 @@ std::error_code deliver_maildir(queue::Storage& s, const MaildirTarget& t, std::
   return e;
 }
 
-std::string mbox_entry(const core::Path& sender, std::int64_t now_ms, std::string_view message) {
+std::string mbox_entry(const smtp::Path& sender, std::int64_t now_ms, std::string_view message) {
   // RFC 4155 §2: "From " + sender + " " + asctime-like UTC date.
   const std::time_t secs = static_cast<std::time_t>(now_ms / 1000);
   std::tm tm{};
@@ -97,7 +97,7 @@ std::string mbox_entry(const core::Path& sender, std::int64_t now_ms, std::strin
   return out;
 }
 
-std::error_code deliver_mbox(const std::string& path, const core::Path& sender, std::int64_t now_ms,
+std::error_code deliver_mbox(const std::string& path, const smtp::Path& sender, std::int64_t now_ms,
                              std::string_view message, const MboxLocking& locking) {
   const std::string entry = mbox_entry(sender, now_ms, message);
   // Dot-lock first (for readers that only know dot-locks), bounded retries.

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "refsmtp/core/address.hpp"
+#include "refsmtp/smtp/address.hpp"
 #include "refsmtp/core/text.hpp"
 
 namespace refsmtp::delivery {

@@ -35,7 +35,7 @@ std::size_t count_received_headers(std::string_view message) {
   return count;
 }
 
-std::string reply_text(const core::Reply& reply) {
+std::string reply_text(const smtp::Reply& reply) {
   std::string out = std::to_string(reply.code);
   if (reply.enhanced) out += " " + reply.enhanced->to_string();
   for (const auto& line : reply.lines) {
@@ -45,9 +45,9 @@ std::string reply_text(const core::Reply& reply) {
   return out;
 }
 
-queue::DeliveryOutcome to_outcome(std::size_t recipient, const core::RecipientResult& result, const std::string& remote) {
-  const auto state = result.status == core::DeliveryStatus::delivered ? queue::RecipientState::delivered
-                     : result.status == core::DeliveryStatus::failed  ? queue::RecipientState::failed
+queue::DeliveryOutcome to_outcome(std::size_t recipient, const smtp::RecipientResult& result, const std::string& remote) {
+  const auto state = result.status == smtp::DeliveryStatus::delivered ? queue::RecipientState::delivered
+                     : result.status == smtp::DeliveryStatus::failed  ? queue::RecipientState::failed
                                                                       : queue::RecipientState::pending;
   return queue::DeliveryOutcome{recipient, state, reply_text(result.reply), remote};
 }

@@ -75,11 +75,11 @@ std::vector<std::string> messages_in(const std::string& dir) {
 TEST(LmtpDovecot, DeliversToEachRecipientsMaildir) {
   DovecotPeer dovecot;
   ASSERT_TRUE(dovecot.started()) << dovecot.error();
-  core::OutgoingMessage m;
-  m.reverse_path.mailbox = core::Mailbox{"sender", "client.test", false};
+  smtp::OutgoingMessage m;
+  m.reverse_path.mailbox = smtp::Mailbox{"sender", "client.test", false};
   for (const char* r : {"alice", "bob"}) {
-    core::Path p;
-    p.mailbox = core::Mailbox{r, "example.test", false};
+    smtp::Path p;
+    p.mailbox = smtp::Mailbox{r, "example.test", false};
     m.recipients.push_back(p);
   }
   m.body = "Subject: lmtp test\r\nMessage-ID: <lmtp-1@client.test>\r\n\r\nHello Dovecot.\r\n.leading dot\r\n";
@@ -89,7 +89,7 @@ TEST(LmtpDovecot, DeliversToEachRecipientsMaildir) {
   ASSERT_TRUE(out.error.empty()) << out.error;
   ASSERT_EQ(out.results.size(), 2u);
   for (const auto& r : out.results) {
-    EXPECT_EQ(r.status, core::DeliveryStatus::delivered) << r.reply.text();
+    EXPECT_EQ(r.status, smtp::DeliveryStatus::delivered) << r.reply.text();
     EXPECT_EQ(r.reply.code, 250);
   }
   for (const char* user : {"alice", "bob"}) {
@@ -109,13 +109,13 @@ TEST(LmtpDovecot, ConnectionRefusedDefersEveryRecipient) {
     ASSERT_TRUE(dovecot.started()) << dovecot.error();
     port = dovecot.port();
   }
-  core::OutgoingMessage m;
-  core::Path p;
-  p.mailbox = core::Mailbox{"alice", "example.test", false};
+  smtp::OutgoingMessage m;
+  smtp::Path p;
+  p.mailbox = smtp::Mailbox{"alice", "example.test", false};
   m.recipients = {p, p};
   m.body = "x\r\n";
   const auto out = delivery::lmtp_deliver({"127.0.0.1", port, ""}, m, {});
   EXPECT_FALSE(out.error.empty());
   ASSERT_EQ(out.results.size(), 2u);
-  EXPECT_EQ(out.results[0].status, core::DeliveryStatus::deferred);
+  EXPECT_EQ(out.results[0].status, smtp::DeliveryStatus::deferred);
 }

@@ -5,11 +5,11 @@
 
 #include <gtest/gtest.h>
 
-using refsmtp::core::make_path;
+using refsmtp::smtp::make_path;
 
 using namespace refsmtp::delivery;
-using refsmtp::core::Mailbox;
-using refsmtp::core::Path;
+using refsmtp::smtp::Mailbox;
+using refsmtp::smtp::Path;
 
 namespace {
 

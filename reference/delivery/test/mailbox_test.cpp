@@ -17,11 +17,11 @@
 
 #include "temp_dir.hpp"
 
-using refsmtp::core::make_path;
+using refsmtp::smtp::make_path;
 
 using namespace refsmtp::delivery;
-using refsmtp::core::Mailbox;
-using refsmtp::core::Path;
+using refsmtp::smtp::Mailbox;
+using refsmtp::smtp::Path;
 using refsmtp::queue::TempDir;
 
 namespace {

@@ -288,9 +288,9 @@ TEST(Relay, CountsReceivedHeadersInTheHeaderSectionOnly) {
 }
 
 TEST(Relay, OutcomesFollowTheReplyClass) {
-  core::RecipientResult ok{core::Path{}, core::DeliveryStatus::delivered, core::make_reply(250, 2, 0, 0, "OK")};
-  core::RecipientResult bad{core::Path{}, core::DeliveryStatus::failed, core::make_reply(550, 5, 1, 1, "no such\r\nuser")};
-  core::RecipientResult later{core::Path{}, core::DeliveryStatus::deferred, core::make_reply(451, 4, 3, 0, "busy")};
+  smtp::RecipientResult ok{smtp::Path{}, smtp::DeliveryStatus::delivered, smtp::make_reply(250, 2, 0, 0, "OK")};
+  smtp::RecipientResult bad{smtp::Path{}, smtp::DeliveryStatus::failed, smtp::make_reply(550, 5, 1, 1, "no such\r\nuser")};
+  smtp::RecipientResult later{smtp::Path{}, smtp::DeliveryStatus::deferred, smtp::make_reply(451, 4, 3, 0, "busy")};
   EXPECT_EQ(to_outcome(0, ok).state, queue::RecipientState::delivered);
   const auto b = to_outcome(3, bad);
   EXPECT_EQ(b.state, queue::RecipientState::failed);

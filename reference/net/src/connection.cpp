@@ -21,8 +21,8 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-core::Millis now_ms() {
-  return std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now().time_since_epoch());
+smtp::Millis now_ms() {
+  return std::chrono::duration_cast<smtp::Millis>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
 }  // namespace
@@ -58,7 +58,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> stream;
   auto make_tls = [&] { stream.emplace(sock, *options.tls); };
   bool tls = false;
-  core::ServerSession session(options.session, now_ms());
+  smtp::ServerSession session(options.session, now_ms());
   // Shared, so a wake-up posted from another thread can never outlive it.
   auto timer_ptr = std::make_shared<asio::steady_timer>(sock.get_executor());
   asio::steady_timer& timer = *timer_ptr;
@@ -76,7 +76,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
 
   bool closed = false;
   int auth_failures = 0;
-  const core::Millis started = now_ms();
+  const smtp::Millis started = now_ms();
   const std::shared_ptr<ConnectionControl> control = options.control;
   if (control) {
     std::lock_guard lock(control->m);
@@ -86,9 +86,9 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   // question never outlives one call.
   auto drain = [&]() -> asio::awaitable<void> {
     while (auto a = session.next_action()) {
-      if (auto* send = std::get_if<core::action::Send>(&*a)) {
+      if (auto* send = std::get_if<smtp::action::Send>(&*a)) {
         co_await write(send->bytes);
-      } else if (std::holds_alternative<core::action::StartTls>(*a)) {
+      } else if (std::holds_alternative<smtp::action::StartTls>(*a)) {
         make_tls();
         auto [hs_ec] = co_await stream->async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
         if (hs_ec) {
@@ -99,19 +99,19 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
           info.tls = true;
           session.tls_started();
         }
-      } else if (std::holds_alternative<core::action::Close>(*a)) {
+      } else if (std::holds_alternative<smtp::action::Close>(*a)) {
         closed = true;
-      } else if (auto* sender = std::get_if<core::action::CheckSender>(&*a)) {
+      } else if (auto* sender = std::get_if<smtp::action::CheckSender>(&*a)) {
         info.helo = session.envelope().helo;
         session.answer(host.check_sender(info, *sender), now_ms());
-      } else if (auto* rcpt = std::get_if<core::action::CheckRecipient>(&*a)) {
+      } else if (auto* rcpt = std::get_if<smtp::action::CheckRecipient>(&*a)) {
         session.answer(host.check_recipient(info, *rcpt), now_ms());
-      } else if (auto* auth = std::get_if<core::action::CheckAuth>(&*a)) {
-        core::Verdict v = host.check_auth(info, *auth);
+      } else if (auto* auth = std::get_if<smtp::action::CheckAuth>(&*a)) {
+        smtp::Verdict v = host.check_auth(info, *auth);
         if (!v.accepted) {
           host.log(info, "auth", {{"user", auth->authcid}, {"result", "fail"}});
           if (++auth_failures >= options.max_auth_failures) {
-            v = core::Verdict::reject(core::make_reply(421, 4, 7, 0, "Too many authentication failures"));
+            v = smtp::Verdict::reject(smtp::make_reply(421, 4, 7, 0, "Too many authentication failures"));
           } else {
             timer.expires_after(options.auth_failure_delay * auth_failures);
             co_await timer.async_wait(use_awaitable);
@@ -120,15 +120,15 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
         session.answer(v, now_ms());
         info.auth_identity = session.auth_identity();
         if (!info.auth_identity.empty()) host.log(info, "auth", {{"user", info.auth_identity}, {"result", "ok"}});
-      } else if (std::holds_alternative<core::action::MessageStart>(*a)) {
+      } else if (std::holds_alternative<smtp::action::MessageStart>(*a)) {
         body.clear();
-      } else if (auto* chunk = std::get_if<core::action::BodyChunk>(&*a)) {
+      } else if (auto* chunk = std::get_if<smtp::action::BodyChunk>(&*a)) {
         body += chunk->data;
-      } else if (auto* done = std::get_if<core::action::MessageComplete>(&*a)) {
+      } else if (auto* done = std::get_if<smtp::action::MessageComplete>(&*a)) {
         session.answer(host.message(info, done->envelope, body), now_ms());
         body.clear();
         body.shrink_to_fit();
-      } else if (auto* aborted = std::get_if<core::action::MessageAborted>(&*a)) {
+      } else if (auto* aborted = std::get_if<smtp::action::MessageAborted>(&*a)) {
         host.log(info, "message_aborted", {{"reason", aborted->reason}});
         body.clear();
       }
@@ -149,22 +149,22 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
     co_await drain();  // the greeting
     while (!closed) {
       // Shutdown: an idle session is told 421 now; a transaction may finish unless forced.
-      const bool idle = session.envelope().recipients.empty() && session.state() != core::State::mail &&
-                        session.state() != core::State::data && session.state() != core::State::bdat;
+      const bool idle = session.envelope().recipients.empty() && session.state() != smtp::State::mail &&
+                        session.state() != smtp::State::data && session.state() != smtp::State::bdat;
       if (control && (control->force || (control->draining && idle))) {
         session.shutdown();
         co_await drain();
         continue;
       }
       if (now_ms() >= started + options.max_duration) {
-        session.shutdown(core::make_reply(421, 4, 4, 2, options.session.hostname + " Connection time limit reached"));
+        session.shutdown(smtp::make_reply(421, 4, 4, 2, options.session.hostname + " Connection time limit reached"));
         co_await drain();
         continue;
       }
       // Read, racing the session's deadline (time is an input to the session) and the
       // connection's time limit; a server shutdown wakes the wait too.
       auto deadline = session.deadline().value_or(now_ms() + std::chrono::hours(24));
-      deadline = std::min(deadline, started + core::Millis(options.max_duration.count()));
+      deadline = std::min(deadline, started + smtp::Millis(options.max_duration.count()));
       timer.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, (deadline - now_ms()).count())));
       // In the clear, an idle connection waits for readability without a buffer of its own and
       // then reads into this thread's buffer; over TLS the stream needs one to read into.
@@ -207,7 +207,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
             held.assign(rest);
             rest = held;
           }
-          const bool waiting = session.pending() != core::Question::none;
+          const bool waiting = session.pending() != smtp::Question::none;
           co_await drain();
           if (took == 0 && !waiting) break;  // nothing more will be taken: never spin
         }

@@ -23,8 +23,8 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-core::Millis now_ms() {
-  return std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now().time_since_epoch());
+smtp::Millis now_ms() {
+  return std::chrono::duration_cast<smtp::Millis>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
 std::string hop_name(const RelayHop& h) {
@@ -37,7 +37,7 @@ bool is_address(const std::string& host) {
   return !ec;
 }
 
-std::string text_of(const core::Reply& r) {
+std::string text_of(const smtp::Reply& r) {
   std::string s = r.format();
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
   for (char& c : s) {
@@ -65,12 +65,12 @@ std::shared_ptr<asio::ssl::context> make_client_tls(const std::string& ca_file, 
   return ctx;
 }
 
-asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vector<core::OutgoingMessage> messages,
+asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vector<smtp::OutgoingMessage> messages,
                                             RelayOptions options, MessageDone on_message) {
   auto ex = co_await asio::this_coro::executor;
   RelayResult out;
-  std::vector<std::optional<std::vector<core::RecipientResult>>> done(messages.size());
-  core::Reply last = core::make_reply(451, 4, 4, 1, "No mail exchanger could be reached");
+  std::vector<std::optional<std::vector<smtp::RecipientResult>>> done(messages.size());
+  smtp::Reply last = smtp::make_reply(451, 4, 4, 1, "No mail exchanger could be reached");
   // Permanent only when every hop tried refused for good (a 5xx greeting, EHLO and HELO refused).
   bool any_permanent = false, all_permanent = true;
   const auto unresolved = [&] {
@@ -106,16 +106,16 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
     if (connected.index() == 1 || std::get<0>(std::get<0>(connected))) {
       const std::string why = connected.index() == 1 ? std::string("timed out") : std::get<0>(std::get<0>(connected)).message();
       out.log.push_back(name + " connect: " + why);
-      last = core::make_reply(451, 4, 4, 1, "Cannot connect to " + name + ": " + why);
+      last = smtp::make_reply(451, 4, 4, 1, "Cannot connect to " + name + ": " + why);
       all_permanent = false;
       continue;
     }
     boost::system::error_code nodelay_ec;
     sock.set_option(tcp::no_delay(true), nodelay_ec);
 
-    core::ClientConfig cfg = options.client;
-    if (attempt.plain || (!options.tls && cfg.tls == core::TlsPolicy::opportunistic)) cfg.tls = core::TlsPolicy::none;
-    core::ClientSession session(cfg, now_ms());
+    smtp::ClientConfig cfg = options.client;
+    if (attempt.plain || (!options.tls && cfg.tls == smtp::TlsPolicy::opportunistic)) cfg.tls = smtp::TlsPolicy::none;
+    smtp::ClientSession session(cfg, now_ms());
     std::optional<asio::ssl::stream<tcp::socket&>> stream;
     bool tls = false, closed = false, tls_broken = false, permanent_here = false;
     std::size_t current = done.size();  // the message in flight
@@ -147,12 +147,12 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
     while (!closed) {
       // Everything the session asks for, in order.
       while (auto a = session.next_action()) {
-        if (auto* send = std::get_if<core::client_action::Send>(&*a)) {
+        if (auto* send = std::get_if<smtp::client_action::Send>(&*a)) {
           if (auto wec = co_await write(send->bytes)) {
             detail = "write: " + wec.message();
             session.connection_lost();
           }
-        } else if (std::holds_alternative<core::client_action::StartTls>(*a)) {
+        } else if (std::holds_alternative<smtp::client_action::StartTls>(*a)) {
           if (!options.tls) {
             session.tls_failed();
             continue;
@@ -161,7 +161,7 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
           // SNI names the host (never an address, RFC 6066 §3); with a required policy the
           // chain must verify and its name match the hop.
           if (!is_address(hop.host)) SSL_set_tlsext_host_name(stream->native_handle(), hop.host.c_str());
-          if (cfg.tls == core::TlsPolicy::required) {
+          if (cfg.tls == smtp::TlsPolicy::required) {
             stream->set_verify_mode(asio::ssl::verify_peer);
             stream->set_verify_callback(asio::ssl::host_name_verification(hop.host));
           } else {
@@ -176,12 +176,12 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
             session.tls_started();
           } else {
             detail = hs.index() == 1 ? std::string("timed out") : std::get<0>(std::get<0>(hs)).message();
-            tls_broken = cfg.tls == core::TlsPolicy::opportunistic;
+            tls_broken = cfg.tls == smtp::TlsPolicy::opportunistic;
             session.tls_failed();
           }
-        } else if (std::holds_alternative<core::client_action::Close>(*a)) {
+        } else if (std::holds_alternative<smtp::client_action::Close>(*a)) {
           closed = true;
-        } else if (std::holds_alternative<core::client_action::Ready>(*a)) {
+        } else if (std::holds_alternative<smtp::client_action::Ready>(*a)) {
           const std::size_t next = unresolved();
           if (next < done.size()) {
             current = next;
@@ -189,14 +189,14 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
           } else {
             session.quit();
           }
-        } else if (auto* result = std::get_if<core::client_action::MessageResult>(&*a)) {
+        } else if (auto* result = std::get_if<smtp::client_action::MessageResult>(&*a)) {
           if (current < done.size()) {
             done[current] = result->results;
             ++sent_here;
             if (on_message) on_message(current, result->results, hop.host);
           }
           current = done.size();
-        } else if (auto* failed = std::get_if<core::client_action::ConnectionFailed>(&*a)) {
+        } else if (auto* failed = std::get_if<smtp::client_action::ConnectionFailed>(&*a)) {
           last = failed->reply;
           if (!detail.empty() && !last.lines.empty()) last.lines.back() += " (" + detail + ")";
           permanent_here = failed->permanent;
@@ -247,9 +247,9 @@ asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vec
       out.messages.push_back(std::move(*done[i]));
       continue;
     }
-    std::vector<core::RecipientResult> rs;
+    std::vector<smtp::RecipientResult> rs;
     for (const auto& r : messages[i].recipients) {
-      rs.push_back(core::RecipientResult{r, permanent ? core::DeliveryStatus::failed : core::DeliveryStatus::deferred, last});
+      rs.push_back(smtp::RecipientResult{r, permanent ? smtp::DeliveryStatus::failed : smtp::DeliveryStatus::deferred, last});
     }
     if (on_message) on_message(i, rs, std::string());
     out.messages.push_back(std::move(rs));

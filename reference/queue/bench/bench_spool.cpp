@@ -52,8 +52,8 @@ void BM_SpoolAccept(benchmark::State& state) {
         for (int i = w; i < kPerIteration; i += writers) {
           StoredEnvelope e;
           e.id = "B" + std::to_string(g_seq++);
-          refsmtp::core::Path r;
-          r.mailbox = refsmtp::core::Mailbox{"r", "mx.test", false};
+          refsmtp::smtp::Path r;
+          r.mailbox = refsmtp::smtp::Mailbox{"r", "mx.test", false};
           e.recipients.push_back({r, RecipientState::pending, ""});
           if (spool.accept(e, body)) failed = true;
         }

@@ -2,7 +2,7 @@
 
 #include <ctime>
 
-#include "refsmtp/core/reply.hpp"
+#include "refsmtp/smtp/reply.hpp"
 
 namespace refsmtp::queue {
 
@@ -42,7 +42,7 @@ std::string status_of(const std::string& reply_text, bool permanent) {
   const std::size_t sp = reply_text.find(' ');
   if (sp != std::string::npos) {
     const std::size_t sp2 = reply_text.find(' ', sp + 1);
-    auto st = core::EnhancedStatus::parse(std::string_view(reply_text).substr(sp + 1, sp2 == std::string::npos ? std::string::npos : sp2 - sp - 1));
+    auto st = smtp::EnhancedStatus::parse(std::string_view(reply_text).substr(sp + 1, sp2 == std::string::npos ? std::string::npos : sp2 - sp - 1));
     if (st && (st->klass == 5) == permanent) return st->to_string();
   }
   return permanent ? "5.0.0" : "4.0.0";

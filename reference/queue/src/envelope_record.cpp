@@ -31,18 +31,18 @@ std::string_view state_name(RecipientState s) {
   }
   return "pending";
 }
-std::string_view body_name(core::BodyType b) {
+std::string_view body_name(smtp::BodyType b) {
   switch (b) {
-    case core::BodyType::unspecified: return "-";
-    case core::BodyType::seven_bit: return "7BIT";
-    case core::BodyType::eight_bit_mime: return "8BITMIME";
-    case core::BodyType::binary_mime: return "BINARYMIME";
+    case smtp::BodyType::unspecified: return "-";
+    case smtp::BodyType::seven_bit: return "7BIT";
+    case smtp::BodyType::eight_bit_mime: return "8BITMIME";
+    case smtp::BodyType::binary_mime: return "BINARYMIME";
   }
   return "-";
 }
 
 // "<>" for the null path; else "local domain literal(0|1)", each escaped.
-std::string path_fields(const core::Path& p) {
+std::string path_fields(const smtp::Path& p) {
   if (p.is_null()) return "<>";
   return escape(p.mailbox->local_part) + " " + escape(p.mailbox->domain) + " " + (p.mailbox->domain_is_literal ? "1" : "0");
 }
@@ -91,9 +91,9 @@ bool parse_hex64(std::string_view s, std::uint64_t& out) {
   return true;
 }
 
-bool parse_path(const std::vector<std::string_view>& f, std::size_t at, core::Path& out, std::size_t& used) {
+bool parse_path(const std::vector<std::string_view>& f, std::size_t at, smtp::Path& out, std::size_t& used) {
   if (at < f.size() && f[at] == "<>") {
-    out = core::Path{};
+    out = smtp::Path{};
     used = 1;
     return true;
   }
@@ -101,8 +101,8 @@ bool parse_path(const std::vector<std::string_view>& f, std::size_t at, core::Pa
   auto local = unescape(f[at]);
   auto domain = unescape(f[at + 1]);
   if (!local || !domain || (f[at + 2] != "0" && f[at + 2] != "1")) return false;
-  out = core::Path{};
-  out.mailbox = core::Mailbox{*local, *domain, f[at + 2] == "1"};
+  out = smtp::Path{};
+  out.mailbox = smtp::Mailbox{*local, *domain, f[at + 2] == "1"};
   used = 3;
   return true;
 }
@@ -275,10 +275,10 @@ RecordResult parse_envelope(std::string_view text) {
       }
     } else if (key == "body") {
       if (f.size() != 2) return bad();
-      if (f[1] == "-") e.body_type = core::BodyType::unspecified;
-      else if (f[1] == "7BIT") e.body_type = core::BodyType::seven_bit;
-      else if (f[1] == "8BITMIME") e.body_type = core::BodyType::eight_bit_mime;
-      else if (f[1] == "BINARYMIME") e.body_type = core::BodyType::binary_mime;
+      if (f[1] == "-") e.body_type = smtp::BodyType::unspecified;
+      else if (f[1] == "7BIT") e.body_type = smtp::BodyType::seven_bit;
+      else if (f[1] == "8BITMIME") e.body_type = smtp::BodyType::eight_bit_mime;
+      else if (f[1] == "BINARYMIME") e.body_type = smtp::BodyType::binary_mime;
       else return bad();
     } else if (key == "smtputf8" || key == "delay-notified") {
       if (f.size() != 2 || (f[1] != "0" && f[1] != "1")) return bad();

@@ -47,7 +47,7 @@ std::string Queue::new_id(std::int64_t now_ms) {
   }
 }
 
-AcceptResult Queue::accept(const core::Envelope& envelope, std::string_view body, const ClientInfo& client,
+AcceptResult Queue::accept(const smtp::Envelope& envelope, std::string_view body, const ClientInfo& client,
                            std::int64_t now_ms) {
   StoredEnvelope e;
   e.kind = MessageKind::normal;
@@ -83,13 +83,13 @@ AcceptResult Queue::accept(const core::Envelope& envelope, std::string_view body
   if (err) {
     events_.push_back({e.id, "accept failed: " + err.message()});
     // RFC 3463: 4.3.1 mail system full; 4.3.0 other mail system problem.
-    if (err == std::errc::no_space_on_device) return {std::nullopt, core::make_reply(452, 4, 3, 1, "Insufficient system storage")};
-    return {std::nullopt, core::make_reply(451, 4, 3, 0, "Local error in processing; try again later")};
+    if (err == std::errc::no_space_on_device) return {std::nullopt, smtp::make_reply(452, 4, 3, 1, "Insufficient system storage")};
+    return {std::nullopt, smtp::make_reply(451, 4, 3, 0, "Local error in processing; try again later")};
   }
   msgs_[e.id] = e;
   events_.push_back({e.id, "accepted from " + client.address + " " + e.reverse_path.to_string() + ", " +
                                std::to_string(e.recipients.size()) + " recipient(s)"});
-  return {e.id, core::make_reply(250, 2, 0, 0, "OK queued as " + e.id)};
+  return {e.id, smtp::make_reply(250, 2, 0, 0, "OK queued as " + e.id)};
 }
 
 std::vector<std::string> Queue::due(std::int64_t now_ms) const {
@@ -127,14 +127,14 @@ std::error_code Queue::enqueue_report(const StoredEnvelope& original, const std:
                                       std::int64_t now_ms) {
   // Who hears about the failure (RFC 5321 §6.1, §4.5.5): the sender for a normal message; the
   // postmaster for a failed bounce; nobody for a failed notice (no loops).
-  core::Path to;
+  smtp::Path to;
   MessageKind kind;
   if (original.kind == MessageKind::normal && !original.reverse_path.is_null()) {
     to = original.reverse_path;
     kind = MessageKind::bounce;
   } else if (original.kind != MessageKind::notice) {
     const std::size_t at = cfg_.postmaster.rfind('@');
-    to.mailbox = core::Mailbox{cfg_.postmaster.substr(0, at), at == std::string::npos ? "" : cfg_.postmaster.substr(at + 1), false};
+    to.mailbox = smtp::Mailbox{cfg_.postmaster.substr(0, at), at == std::string::npos ? "" : cfg_.postmaster.substr(at + 1), false};
     kind = MessageKind::notice;
   } else {
     events_.push_back({original.id, "failed notice to postmaster dropped (no report about a report)"});

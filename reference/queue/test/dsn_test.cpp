@@ -4,7 +4,7 @@
 
 #include "refsmtp/queue/dsn.hpp"
 
-using refsmtp::core::make_path;
+using refsmtp::smtp::make_path;
 
 using namespace refsmtp::queue;
 

@@ -8,10 +8,10 @@
 using namespace refsmtp::queue;
 
 namespace {
-refsmtp::core::Path gen_path(bool allow_null) {
-  refsmtp::core::Path p;
+refsmtp::smtp::Path gen_path(bool allow_null) {
+  refsmtp::smtp::Path p;
   if (allow_null && *rc::gen::arbitrary<bool>()) return p;
-  p.mailbox = refsmtp::core::Mailbox{*rc::gen::arbitrary<std::string>(), *rc::gen::arbitrary<std::string>(),
+  p.mailbox = refsmtp::smtp::Mailbox{*rc::gen::arbitrary<std::string>(), *rc::gen::arbitrary<std::string>(),
                                      *rc::gen::arbitrary<bool>()};
   return p;
 }
@@ -26,8 +26,8 @@ RC_GTEST_PROP(EnvelopeRecord, SerializeParseRoundTrip, ()) {
   e.client_address = *rc::gen::arbitrary<std::string>();
   e.reverse_path = gen_path(true);
   if (*rc::gen::arbitrary<bool>()) e.size = *rc::gen::arbitrary<std::uint64_t>();
-  e.body_type = *rc::gen::element(refsmtp::core::BodyType::unspecified, refsmtp::core::BodyType::seven_bit,
-                                  refsmtp::core::BodyType::eight_bit_mime, refsmtp::core::BodyType::binary_mime);
+  e.body_type = *rc::gen::element(refsmtp::smtp::BodyType::unspecified, refsmtp::smtp::BodyType::seven_bit,
+                                  refsmtp::smtp::BodyType::eight_bit_mime, refsmtp::smtp::BodyType::binary_mime);
   e.smtputf8 = *rc::gen::arbitrary<bool>();
   if (*rc::gen::arbitrary<bool>()) e.auth = *rc::gen::arbitrary<std::string>();
   const int n = *rc::gen::inRange(0, 5);

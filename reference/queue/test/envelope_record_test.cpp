@@ -8,11 +8,11 @@
 
 #include "refsmtp/queue/envelope_record.hpp"
 
-using refsmtp::core::make_path;
+using refsmtp::smtp::make_path;
 
 using namespace refsmtp::queue;
-using refsmtp::core::Mailbox;
-using refsmtp::core::Path;
+using refsmtp::smtp::Mailbox;
+using refsmtp::smtp::Path;
 
 namespace {
 
@@ -25,7 +25,7 @@ StoredEnvelope sample() {
   e.client_address = "192.0.2.7";
   e.reverse_path = make_path("alice", "example.com");
   e.size = 1234;
-  e.body_type = refsmtp::core::BodyType::eight_bit_mime;
+  e.body_type = refsmtp::smtp::BodyType::eight_bit_mime;
   e.recipients.push_back({make_path("bob", "example.org"), RecipientState::delivered, "250 2.0.0 ok"});
   e.recipients.push_back({make_path("carol", "example.org"), RecipientState::pending, "451 4.3.0 later"});
   e.recipients.push_back({make_path("\"d e\"", "[192.0.2.1]"), RecipientState::failed, "550 5.1.1 no"});

@@ -89,12 +89,12 @@ struct QueueHarness {
   // Accepts a message with `n` recipients; returns whether 250 was (would have been) sent.
   bool accept(int n) {
     const std::string token = "T" + std::to_string(next_token++);
-    core::Envelope e;
+    smtp::Envelope e;
     e.helo = "client.test";
-    e.reverse_path.mailbox = core::Mailbox{"sender", "client.test", false};
+    e.reverse_path.mailbox = smtp::Mailbox{"sender", "client.test", false};
     for (int i = 0; i < n; ++i) {
-      core::Path p;
-      p.mailbox = core::Mailbox{"r" + std::to_string(i), "remote.test", false};
+      smtp::Path p;
+      p.mailbox = smtp::Mailbox{"r" + std::to_string(i), "remote.test", false};
       e.recipients.push_back({p, {}});
     }
     auto r = queue->accept(e, "Token: " + token + "\r\n\r\nbody\r\n", ClientInfo{"client.test", "192.0.2.1"}, now);

@@ -5,11 +5,11 @@
 #include "refsmtp/queue/queue.hpp"
 #include "temp_dir.hpp"
 
-using refsmtp::core::make_path;
+using refsmtp::smtp::make_path;
 
 using namespace refsmtp::queue;
-using refsmtp::core::Envelope;
-using refsmtp::core::Path;
+using refsmtp::smtp::Envelope;
+using refsmtp::smtp::Path;
 
 namespace {
 

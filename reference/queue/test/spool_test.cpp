@@ -23,9 +23,9 @@ StoredEnvelope envelope(const std::string& id) {
   StoredEnvelope e;
   e.id = id;
   e.arrival_ms = 1000;
-  e.reverse_path.mailbox = refsmtp::core::Mailbox{"a", "b.test", false};
-  refsmtp::core::Path r;
-  r.mailbox = refsmtp::core::Mailbox{"r", "mx.test", false};
+  e.reverse_path.mailbox = refsmtp::smtp::Mailbox{"a", "b.test", false};
+  refsmtp::smtp::Path r;
+  r.mailbox = refsmtp::smtp::Mailbox{"r", "mx.test", false};
   e.recipients.push_back({r, RecipientState::pending, ""});
   return e;
 }

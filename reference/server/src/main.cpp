@@ -328,9 +328,9 @@ int main(int argc, char** argv) {
     }
   }
   opt.relay.mx = relay_mode == "mx";
-  opt.relay.tls = relay_tls == "none"       ? refsmtp::core::TlsPolicy::none
-                  : relay_tls == "required" ? refsmtp::core::TlsPolicy::required
-                                            : refsmtp::core::TlsPolicy::opportunistic;
+  opt.relay.tls = relay_tls == "none"       ? refsmtp::smtp::TlsPolicy::none
+                  : relay_tls == "required" ? refsmtp::smtp::TlsPolicy::required
+                                            : refsmtp::smtp::TlsPolicy::opportunistic;
   {
     std::string error;
     const auto command = parse_duration(relay_timeout), connect = parse_duration(relay_connect_timeout);

@@ -19,10 +19,10 @@ namespace {
 
 using core::ascii_lower;
 
-core::TlsPolicy policy_of(const std::string& name, core::TlsPolicy fallback) {
-  if (name == "none") return core::TlsPolicy::none;
-  if (name == "opportunistic") return core::TlsPolicy::opportunistic;
-  if (name == "required") return core::TlsPolicy::required;
+smtp::TlsPolicy policy_of(const std::string& name, smtp::TlsPolicy fallback) {
+  if (name == "none") return smtp::TlsPolicy::none;
+  if (name == "opportunistic") return smtp::TlsPolicy::opportunistic;
+  if (name == "required") return smtp::TlsPolicy::required;
   return fallback;
 }
 
@@ -169,11 +169,11 @@ asio::awaitable<void> Relayer::relay(const std::string& domain, const std::vecto
   }
   o.tls = tls_;
   o.connect_timeout = cfg_.connect_timeout;
-  std::vector<core::OutgoingMessage> msgs;
+  std::vector<smtp::OutgoingMessage> msgs;
   for (const auto& j : jobs) msgs.push_back(j.msg);
   const net::RelayResult r = co_await net::relay_messages(
       std::move(hops), std::move(msgs), std::move(o),
-      [&](std::size_t j, const std::vector<core::RecipientResult>& results, const std::string& remote) {
+      [&](std::size_t j, const std::vector<smtp::RecipientResult>& results, const std::string& remote) {
         std::vector<queue::DeliveryOutcome> outcomes;
         for (std::size_t k = 0; k < jobs[j].index.size() && k < results.size(); ++k) {
           outcomes.push_back(delivery::to_outcome(jobs[j].index[k], results[k], remote));

@@ -230,7 +230,7 @@ struct Server::Impl {
   // an fcntl lock (what mbox readers take), waited for briefly. A failed write is cut back off,
   // so the next entry starts on a "From " line of its own; if even that fails the file is left
   // alone and every later message gets 451. Not fsynced: test mode promises no durability.
-  bool capture_to_mbox(const core::Path& sender, const std::string& text, std::string& name) {
+  bool capture_to_mbox(const smtp::Path& sender, const std::string& text, std::string& name) {
     const std::string entry = delivery::mbox_entry(sender, wall_ms(), delivery::to_lf(text));
     std::lock_guard<std::mutex> lock(capture_m);
     if (capture_mbox.broken) {
@@ -331,13 +331,13 @@ struct Server::Impl {
 
   // The domain to name a mailbox with at the LMTP server: the recipient's own, else the first
   // local domain (for the domainless <Postmaster>).
-  std::string primary_domain(const core::Path& p) const {
+  std::string primary_domain(const smtp::Path& p) const {
     if (p.mailbox && !p.mailbox->domain.empty()) return ascii_lower(p.mailbox->domain);
     return opt.domains.empty() ? opt.hostname : opt.domains.front();
   }
 
   // Local mailboxes for a recipient, or nothing if it is not ours.
-  std::optional<delivery::Resolution> resolve(const core::Path& p) const {
+  std::optional<delivery::Resolution> resolve(const smtp::Path& p) const {
     if (recipients) return recipients->resolve(p);
     if (!p.mailbox) return std::nullopt;
     const std::string local = ascii_lower(p.mailbox->local_part);
@@ -456,10 +456,10 @@ struct Server::Impl {
   // so that both local delivery and the relay see one decision.)
   struct Targets {
     std::vector<std::string> mailboxes;
-    std::vector<core::Path> remote;  // relayed: the recipient itself, or an alias's remote targets
+    std::vector<smtp::Path> remote;  // relayed: the recipient itself, or an alias's remote targets
     std::optional<std::string> failure;  // decided without delivering, e.g. "550 5.1.1 ..."
   };
-  Targets targets_of(const core::Path& p) const {
+  Targets targets_of(const smtp::Path& p) const {
     Targets t;
     if (auto where = resolve(p)) {
       t.mailboxes = where->mailboxes;
@@ -482,12 +482,12 @@ struct Server::Impl {
   // Aliases with several targets become one queue recipient per target, so each target has its
   // own delivery state: a target that was delivered is never sent again when another one is
   // retried, and a bounce names the address that failed. Targets are deduplicated.
-  core::Envelope expand_aliases(const core::Envelope& in) const {
-    core::Envelope out = in;
+  smtp::Envelope expand_aliases(const smtp::Envelope& in) const {
+    smtp::Envelope out = in;
     out.recipients.clear();
     std::set<std::string> seen;
-    auto add = [&](core::Path p, const core::RcptParams& params) {
-      if (seen.insert(ascii_lower(p.to_string())).second) out.recipients.push_back(core::Recipient{std::move(p), params});
+    auto add = [&](smtp::Path p, const smtp::RcptParams& params) {
+      if (seen.insert(ascii_lower(p.to_string())).second) out.recipients.push_back(smtp::Recipient{std::move(p), params});
     };
     for (const auto& r : in.recipients) {
       const auto where = resolve(r.path);
@@ -497,8 +497,8 @@ struct Server::Impl {
         continue;
       }
       for (const auto& box : where->mailboxes) {
-        core::Path p;
-        p.mailbox = core::Mailbox{box, primary_domain(r.path), false};
+        smtp::Path p;
+        p.mailbox = smtp::Mailbox{box, primary_domain(r.path), false};
         add(std::move(p), r.params);
       }
       for (const auto& f : where->forwards) add(f, r.params);
@@ -697,7 +697,7 @@ struct Server::Impl {
     const std::string& id = e.id;
     const std::string copy = delivery::local_copy(e.reverse_path, body);
     // LMTP: every local recipient of the message in one transaction (RFC 2033), one reply each.
-    core::OutgoingMessage lmtp_msg;
+    smtp::OutgoingMessage lmtp_msg;
     std::vector<std::size_t> lmtp_index;
     for (std::size_t i = 0; i < e.recipients.size(); ++i) {
       if (e.recipients[i].state != queue::RecipientState::pending) continue;
@@ -708,8 +708,8 @@ struct Server::Impl {
       }
       if (opt.delivery == Delivery::lmtp) {
         for (const auto& box : t.mailboxes) {
-          core::Path p;
-          p.mailbox = core::Mailbox{box, primary_domain(e.recipients[i].path), false};
+          smtp::Path p;
+          p.mailbox = smtp::Mailbox{box, primary_domain(e.recipients[i].path), false};
           lmtp_msg.recipients.push_back(p);
           lmtp_index.push_back(i);
         }
@@ -962,13 +962,13 @@ void Server::drain(std::function<void()> done) {
   });
 }
 
-core::Verdict Server::check_sender(const net::ConnectionInfo&, const core::action::CheckSender&) {
-  return core::Verdict::accept();  // an MX takes mail from anyone (sender checks are policy, later)
+smtp::Verdict Server::check_sender(const net::ConnectionInfo&, const smtp::action::CheckSender&) {
+  return smtp::Verdict::accept();  // an MX takes mail from anyone (sender checks are policy, later)
 }
 
-core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::action::CheckRecipient& q) {
+smtp::Verdict Server::check_recipient(const net::ConnectionInfo& c, const smtp::action::CheckRecipient& q) {
   Impl& s = *impl_;
-  if (s.resolve(q.path)) return core::Verdict::accept();
+  if (s.resolve(q.path)) return smtp::Verdict::accept();
   if (q.path.mailbox && !q.path.mailbox->domain.empty()) {
     const std::string domain = ascii_lower(q.path.mailbox->domain);
     if (!s.is_local_domain(domain)) {
@@ -976,26 +976,26 @@ core::Verdict Server::check_recipient(const net::ConnectionInfo& c, const core::
       // open relay, RFC 5321 §3.6.2), and only when this server has a way out for it.
       if (c.auth_identity.empty()) {
         log(c, "rcpt", {{"rcpt", q.path.to_string()}, {"verdict", "554 5.7.1 relay denied"}});
-        return core::Verdict::reject(core::make_reply(554, 5, 7, 1, "Relay access denied"));
+        return smtp::Verdict::reject(smtp::make_reply(554, 5, 7, 1, "Relay access denied"));
       }
       // (--test-mode captures whatever it accepts: nothing leaves the server.)
-      if (s.opt.test_mode || (s.relayer && s.relayer->routable(domain))) return core::Verdict::accept();
-      return core::Verdict::reject(core::make_reply(550, 5, 7, 1, "This server does not relay to " + domain +
+      if (s.opt.test_mode || (s.relayer && s.relayer->routable(domain))) return smtp::Verdict::accept();
+      return smtp::Verdict::reject(smtp::make_reply(550, 5, 7, 1, "This server does not relay to " + domain +
                                                                       " (no --relay mx or --route for it)"));
     }
   }
-  return core::Verdict::reject(core::make_reply(550, 5, 1, 1, "No such user here"));
+  return smtp::Verdict::reject(smtp::make_reply(550, 5, 1, 1, "No such user here"));
 }
 
-core::Verdict Server::check_auth(const net::ConnectionInfo&, const core::action::CheckAuth& q) {
+smtp::Verdict Server::check_auth(const net::ConnectionInfo&, const smtp::action::CheckAuth& q) {
   // RFC 4616 §2: an authorization identity other than the authentication identity is refused.
   const bool ok = impl_->credentials && (q.authzid.empty() || q.authzid == q.authcid) &&
                   impl_->credentials->verify(q.authcid, q.password);
-  if (ok) return core::Verdict::accept();
-  return core::Verdict::reject(core::make_reply(535, 5, 7, 8, "Authentication credentials invalid"));  // RFC 4954 §6
+  if (ok) return smtp::Verdict::accept();
+  return smtp::Verdict::reject(smtp::make_reply(535, 5, 7, 8, "Authentication credentials invalid"));  // RFC 4954 §6
 }
 
-core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) {
+smtp::Verdict Server::message(const net::ConnectionInfo& c, const smtp::Envelope& envelope, std::string_view body) {
   Impl& s = *impl_;
   if (s.opt.test_mode) {
     // The envelope in header fields a test can read. A capture file holds them, a blank line,
@@ -1010,11 +1010,11 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
     if (!(to_mbox ? s.capture_to_mbox(envelope.reverse_path, text, name) : s.capture_to_file(text, name))) {
       log(c, "message", {{"from", envelope.reverse_path.to_string()}, {"size", std::to_string(body.size())},
                          {"error", std::strerror(errno)}, {"verdict", "451"}});
-      return core::Verdict::reject(core::make_reply(451, 4, 3, 0, "Could not capture the message"));
+      return smtp::Verdict::reject(smtp::make_reply(451, 4, 3, 0, "Could not capture the message"));
     }
     log(c, "message", {{"from", envelope.reverse_path.to_string()}, {"rcpts", std::to_string(envelope.recipients.size())},
                        {"size", std::to_string(body.size())}, {"captured", name}, {"verdict", "250"}});
-    return core::Verdict::accept(core::make_reply(250, 2, 0, 0, "OK captured as " + name));
+    return smtp::Verdict::accept(smtp::make_reply(250, 2, 0, 0, "OK captured as " + name));
   }
   queue::ClientInfo ci{envelope.helo, c.client_address, envelope.esmtp, c.tls, !c.auth_identity.empty()};
   // Queue::accept is thread-safe and writes outside its lock: concurrent connections share the
@@ -1025,10 +1025,10 @@ core::Verdict Server::message(const net::ConnectionInfo& c, const core::Envelope
   if (envelope.params.auth) fields.emplace_back("auth", *envelope.params.auth);  // RFC 4954 §5
   fields.emplace_back("verdict", r.reply.format().substr(0, r.reply.format().size() - 2));
   log(c, "message", fields);
-  if (!r.id) return core::Verdict::reject(r.reply);
+  if (!r.id) return smtp::Verdict::reject(r.reply);
   // Deliver soon, outside this call.
   s.request_delivery();
-  return core::Verdict::accept(r.reply);
+  return smtp::Verdict::accept(r.reply);
 }
 
 void Server::log(const net::ConnectionInfo& c, std::string_view event, const net::LogFields& fields) {

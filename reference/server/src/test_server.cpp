@@ -33,19 +33,19 @@ struct TestServer::Impl final : net::SessionHost {
   mutable std::condition_variable cv;
   std::vector<CapturedMessage> messages;
 
-  core::Verdict check_sender(const net::ConnectionInfo&, const core::action::CheckSender&) override {
-    return core::Verdict::accept();
+  smtp::Verdict check_sender(const net::ConnectionInfo&, const smtp::action::CheckSender&) override {
+    return smtp::Verdict::accept();
   }
-  core::Verdict check_recipient(const net::ConnectionInfo&, const core::action::CheckRecipient& q) override {
+  smtp::Verdict check_recipient(const net::ConnectionInfo&, const smtp::action::CheckRecipient& q) override {
     if (opt.recipient_policy) {
-      if (auto refusal = opt.recipient_policy(q.path.to_string())) return core::Verdict::reject(*refusal);
+      if (auto refusal = opt.recipient_policy(q.path.to_string())) return smtp::Verdict::reject(*refusal);
     }
-    return core::Verdict::accept();
+    return smtp::Verdict::accept();
   }
-  core::Verdict check_auth(const net::ConnectionInfo&, const core::action::CheckAuth&) override {
-    return core::Verdict::reject(core::make_reply(535, 5, 7, 8, "Authentication credentials invalid"));
+  smtp::Verdict check_auth(const net::ConnectionInfo&, const smtp::action::CheckAuth&) override {
+    return smtp::Verdict::reject(smtp::make_reply(535, 5, 7, 8, "Authentication credentials invalid"));
   }
-  core::Verdict message(const net::ConnectionInfo& c, const core::Envelope& e, std::string_view body) override {
+  smtp::Verdict message(const net::ConnectionInfo& c, const smtp::Envelope& e, std::string_view body) override {
     CapturedMessage msg;
     msg.mail_from = e.reverse_path.to_string();
     for (const auto& r : e.recipients) msg.rcpt_to.push_back(r.path.to_string());
@@ -57,7 +57,7 @@ struct TestServer::Impl final : net::SessionHost {
       messages.push_back(std::move(msg));
     }
     cv.notify_all();
-    return core::Verdict::accept();
+    return smtp::Verdict::accept();
   }
   void log(const net::ConnectionInfo&, std::string_view, const net::LogFields&) override {}
 

@@ -102,17 +102,17 @@ class Relay : public ::testing::Test {
 
   // alice@a.test sends one message to the given local parts of a.test; returns the replies' codes.
   std::vector<int> send(std::vector<std::string> to, const std::string& subject = "relay test") {
-    core::OutgoingMessage m;
-    m.reverse_path.mailbox = core::Mailbox{"alice", "a.test", false};
+    smtp::OutgoingMessage m;
+    m.reverse_path.mailbox = smtp::Mailbox{"alice", "a.test", false};
     for (const auto& local : to) {
-      core::Path p;
-      p.mailbox = core::Mailbox{local, "a.test", false};
+      smtp::Path p;
+      p.mailbox = smtp::Mailbox{local, "a.test", false};
       m.recipients.push_back(p);
     }
     m.body = "From: alice@a.test\r\nSubject: " + subject + "\r\n\r\nHello over there.\r\n";
-    core::ClientConfig cfg;
+    smtp::ClientConfig cfg;
     cfg.helo_name = "client.test";
-    cfg.tls = core::TlsPolicy::none;
+    cfg.tls = smtp::TlsPolicy::none;
     std::vector<int> codes;
     for (const auto& r : delivery::send_message({"127.0.0.1", port_, ""}, cfg, m, 5s).results) codes.push_back(r.reply.code);
     return codes;
@@ -342,14 +342,14 @@ TEST_F(Relay, MailLoopIsBouncedNotSent) {
   std::string headers;
   for (int i = 0; i < 100; ++i) headers += "Received: from hop" + std::to_string(i) + " by somewhere\r\n";
   // With A's own Received: header the message has 101.
-  core::OutgoingMessage m;
-  m.reverse_path.mailbox = core::Mailbox{"alice", "a.test", false};
-  core::Path p;
-  p.mailbox = core::Mailbox{"ok", "a.test", false};
+  smtp::OutgoingMessage m;
+  m.reverse_path.mailbox = smtp::Mailbox{"alice", "a.test", false};
+  smtp::Path p;
+  p.mailbox = smtp::Mailbox{"ok", "a.test", false};
   m.recipients.push_back(p);
   m.body = headers + "Subject: loop\r\n\r\nround and round\r\n";
-  core::ClientConfig cfg;
-  cfg.tls = core::TlsPolicy::none;
+  smtp::ClientConfig cfg;
+  cfg.tls = smtp::TlsPolicy::none;
   ASSERT_EQ(delivery::send_message({"127.0.0.1", port_, ""}, cfg, m, 5s).results.at(0).reply.code, 250);
   ASSERT_TRUE(wait_until([&] { return bounces().size() == 1; }));
   EXPECT_NE(read_file(bounces().front()).find("5.4.6"), std::string::npos);

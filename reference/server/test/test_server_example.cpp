@@ -10,18 +10,18 @@ namespace {
 using namespace std::chrono_literals;
 
 // Stands in for the application under test: sends one mail through the given SMTP server.
-std::vector<refsmtp::core::RecipientResult> app_sends_welcome(std::uint16_t port, std::vector<std::string> to) {
-  refsmtp::core::OutgoingMessage m;
-  m.reverse_path.mailbox = refsmtp::core::Mailbox{"noreply", "app.test", false};
+std::vector<refsmtp::smtp::RecipientResult> app_sends_welcome(std::uint16_t port, std::vector<std::string> to) {
+  refsmtp::smtp::OutgoingMessage m;
+  m.reverse_path.mailbox = refsmtp::smtp::Mailbox{"noreply", "app.test", false};
   for (const auto& local : to) {
-    refsmtp::core::Path p;
-    p.mailbox = refsmtp::core::Mailbox{local, "example.test", false};
+    refsmtp::smtp::Path p;
+    p.mailbox = refsmtp::smtp::Mailbox{local, "example.test", false};
     m.recipients.push_back(p);
   }
   m.body = "From: noreply@app.test\r\nSubject: Welcome\r\n\r\nWelcome aboard!\r\n.\r\n";
-  refsmtp::core::ClientConfig cfg;
+  refsmtp::smtp::ClientConfig cfg;
   cfg.helo_name = "app.test";
-  cfg.tls = refsmtp::core::TlsPolicy::none;
+  cfg.tls = refsmtp::smtp::TlsPolicy::none;
   return refsmtp::delivery::send_message({"127.0.0.1", port, ""}, cfg, m, 5s).results;
 }
 
@@ -43,15 +43,15 @@ TEST(TestServerExample, CapturesWhatTheApplicationSends) {
 
 TEST(TestServerExample, SimulatesRefusedRecipients) {
   refsmtp::TestServerOptions opt;
-  opt.recipient_policy = [](const std::string& rcpt) -> std::optional<refsmtp::core::Reply> {
-    if (rcpt == "<nobody@example.test>") return refsmtp::core::make_reply(550, 5, 1, 1, "No such user");
+  opt.recipient_policy = [](const std::string& rcpt) -> std::optional<refsmtp::smtp::Reply> {
+    if (rcpt == "<nobody@example.test>") return refsmtp::smtp::make_reply(550, 5, 1, 1, "No such user");
     return std::nullopt;
   };
   refsmtp::TestServer smtp(opt);
   const auto results = app_sends_welcome(smtp.port(), {"bob", "nobody"});
   ASSERT_EQ(results.size(), 2u);
-  EXPECT_EQ(results[0].status, refsmtp::core::DeliveryStatus::delivered);
-  EXPECT_EQ(results[1].status, refsmtp::core::DeliveryStatus::failed);
+  EXPECT_EQ(results[0].status, refsmtp::smtp::DeliveryStatus::delivered);
+  EXPECT_EQ(results[1].status, refsmtp::smtp::DeliveryStatus::failed);
   EXPECT_EQ(results[1].reply.code, 550);
   ASSERT_TRUE(smtp.wait_for(1, 5s));
   EXPECT_EQ(smtp.messages()[0].rcpt_to, std::vector<std::string>{"<bob@example.test>"});

@@ -3,9 +3,8 @@
 // RFC 5321 §4.1.4 (order of commands) and §4.3.2 (command-reply sequences), with the extensions
 // STARTTLS (RFC 3207), AUTH (RFC 4954) and CHUNKING (RFC 3030).
 //
-// It is deliberately independent of reference/core: it shares no code with the session it judges.
-// Tests and the fuzz harness use it as an oracle; the conformance runner will use it to judge any
-// server. It answers two questions:
+// It is deliberately independent of reference/smtp: it shares no code with the session it judges.
+// The session tests and the session fuzz harness use it as their oracle. It answers two questions:
 //   allowed(state, input)     which reply codes a conforming server may give
 //   next(state, input, code)  where the dialog stands after that reply
 #include <set>

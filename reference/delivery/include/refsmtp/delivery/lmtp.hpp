@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "refsmtp/core/client_session.hpp"
+#include "refsmtp/smtp/client_session.hpp"
 
 namespace refsmtp::delivery {
 
@@ -23,15 +23,15 @@ struct LmtpOptions {
 };
 
 struct LmtpOutcome {
-  std::vector<core::RecipientResult> results;  // one per recipient, in order
+  std::vector<smtp::RecipientResult> results;  // one per recipient, in order
   std::string error;                           // set when the connection failed
 };
 
-LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const core::OutgoingMessage& message, const LmtpOptions& options);
+LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const smtp::OutgoingMessage& message, const LmtpOptions& options);
 
 // The same over plain SMTP (or LMTP with config.lmtp): one message, one connection, blocking.
 // No TLS on this path: a STARTTLS the policy asks for fails the connection (use TlsPolicy::none).
-LmtpOutcome send_message(const LmtpEndpoint& endpoint, const core::ClientConfig& config,
-                         const core::OutgoingMessage& message, std::chrono::milliseconds connect_timeout);
+LmtpOutcome send_message(const LmtpEndpoint& endpoint, const smtp::ClientConfig& config,
+                         const smtp::OutgoingMessage& message, std::chrono::milliseconds connect_timeout);
 
 }  // namespace refsmtp::delivery

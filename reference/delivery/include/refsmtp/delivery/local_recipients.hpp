@@ -16,13 +16,13 @@
 #include <string_view>
 #include <vector>
 
-#include "refsmtp/core/address.hpp"
+#include "refsmtp/smtp/address.hpp"
 
 namespace refsmtp::delivery {
 
 struct Resolution {
   std::vector<std::string> mailboxes;    // local mailbox names, deduplicated, in order
-  std::vector<core::Path> forwards;      // remote addresses an alias points to
+  std::vector<smtp::Path> forwards;      // remote addresses an alias points to
 };
 
 class LocalRecipients {
@@ -32,7 +32,7 @@ class LocalRecipients {
 
   bool is_local_domain(std::string_view domain) const;
   // Resolves a recipient of a local domain (or the domainless <Postmaster>); nothing if unknown.
-  std::optional<Resolution> resolve(const core::Path& recipient) const;
+  std::optional<Resolution> resolve(const smtp::Path& recipient) const;
 
   char detail_separator = '+';  // "alice+lists" -> alice; '\0' turns subaddressing off
 

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <system_error>
 
-#include "refsmtp/core/address.hpp"
+#include "refsmtp/smtp/address.hpp"
 #include "refsmtp/queue/storage.hpp"
 
 namespace refsmtp::delivery {
@@ -18,7 +18,7 @@ namespace refsmtp::delivery {
 std::string to_lf(std::string_view message);
 
 // "Return-Path: <sender>" + message, with CRLF turned into LF.
-std::string local_copy(const core::Path& sender, std::string_view message);
+std::string local_copy(const smtp::Path& sender, std::string_view message);
 
 struct MaildirTarget {
   std::string dir;       // the Maildir, relative to the storage root (tmp/ new/ cur/ made on demand)
@@ -51,10 +51,10 @@ struct MboxLocking {
   std::chrono::milliseconds wait{100};   // between attempts
   std::chrono::seconds stale{600};       // a dot-lock older than this is taken over
 };
-std::error_code deliver_mbox(const std::string& path, const core::Path& sender, std::int64_t now_ms,
+std::error_code deliver_mbox(const std::string& path, const smtp::Path& sender, std::int64_t now_ms,
                              std::string_view message_lf, const MboxLocking& locking = {});
 
 // The mboxrd-quoted form of a message, with its "From " line and the trailing blank line.
-std::string mbox_entry(const core::Path& sender, std::int64_t now_ms, std::string_view message_lf);
+std::string mbox_entry(const smtp::Path& sender, std::int64_t now_ms, std::string_view message_lf);
 
 }  // namespace refsmtp::delivery

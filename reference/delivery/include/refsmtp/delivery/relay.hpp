@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "refsmtp/core/client_session.hpp"
+#include "refsmtp/smtp/client_session.hpp"
 #include "refsmtp/queue/queue.hpp"
 
 namespace refsmtp::delivery {
@@ -20,10 +20,10 @@ std::size_t count_received_headers(std::string_view message);
 
 // The queue's view of one recipient's result at a next hop: delivered, failed (5xx) or pending
 // (4xx, timeouts, network failures), with the reply as one line of text for the DSN.
-queue::DeliveryOutcome to_outcome(std::size_t recipient, const core::RecipientResult& result, const std::string& remote = {});
+queue::DeliveryOutcome to_outcome(std::size_t recipient, const smtp::RecipientResult& result, const std::string& remote = {});
 
 // A reply as one line of text, e.g. "550 5.1.1 no such user" (lines of a multi-line reply joined
 // with spaces).
-std::string reply_text(const core::Reply& reply);
+std::string reply_text(const smtp::Reply& reply);
 
 }  // namespace refsmtp::delivery

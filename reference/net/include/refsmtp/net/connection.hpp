@@ -1,5 +1,5 @@
 #pragma once
-// Drives one core::ServerSession over a TCP connection with Boost.Asio, with STARTTLS through
+// Drives one smtp::ServerSession over a TCP connection with Boost.Asio, with STARTTLS through
 // OpenSSL. The session makes every protocol decision; this layer only moves bytes, runs the
 // session's deadlines on a timer, performs TLS handshakes, and asks the SessionHost the session's
 // questions. One coroutine per connection.
@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "refsmtp/core/server_session.hpp"
+#include "refsmtp/smtp/server_session.hpp"
 
 namespace refsmtp::net {
 
@@ -36,11 +36,11 @@ using LogFields = std::vector<std::pair<std::string, std::string>>;
 class SessionHost {
  public:
   virtual ~SessionHost() = default;
-  virtual core::Verdict check_sender(const ConnectionInfo& c, const core::action::CheckSender& q) = 0;
-  virtual core::Verdict check_recipient(const ConnectionInfo& c, const core::action::CheckRecipient& q) = 0;
-  virtual core::Verdict check_auth(const ConnectionInfo& c, const core::action::CheckAuth& q) = 0;
+  virtual smtp::Verdict check_sender(const ConnectionInfo& c, const smtp::action::CheckSender& q) = 0;
+  virtual smtp::Verdict check_recipient(const ConnectionInfo& c, const smtp::action::CheckRecipient& q) = 0;
+  virtual smtp::Verdict check_auth(const ConnectionInfo& c, const smtp::action::CheckAuth& q) = 0;
   // The whole message (body as received, unstuffed). Answer accept only once it is durable.
-  virtual core::Verdict message(const ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) = 0;
+  virtual smtp::Verdict message(const ConnectionInfo& c, const smtp::Envelope& envelope, std::string_view body) = 0;
   // One structured event: a name and key/value fields (the server writes text or JSON lines).
   virtual void log(const ConnectionInfo& c, std::string_view event, const LogFields& fields) = 0;
 };
@@ -58,7 +58,7 @@ struct ConnectionControl {
 };
 
 struct ConnectionOptions {
-  core::ServerConfig session;
+  smtp::ServerConfig session;
   // For STARTTLS or implicit TLS; empty: no TLS. Shared so a certificate reload (a new context)
   // leaves connections already running on the old one untouched.
   std::shared_ptr<boost::asio::ssl::context> tls;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "refsmtp/core/client_session.hpp"
+#include "refsmtp/smtp/client_session.hpp"
 
 namespace refsmtp::net {
 
@@ -25,7 +25,7 @@ struct RelayHop {
 };
 
 struct RelayOptions {
-  core::ClientConfig client;  // our name, TLS policy, AUTH, timeouts (RFC 5321 §4.5.3.2)
+  smtp::ClientConfig client;  // our name, TLS policy, AUTH, timeouts (RFC 5321 §4.5.3.2)
   // For STARTTLS. With TlsPolicy::required the peer's certificate chain and host name are
   // verified against this context's trust store; opportunistic TLS does not verify (RFC 7435).
   std::shared_ptr<boost::asio::ssl::context> tls;
@@ -34,7 +34,7 @@ struct RelayOptions {
 
 struct RelayResult {
   // One entry per message given, in order; each has one result per recipient, in order.
-  std::vector<std::vector<core::RecipientResult>> messages;
+  std::vector<std::vector<smtp::RecipientResult>> messages;
   // One line per hop tried, e.g. "mx1.example.test[192.0.2.1]:25 connect: Connection refused".
   std::vector<std::string> log;
 };
@@ -42,13 +42,13 @@ struct RelayResult {
 // Called as soon as a message's results are known (index into the messages given), so the
 // caller can record each delivery at once instead of when the connection ends. `remote` names
 // the hop whose transaction gave them (its host), or is empty for a message no hop took.
-using MessageDone = std::function<void(std::size_t message, const std::vector<core::RecipientResult>& results,
+using MessageDone = std::function<void(std::size_t message, const std::vector<smtp::RecipientResult>& results,
                                        const std::string& remote)>;
 
 // Messages that no hop took end deferred with the last failure, or failed when every hop tried
 // refused permanently (a 5xx greeting, or EHLO and HELO both refused). With opportunistic TLS a
 // hop whose handshake fails is tried once more without TLS.
-boost::asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vector<core::OutgoingMessage> messages,
+boost::asio::awaitable<RelayResult> relay_messages(std::vector<RelayHop> hops, std::vector<smtp::OutgoingMessage> messages,
                                                    RelayOptions options, MessageDone on_message = {});
 
 // A client TLS context: TLS 1.2 or later; trusts `ca_file` (PEM) or, when empty, the system's

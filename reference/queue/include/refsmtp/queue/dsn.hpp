@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "refsmtp/core/address.hpp"
+#include "refsmtp/smtp/address.hpp"
 
 namespace refsmtp::queue {
 
@@ -15,7 +15,7 @@ std::string rfc5322_date(std::int64_t epoch_ms);
 struct TraceInfo {
   std::string helo, client_address, hostname, id;
   bool esmtp = true, tls = false, authenticated = false, smtputf8 = false;
-  std::vector<core::Path> recipients;  // named in "for" only when there is exactly one
+  std::vector<smtp::Path> recipients;  // named in "for" only when there is exactly one
   std::int64_t now_ms = 0;
 };
 // "Received: from HELO (ADDRESS) by HOST (refsmtp) with ESMTPS id ID for <r>; DATE\r\n", folded.
@@ -24,9 +24,9 @@ std::string received_header(const TraceInfo& t);
 
 struct DsnRecipient {
   DsnRecipient() = default;
-  DsnRecipient(core::Path r, bool d, std::string st, std::string diag, std::string from = {})
+  DsnRecipient(smtp::Path r, bool d, std::string st, std::string diag, std::string from = {})
       : recipient(std::move(r)), delayed(d), status(std::move(st)), diagnostic(std::move(diag)), remote_mta(std::move(from)) {}
-  core::Path recipient;
+  smtp::Path recipient;
   bool delayed = false;    // Action: delayed (else failed)
   std::string status;      // e.g. "5.1.1"
   std::string diagnostic;  // the reply, e.g. "550 5.1.1 no such user" (may be empty)
@@ -37,7 +37,7 @@ struct DsnInput {
   std::string reporting_mta;    // our host name
   std::string original_id;      // queue id of the message reported on
   std::string postmaster;       // From: address of the report, e.g. "MAILER-DAEMON@host"
-  core::Path to;                // who the report goes to
+  smtp::Path to;                // who the report goes to
   std::int64_t arrival_ms = 0;
   std::int64_t now_ms = 0;
   std::vector<DsnRecipient> recipients;

@@ -15,9 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include "refsmtp/core/address.hpp"
-#include "refsmtp/core/command.hpp"
-#include "refsmtp/core/reply.hpp"
+#include "refsmtp/smtp/address.hpp"
+#include "refsmtp/smtp/command.hpp"
+#include "refsmtp/smtp/reply.hpp"
 
 namespace refsmtp::queue {
 
@@ -32,7 +32,7 @@ enum class MessageKind {
 };
 
 struct QueuedRecipient {
-  core::Path path;
+  smtp::Path path;
   RecipientState state = RecipientState::pending;
   std::string last_reply;  // the reply that decided or last deferred it, as text ("550 5.1.1 ...")
   bool operator==(const QueuedRecipient&) const = default;
@@ -44,9 +44,9 @@ struct StoredEnvelope {
   std::int64_t arrival_ms = 0;  // wall clock, ms since the Unix epoch
   std::string helo;             // client's EHLO/HELO argument
   std::string client_address;   // e.g. "127.0.0.1"
-  core::Path reverse_path;
+  smtp::Path reverse_path;
   std::optional<std::uint64_t> size;  // from MAIL SIZE=
-  core::BodyType body_type = core::BodyType::unspecified;
+  smtp::BodyType body_type = smtp::BodyType::unspecified;
   bool smtputf8 = false;
   // MAIL's AUTH= value (RFC 4954 §5: an xtext mailbox, or "<>"), passed on when relaying to a
   // server that offers AUTH. Nothing when the client gave none.

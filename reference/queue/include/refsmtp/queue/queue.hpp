@@ -23,8 +23,8 @@
 #include <system_error>
 #include <vector>
 
-#include "refsmtp/core/reply.hpp"
-#include "refsmtp/core/server_session.hpp"
+#include "refsmtp/smtp/reply.hpp"
+#include "refsmtp/smtp/server_session.hpp"
 #include "refsmtp/queue/dsn.hpp"
 #include "refsmtp/queue/retry.hpp"
 #include "refsmtp/queue/spool.hpp"
@@ -46,7 +46,7 @@ struct ClientInfo {
 
 struct AcceptResult {
   std::optional<std::string> id;  // set when the message is on stable storage
-  core::Reply reply;              // 250 with the queue id, or 452 (no space) / 451 (I/O error)
+  smtp::Reply reply;              // 250 with the queue id, or 452 (no space) / 451 (I/O error)
 };
 
 struct DeliveryOutcome {
@@ -75,7 +75,7 @@ class Queue {
 
   // Stores a message received by a ServerSession; the Received: header is prepended. The reply
   // goes to the client: 250 only when the message is durable (RFC 5321 §6.1).
-  AcceptResult accept(const core::Envelope& envelope, std::string_view body, const ClientInfo& client,
+  AcceptResult accept(const smtp::Envelope& envelope, std::string_view body, const ClientInfo& client,
                       std::int64_t now_ms);
 
   std::vector<std::string> due(std::int64_t now_ms) const;  // ids whose next attempt is due

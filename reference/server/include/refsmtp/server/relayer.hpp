@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "refsmtp/core/client_session.hpp"
+#include "refsmtp/smtp/client_session.hpp"
 #include "refsmtp/delivery/dns.hpp"
 #include "refsmtp/delivery/mx.hpp"
 #include "refsmtp/net/connection.hpp"
@@ -29,7 +29,7 @@ struct RelayConfig {
   std::vector<std::string> routes;       // static routes (see delivery::RouteTable)
   delivery::DnsOptions dns;              // resolver servers and timeouts
   std::uint16_t mx_port = 25;            // the SMTP port of exchangers found by MX lookup
-  core::TlsPolicy tls = core::TlsPolicy::opportunistic;  // routes may override it
+  smtp::TlsPolicy tls = smtp::TlsPolicy::opportunistic;  // routes may override it
   std::string ca_file;                   // trust store for TlsPolicy::required; empty: the system's
   std::string helo_name = "localhost";
   // Where this server itself takes mail on mx_port (numeric; and every loopback address when
@@ -48,7 +48,7 @@ struct RelayConfig {
 // One message's recipients for one destination. `index` maps each of msg.recipients to the
 // queue's recipient index (one queue recipient may appear more than once: an alias).
 struct RelayJob {
-  core::OutgoingMessage msg;
+  smtp::OutgoingMessage msg;
   std::vector<std::size_t> index;
 };
 

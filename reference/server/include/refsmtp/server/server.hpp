@@ -104,10 +104,10 @@ class Server final : public net::SessionHost {
   // Writes one log line in the configured format (for events outside connections).
   void note(std::string_view event, const net::LogFields& fields) const;
 
-  core::Verdict check_sender(const net::ConnectionInfo& c, const core::action::CheckSender& q) override;
-  core::Verdict check_recipient(const net::ConnectionInfo& c, const core::action::CheckRecipient& q) override;
-  core::Verdict check_auth(const net::ConnectionInfo& c, const core::action::CheckAuth& q) override;
-  core::Verdict message(const net::ConnectionInfo& c, const core::Envelope& envelope, std::string_view body) override;
+  smtp::Verdict check_sender(const net::ConnectionInfo& c, const smtp::action::CheckSender& q) override;
+  smtp::Verdict check_recipient(const net::ConnectionInfo& c, const smtp::action::CheckRecipient& q) override;
+  smtp::Verdict check_auth(const net::ConnectionInfo& c, const smtp::action::CheckAuth& q) override;
+  smtp::Verdict message(const net::ConnectionInfo& c, const smtp::Envelope& envelope, std::string_view body) override;
   void log(const net::ConnectionInfo& c, std::string_view event, const net::LogFields& fields) override;
 
  private:

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "refsmtp/core/reply.hpp"
+#include "refsmtp/smtp/reply.hpp"
 
 namespace refsmtp {
 
@@ -36,7 +36,7 @@ struct TestServerOptions {
   std::uint64_t max_message_size = 10 * 1024 * 1024;
   std::string tls_cert, tls_key;  // PEM files: when both are set, STARTTLS is offered
   // Decides each recipient: nothing to accept, or the reply to refuse with (e.g. 550 5.1.1).
-  std::function<std::optional<core::Reply>(const std::string& rcpt)> recipient_policy;
+  std::function<std::optional<smtp::Reply>(const std::string& rcpt)> recipient_policy;
 };
 
 class TestServer {

@@ -1,0 +1,750 @@
+#include "refsmtp/smtp/server_session.hpp"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "refsmtp/core/ascii.hpp"
+#include "refsmtp/core/base64.hpp"
+
+namespace refsmtp::smtp {
+
+using core::iequals;
+using core::base64_encode;
+using core::base64_decode;
+
+std::string_view state_name(State s) {
+  switch (s) {
+    case State::refused: return "refused";
+    case State::initial: return "initial";
+    case State::ready: return "ready";
+    case State::mail: return "mail";
+    case State::rcpt: return "rcpt";
+    case State::data: return "data";
+    case State::bdat: return "bdat";
+    case State::chunking: return "chunking";
+    case State::auth: return "auth";
+    case State::tls_handshake: return "tls_handshake";
+    case State::closed: return "closed";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr unsigned bit(State s) { return 1u << static_cast<unsigned>(s); }
+constexpr unsigned kCommandStates =
+    bit(State::initial) | bit(State::ready) | bit(State::mail) | bit(State::rcpt) | bit(State::chunking);
+
+bool is_session_error(int code) {
+  return code == 500 || code == 501 || code == 502 || code == 503 || code == 504 || code == 555;
+}
+
+}  // namespace
+
+// The command table (OpenSMTPD's commands[]): which states a verb is valid in, what to say when it
+// is not, and the handler. BDAT is valid everywhere because its octets must always be swallowed
+// to keep the framing; do_bdat decides what to reply.
+struct ServerSession::CommandSpec {
+  Verb verb;
+  unsigned allowed;
+  const char* out_of_sequence;
+  void (ServerSession::*handler)(const Command&);
+};
+
+namespace {
+using S = ServerSession;
+}
+
+const ServerSession::CommandSpec* ServerSession::find_spec(Verb v) {
+  static const std::array<CommandSpec, 14> table{{
+      {Verb::ehlo, kCommandStates, "", &S::do_helo},
+      {Verb::helo, kCommandStates, "", &S::do_helo},
+      {Verb::mail, bit(State::ready), "Nested MAIL command", &S::do_mail},                      // §4.1.4
+      {Verb::rcpt, bit(State::mail) | bit(State::rcpt), "Need MAIL before RCPT", &S::do_rcpt},   // §4.1.4
+      {Verb::data, bit(State::mail) | bit(State::rcpt), "Need RCPT before DATA", &S::do_data},   // §4.1.4
+      {Verb::bdat, kCommandStates | bit(State::refused), "", &S::do_bdat},
+      {Verb::rset, kCommandStates, "", &S::do_rset},
+      {Verb::vrfy, kCommandStates, "", &S::do_vrfy},
+      {Verb::expn, kCommandStates, "", &S::do_expn},
+      {Verb::help, kCommandStates, "", &S::do_help},
+      {Verb::noop, kCommandStates, "", &S::do_noop},
+      {Verb::quit, kCommandStates | bit(State::refused), "", &S::do_quit},
+      {Verb::starttls, bit(State::ready), "STARTTLS only before a transaction, after EHLO", &S::do_starttls},
+      {Verb::auth, bit(State::ready), "AUTH only before a transaction, after EHLO", &S::do_auth},
+  }};
+  for (const auto& e : table) {
+    if (e.verb == v) return &e;
+  }
+  return nullptr;
+}
+
+ServerSession::ServerSession(ServerConfig config, Millis now)
+    : cfg_(std::move(config)), now_(now), last_activity_(now), tls_active_(cfg_.tls_active) {
+  decoder_ = DataDecoder(DataDecoder::Options{cfg_.limits.text_line, cfg_.limits.message_size});
+  if (cfg_.refuse) {
+    if (cfg_.refuse->code == 421) {
+      close_with(*cfg_.refuse);
+      return;
+    }
+    reply(*cfg_.refuse);  // §3.1: 554, then wait for QUIT answering 503
+    enter(State::refused);
+  } else {
+    reply(Reply{220, std::nullopt, {cfg_.hostname + " " + cfg_.greeting}});  // §4.3.1: no status code
+  }
+}
+
+void ServerSession::enter(State s) {
+  if (s == state_) return;
+  const State old = state_;
+  state_ = s;
+  if (trace_) trace_(old, s);
+}
+
+void ServerSession::reply(const Reply& r) { r.format_to(out_, cfg_.enhanced_status_codes); }
+
+void ServerSession::reply(int code, int k, int s, int d, std::string_view text) {
+  const EnhancedStatus status{k, s, d};
+  append_reply_line(out_, code, true, cfg_.enhanced_status_codes ? &status : nullptr, text);
+}
+
+void ServerSession::reply_error(int code, int k, int s, int d, std::string_view text) {
+  if (++errors_ >= cfg_.limits.errors && cfg_.limits.errors > 0) {
+    close_with(make_reply(421, 4, 7, 0, cfg_.hostname + " Too many errors, closing connection"));
+    return;
+  }
+  reply(code, k, s, d, text);
+}
+
+void ServerSession::flush() {
+  if (out_.empty()) return;
+  actions_.emplace_back(action::Send{std::move(out_)});
+  out_.clear();
+}
+
+void ServerSession::push(Action a) {
+  // Replies not yet handed out must reach the wire before TLS starts or the connection closes;
+  // other actions (questions, body events) need not wait for them.
+  if (std::holds_alternative<action::StartTls>(a) || std::holds_alternative<action::Close>(a)) flush();
+  actions_.push_back(std::move(a));
+}
+
+void ServerSession::ask(Question q, Action a) {
+  question_ = q;
+  push(std::move(a));
+}
+
+void ServerSession::close_with(const Reply& r) {
+  if (state_ == State::closed) return;
+  if (message_started_) {
+    push(action::MessageAborted{"connection closed"});
+    message_started_ = false;
+  }
+  reply(r);
+  push(action::Close{});
+  question_ = Question::none;
+  in_.clear();
+  in_pos_ = 0;
+  enter(State::closed);
+}
+
+std::optional<Action> ServerSession::next_action() {
+  // Replies are handed out lazily, once every other action was taken: a host that answers its
+  // questions while draining gets all replies to a pipelined group in one Send (RFC 2920 §3.2),
+  // and a host that goes off to decide something slow has drained, and so written, the replies
+  // owed so far before it waits.
+  if (actions_.empty()) flush();
+  if (actions_.empty()) return std::nullopt;
+  Action a = std::move(actions_.front());
+  actions_.pop_front();
+  return a;
+}
+
+std::size_t ServerSession::receive(std::string_view bytes) {
+  if (state_ == State::closed) return bytes.size();
+  if (state_ == State::tls_handshake) {
+    // Nothing sent in the clear after STARTTLS may be acted on (RFC 3207 §4.2, CVE-2011-0411).
+    discarded_at_starttls_ += bytes.size();
+    return bytes.size();
+  }
+  last_activity_ = now_;
+  std::size_t taken = 0;
+  while (taken < bytes.size() && state_ != State::closed && state_ != State::tls_handshake) {
+    const std::size_t held = in_.size() - in_pos_;
+    const std::size_t room = cfg_.limits.buffered_input > held ? cfg_.limits.buffered_input - held : 0;
+    if (room == 0) break;
+    const std::size_t n = std::min(room, bytes.size() - taken);
+    if (in_pos_ > 0) {
+      in_.erase(0, in_pos_);
+      in_pos_ = 0;
+    }
+    in_.append(bytes.data() + taken, n);
+    taken += n;
+    process();
+    if (question_ != Question::none) break;
+  }
+  if (state_ == State::closed || state_ == State::tls_handshake) {
+    if (state_ == State::tls_handshake) discarded_at_starttls_ += bytes.size() - taken;
+    taken = bytes.size();
+  }
+  return taken;
+}
+
+void ServerSession::process() {
+  while (state_ != State::closed && state_ != State::tls_handshake && question_ == Question::none &&
+         in_pos_ < in_.size()) {
+    const std::size_t before = in_pos_;
+    if (state_ == State::data) {
+      process_data();
+    } else if (state_ == State::bdat) {
+      process_bdat();
+    } else {
+      const std::string_view avail(in_.data() + in_pos_, in_.size() - in_pos_);
+      // §2.3.8: only CRLF ends a command line; a bare LF is part of the line (so
+      // "NOOP<LF>NOOP<CRLF>" is one bad line with one reply, never two commands). The lenient
+      // mode takes a bare LF as a line end, as some old clients need.
+      const std::size_t first_lf = avail.find('\n');
+      std::size_t lf = first_lf;
+      if (!cfg_.lenient_command_lf) {
+        while (lf != std::string_view::npos && (lf == 0 || avail[lf - 1] != '\r')) lf = avail.find('\n', lf + 1);
+      }
+      // While skipping a line, a final CR is kept: its LF may come in the next read, and only
+      // the pair ends the line (found by the chunking property test).
+      const std::size_t keep_cr = avail.back() == '\r' ? 1 : 0;
+      if (discard_line_) {
+        if (lf == std::string_view::npos) {
+          in_pos_ = in_.size() - keep_cr;
+          break;
+        }
+        in_pos_ += lf + 1;
+        discard_line_ = false;
+        continue;
+      }
+      const std::size_t limit = line_limit(avail);
+      if (lf == std::string_view::npos) {
+        if (avail.size() > limit) {
+          // §4.5.3.1.4 / §4.5.3.1.10 "500 Line too long"; skip the rest of the line.
+          in_pos_ = in_.size() - keep_cr;
+          discard_line_ = true;
+          line_error("Line too long");
+        }
+        break;
+      }
+      in_pos_ += lf + 1;
+      if (lf + 1 > limit) {
+        line_error("Line too long");
+        continue;
+      }
+      if (first_lf != lf) {  // a bare LF came before the CRLF
+        line_error("Syntax error: bare LF in a command line");
+        continue;
+      }
+      std::string_view line = avail.substr(0, lf);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      process_line(line);
+    }
+    if (in_pos_ == before && state_ != State::data && state_ != State::bdat) break;
+  }
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  }
+}
+
+void ServerSession::line_error(std::string_view text) {
+  if (state_ == State::auth) {
+    // RFC 4954 §4: a SASL response we cannot take ends the exchange (500 5.5.6), so the next
+    // command is read as a command again.
+    enter(State::ready);
+    reply_error(500, 5, 5, 6, "Authentication exchange line is too long or malformed");
+    return;
+  }
+  reply_error(500, 5, 5, 2, text);
+}
+
+std::size_t ServerSession::line_limit(std::string_view partial) const {
+  // RFC 4954 §4: AUTH command lines and SASL responses may be up to 12288 octets.
+  if (state_ == State::auth) return cfg_.limits.auth_line;
+  if (partial.size() >= 5 && iequals(partial.substr(0, 5), "AUTH ")) return cfg_.limits.auth_line;
+  if (partial.size() >= 5 && iequals(partial.substr(0, 5), "MAIL ")) {
+    // §4.5.3.1.4 lets extensions lengthen MAIL: SIZE by 26 (RFC 1870 §3), AUTH= by 500
+    // (RFC 4954 §3), SMTPUTF8 by 10 (RFC 6531 §3.4) -- for what we offer.
+    std::size_t limit = cfg_.limits.command_line;
+    if (cfg_.limits.message_size > 0) limit += 26;
+    if (!cfg_.auth_mechanisms.empty()) limit += 500;
+    if (cfg_.smtputf8) limit += 10;
+    return limit;
+  }
+  return cfg_.limits.command_line;
+}
+
+void ServerSession::process_line(std::string_view line) {
+  if (state_ == State::auth) {
+    process_sasl_response(line);
+  } else {
+    process_command(line);
+  }
+}
+
+void ServerSession::process_command(std::string_view line) {
+  CommandOptions opt;
+  opt.address.limits = cfg_.limits;
+  // UTF-8 addresses are possible only when SMTPUTF8 is offered; RCPT only inside an SMTPUTF8
+  // transaction (RFC 6531 §3.4). The parser checks MAIL's own SMTPUTF8 parameter.
+  opt.address.utf8 = cfg_.smtputf8 && esmtp_ && (state_ == State::ready || env_.params.smtputf8);
+  opt.lenient_space_after_colon = cfg_.lenient_space_after_colon;
+  auto parsed = parse_command(line, opt);
+  if (!parsed) {
+    const CommandError& e = parsed.error();
+    if (state_ == State::refused) {
+      reply_error(503, 5, 5, 1, "Bad sequence of commands");  // §3.1
+      return;
+    }
+    switch (e.kind) {
+      case CommandErrorKind::unknown_command:
+        reply_error(500, 5, 5, 1, "Command unrecognized");  // §4.2.4
+        return;
+      case CommandErrorKind::syntax:
+      case CommandErrorKind::bad_parameter_value:
+        if (e.verb == Verb::bdat) {
+          // Without a size the chunk cannot be skipped; what follows is read as commands.
+          reply_error(501, 5, 5, 4, "Syntax: BDAT size [LAST]");
+          return;
+        }
+        reply_error(501, 5, 5, 4, "Syntax error: " + e.detail);  // §4.2.2
+        return;
+      case CommandErrorKind::unknown_parameter:
+        reply_error(555, 5, 5, 4, "Unsupported parameter");  // §4.1.1.11
+        return;
+      case CommandErrorKind::address:
+        if (e.address == AddressError::utf8_not_allowed) {
+          reply(553, 5, 6, 7, "Non-ASCII address needs SMTPUTF8");  // RFC 6531 §3.6.4
+          return;
+        }
+        // RFC 3463: X.1.7 bad sender syntax, X.1.3 bad destination syntax; §4.5.3.1.10 "501 Path too long"
+        reply_error(501, 5, 1, e.verb == Verb::mail ? 7 : 3, "Syntax error: " + e.detail);
+        return;
+    }
+    return;
+  }
+  const Command& cmd = *parsed;
+  const CommandSpec* spec = find_spec(cmd.verb);
+  if (!(spec->allowed & bit(state_))) {
+    if (state_ == State::initial && (cmd.verb == Verb::mail || cmd.verb == Verb::starttls || cmd.verb == Verb::auth)) {
+      reply_error(503, 5, 5, 1, "Send EHLO or HELO first");  // §4.1.4
+    } else if (state_ == State::refused) {
+      reply_error(503, 5, 5, 1, "Bad sequence of commands");
+    } else {
+      reply_error(503, 5, 5, 1, std::string("Bad sequence of commands: ") + spec->out_of_sequence);
+    }
+    return;
+  }
+  (this->*spec->handler)(cmd);
+}
+
+void ServerSession::reset_transaction() {
+  if (message_started_) {
+    push(action::MessageAborted{"transaction reset"});
+    message_started_ = false;
+  }
+  env_.reverse_path = Path{};
+  env_.params = MailParams{};
+  env_.recipients.clear();
+  env_.size = 0;
+  bdat_error_.reset();
+}
+
+std::vector<std::string> ServerSession::ehlo_keywords() const {
+  std::vector<std::string> k;
+  if (cfg_.limits.message_size > 0) k.push_back("SIZE " + std::to_string(cfg_.limits.message_size));
+  if (cfg_.eightbitmime) k.emplace_back("8BITMIME");
+  if (cfg_.pipelining) k.emplace_back("PIPELINING");
+  if (cfg_.enhanced_status_codes) k.emplace_back("ENHANCEDSTATUSCODES");
+  if (cfg_.starttls && !tls_active_) k.emplace_back("STARTTLS");
+  if (!cfg_.auth_mechanisms.empty() && (tls_active_ || !cfg_.auth_requires_tls) && auth_identity_.empty()) {
+    std::string a = "AUTH";
+    for (const auto& m : cfg_.auth_mechanisms) a += " " + m;
+    k.push_back(std::move(a));
+  }
+  if (cfg_.smtputf8) k.emplace_back("SMTPUTF8");
+  if (cfg_.chunking) {
+    k.emplace_back("CHUNKING");
+    if (cfg_.binarymime) k.emplace_back("BINARYMIME");
+  }
+  return k;
+}
+
+void ServerSession::do_helo(const Command& c) {
+  // §4.1.4: EHLO/HELO may be sent later in the session; it resets the transaction like RSET.
+  reset_transaction();
+  env_.helo = c.domain;
+  esmtp_ = c.verb == Verb::ehlo;
+  env_.esmtp = esmtp_;
+  Reply r{250, std::nullopt, {cfg_.hostname + " Hello " + c.domain}};
+  if (esmtp_) {
+    for (auto& k : ehlo_keywords()) r.lines.push_back(std::move(k));
+  }
+  r.format_to(out_);  // §4.1.1.1: the EHLO reply carries no enhanced status (RFC 2034 §3)
+  enter(State::ready);
+}
+
+void ServerSession::do_mail(const Command& c) {
+  if (cfg_.tls_required && !tls_active_) {
+    reply(530, 5, 7, 0, "Must issue a STARTTLS command first");  // RFC 3207 §4
+    return;
+  }
+  if (cfg_.auth_required && auth_identity_.empty()) {
+    reply(530, 5, 7, 0, "Authentication required");  // RFC 4954 §6
+    return;
+  }
+  const MailParams& p = c.mail;
+  if (!esmtp_ && !c.params.empty()) {
+    reply_error(555, 5, 5, 4, "Parameters need EHLO");  // RFC 1869: extensions only after EHLO
+    return;
+  }
+  if ((p.smtputf8 && !cfg_.smtputf8) || (p.body == BodyType::eight_bit_mime && !cfg_.eightbitmime) ||
+      (p.body == BodyType::binary_mime && !(cfg_.chunking && cfg_.binarymime)) ||
+      (p.size && cfg_.limits.message_size == 0) || p.ret != DsnRet::unspecified || p.envid) {
+    reply_error(555, 5, 5, 4, "Unsupported parameter");  // not offered in EHLO (§4.1.1.11)
+    return;
+  }
+  if (p.size && cfg_.limits.message_size > 0 && *p.size > cfg_.limits.message_size) {
+    reply(552, 5, 3, 4, "Message size exceeds fixed maximum message size");  // RFC 1870 §6.2
+    return;
+  }
+  env_.reverse_path = c.path;
+  env_.params = p;
+  env_.recipients.clear();  // §4.1.1.2: MAIL starts a transaction with clear buffers
+  if (p.auth && auth_identity_.empty()) env_.params.auth = "<>";  // RFC 4954 §5
+  ask(Question::sender, action::CheckSender{c.path, env_.params});
+}
+
+void ServerSession::do_rcpt(const Command& c) {
+  if (c.rcpt.notify != 0 || c.rcpt.orcpt) {
+    reply_error(555, 5, 5, 4, "Unsupported parameter");  // DSN is not offered
+    return;
+  }
+  if (env_.recipients.size() >= cfg_.limits.recipients) {
+    reply(452, 4, 5, 3, "Too many recipients");  // §4.5.3.1.10
+    return;
+  }
+  env_.recipients.push_back(Recipient{c.path, c.rcpt});  // tentative until the host answers
+  ask(Question::recipient, action::CheckRecipient{c.path, c.rcpt});
+}
+
+void ServerSession::do_data(const Command&) {
+  if (state_ == State::mail) {
+    reply(554, 5, 5, 1, "No valid recipients");  // §3.3: 503 or 554
+    return;
+  }
+  if (env_.params.body == BodyType::binary_mime) {
+    reply_error(503, 5, 5, 1, "BODY=BINARYMIME requires BDAT");  // RFC 3030 §3
+    return;
+  }
+  reply(Reply{354, std::nullopt, {"End data with <CR><LF>.<CR><LF>"}});
+  decoder_.reset();
+  push(action::MessageStart{env_});
+  message_started_ = true;
+  enter(State::data);
+}
+
+void ServerSession::process_data() {
+  const std::string_view avail(in_.data() + in_pos_, in_.size() - in_pos_);
+  const auto progress = decoder_.decode(avail, body_);
+  in_pos_ += progress.consumed;
+  if (!body_.empty()) {
+    push(action::BodyChunk{std::move(body_)});
+    body_.clear();
+  }
+  if (!progress.done) return;
+  const bool bare = (decoder_.bare_lf() && !cfg_.lenient_bare_lf_in_data) ||
+                    (decoder_.bare_cr() && !cfg_.lenient_bare_cr_in_data);
+  env_.size = decoder_.size();
+  finish_message_body(decoder_.too_large(), decoder_.line_too_long(), bare);
+}
+
+void ServerSession::finish_message_body(bool too_large, bool line_too_long, bool bare) {
+  std::optional<Reply> refusal;
+  if (too_large) {
+    refusal = make_reply(552, 5, 3, 4, "Message size exceeds fixed maximum message size");  // RFC 1870 §6.3
+  } else if (line_too_long) {
+    refusal = make_reply(500, 5, 5, 2, "Line too long");  // §4.5.3.1.6, §4.5.3.1.10
+  } else if (bare) {
+    refusal = make_reply(554, 5, 6, 0, "Bare CR or LF in message data");  // §2.3.8
+  }
+  if (refusal) {
+    reply(*refusal);
+    reset_transaction();
+    enter(State::ready);
+    return;
+  }
+  message_started_ = false;
+  enter(State::ready);
+  ask(Question::message, action::MessageComplete{env_});
+}
+
+void ServerSession::do_bdat(const Command& c) {
+  // RFC 3030 §2: the chunk's octets follow the command whatever the reply will be, so they are
+  // always swallowed; a refusal is sent after them.
+  bdat_remaining_ = c.chunk_size;
+  bdat_last_ = c.last;
+  bdat_return_ = state_;
+  if (state_ == State::refused) {
+    bdat_error_ = make_reply(503, 5, 5, 1, "Bad sequence of commands");  // §3.1
+  } else if (!cfg_.chunking || !esmtp_) {
+    bdat_error_ = make_reply(502, 5, 5, 1, "BDAT not offered");
+  } else if (state_ == State::mail) {
+    bdat_error_ = make_reply(554, 5, 5, 1, "No valid recipients");
+  } else if (state_ != State::rcpt && state_ != State::chunking) {
+    bdat_error_ = make_reply(503, 5, 5, 1, "Bad sequence of commands: need MAIL and RCPT before BDAT");
+  } else if (cfg_.limits.message_size > 0 && env_.size + c.chunk_size > cfg_.limits.message_size) {
+    bdat_error_ = make_reply(552, 5, 3, 4, "Message size exceeds fixed maximum message size");
+    bdat_return_ = State::ready;  // the transaction is over
+  } else {
+    bdat_error_.reset();
+    if (!message_started_) {
+      push(action::MessageStart{env_});
+      message_started_ = true;
+    }
+  }
+  enter(State::bdat);
+  if (bdat_remaining_ == 0) process_bdat();
+}
+
+void ServerSession::process_bdat() {
+  const std::size_t avail = in_.size() - in_pos_;
+  const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(avail, bdat_remaining_));
+  if (n > 0 && !bdat_error_) {
+    push(action::BodyChunk{in_.substr(in_pos_, n)});
+    env_.size += n;
+  }
+  in_pos_ += n;
+  bdat_remaining_ -= n;
+  if (bdat_remaining_ > 0) return;
+  if (bdat_error_) {
+    const Reply r = *bdat_error_;
+    bdat_error_.reset();
+    if (bdat_return_ == State::ready) reset_transaction();  // RFC 3030 §2: the transaction is over
+    enter(bdat_return_);
+    if (is_session_error(r.code)) {
+      reply_error(r.code, r.enhanced->klass, r.enhanced->subject, r.enhanced->detail, r.lines.front());
+    } else {
+      reply(r);
+    }
+    return;
+  }
+  if (!bdat_last_) {
+    reply(250, 2, 0, 0, "Chunk accepted");
+    enter(State::chunking);
+    return;
+  }
+  message_started_ = false;
+  enter(State::ready);
+  ask(Question::message, action::MessageComplete{env_});
+}
+
+void ServerSession::do_rset(const Command&) {
+  reset_transaction();
+  reply(250, 2, 0, 0, "OK");  // §4.1.1.5
+  if (state_ != State::initial) enter(State::ready);
+}
+
+void ServerSession::do_vrfy(const Command&) {
+  // §3.5.3, §7.3: we do not disclose mailboxes.
+  reply(252, 2, 5, 0, "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+void ServerSession::do_expn(const Command&) { reply_error(502, 5, 5, 1, "EXPN not supported"); }  // §7.3
+
+void ServerSession::do_help(const Command&) {
+  Reply r = make_reply(214, 2, 0, 0, "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+  r.lines.emplace_back("See RFC 5321");
+  reply(r);
+}
+
+void ServerSession::do_noop(const Command&) { reply(250, 2, 0, 0, "OK"); }  // §4.1.1.9
+
+void ServerSession::do_quit(const Command&) {
+  close_with(make_reply(221, 2, 0, 0, cfg_.hostname + " Bye"));  // §4.1.1.10
+}
+
+void ServerSession::do_starttls(const Command&) {
+  if (!cfg_.starttls || tls_active_ || !esmtp_) {
+    // STARTTLS is offered only in an EHLO reply (RFC 3207 §4), never after HELO.
+    reply_error(tls_active_ ? 503 : 502, 5, 5, 1, tls_active_ ? "TLS already active" : "STARTTLS not offered");
+    return;
+  }
+  reply(Reply{220, EnhancedStatus{2, 0, 0}, {"Ready to start TLS"}});  // RFC 3207 §4
+  // Anything pipelined after STARTTLS arrived in the clear and is thrown away (RFC 3207 §4.2,
+  // CVE-2011-0411); the host must not feed it either.
+  discarded_at_starttls_ += in_.size() - in_pos_;
+  in_.clear();
+  in_pos_ = 0;
+  push(action::StartTls{});
+  enter(State::tls_handshake);
+}
+
+Fault ServerSession::tls_started() {
+  if (state_ != State::tls_handshake) return Fault::not_in_handshake;
+  tls_active_ = true;
+  // RFC 3207 §4.2: discard all knowledge from the client, including the EHLO argument.
+  reset_transaction();
+  env_ = Envelope{};
+  esmtp_ = false;
+  auth_identity_.clear();
+  enter(State::initial);
+  last_activity_ = now_;
+  return Fault::none;
+}
+
+void ServerSession::tls_failed() {
+  if (state_ == State::closed) return;
+  push(action::Close{});
+  enter(State::closed);
+}
+
+void ServerSession::do_auth(const Command& c) {
+  if (cfg_.auth_mechanisms.empty() || !esmtp_) {
+    reply_error(502, 5, 5, 1, "AUTH not offered");
+    return;
+  }
+  if (!auth_identity_.empty()) {
+    reply_error(503, 5, 5, 1, "Already authenticated");  // RFC 4954 §4
+    return;
+  }
+  if (cfg_.auth_requires_tls && !tls_active_) {
+    reply(538, 5, 7, 11, "Encryption required for requested authentication mechanism");  // RFC 4954 §6
+    return;
+  }
+  if (std::find(cfg_.auth_mechanisms.begin(), cfg_.auth_mechanisms.end(), c.mechanism) == cfg_.auth_mechanisms.end() ||
+      (c.mechanism != "PLAIN" && c.mechanism != "LOGIN")) {
+    reply_error(504, 5, 5, 4, "Unrecognized authentication type");  // RFC 4954 §4
+    return;
+  }
+  sasl_mech_ = c.mechanism;
+  sasl_step_ = 0;
+  sasl_user_.clear();
+  enter(State::auth);
+  if (c.initial_response) {
+    process_sasl_response(*c.initial_response);
+    return;
+  }
+  // PLAIN starts with an empty challenge; LOGIN asks for the user name.
+  reply(Reply{334, std::nullopt, {c.mechanism == "PLAIN" ? "" : base64_encode("Username:")}});
+}
+
+void ServerSession::process_sasl_response(std::string_view line) {
+  if (line == "*") {
+    enter(State::ready);
+    reply_error(501, 5, 0, 0, "Authentication cancelled");  // RFC 4954 §4
+    return;
+  }
+  // "=" is an empty initial response (RFC 4954 §4).
+  auto decoded = line == "=" ? std::optional<std::string>(std::string()) : base64_decode(line);
+  if (!decoded) {
+    enter(State::ready);
+    reply_error(501, 5, 5, 2, "Invalid base64 data");
+    return;
+  }
+  if (sasl_mech_ == "LOGIN" && sasl_step_ == 0) {
+    sasl_user_ = std::move(*decoded);
+    sasl_step_ = 1;
+    reply(Reply{334, std::nullopt, {base64_encode("Password:")}});
+    return;
+  }
+  finish_sasl(*decoded);
+}
+
+void ServerSession::finish_sasl(std::string_view decoded) {
+  action::CheckAuth check;
+  check.mechanism = sasl_mech_;
+  if (sasl_mech_ == "PLAIN") {
+    // RFC 4616 §2: [authzid] UTF8NUL authcid UTF8NUL passwd
+    const std::size_t a = decoded.find('\0');
+    const std::size_t b = a == std::string_view::npos ? a : decoded.find('\0', a + 1);
+    if (b == std::string_view::npos || decoded.find('\0', b + 1) != std::string_view::npos || b == a + 1) {
+      enter(State::ready);
+      reply_error(501, 5, 5, 2, "Malformed PLAIN response");
+      return;
+    }
+    check.authzid = std::string(decoded.substr(0, a));
+    check.authcid = std::string(decoded.substr(a + 1, b - a - 1));
+    check.password = std::string(decoded.substr(b + 1));
+  } else {
+    check.authcid = sasl_user_;
+    check.password = std::string(decoded);
+  }
+  sasl_user_ = check.authcid;
+  enter(State::ready);
+  ask(Question::auth, std::move(check));
+}
+
+Fault ServerSession::answer(Verdict v, std::optional<Millis> now) {
+  if (question_ == Question::none) return Fault::no_question_pending;
+  if (v.reply && v.reply->positive() != v.accepted) return Fault::reply_class_mismatch;
+  const Question q = question_;
+  question_ = Question::none;
+  // §4.5.3.2.7 times the wait for the client's next command, which starts now, not when the
+  // client last spoke: a slow host decision must not time the client out.
+  if (now) now_ = *now;
+  last_activity_ = now_;
+  if (v.reply && v.reply->code == 421) {  // §3.8: the host is closing the channel
+    close_with(*v.reply);
+    return Fault::none;
+  }
+  // Default replies when the host gives none (RFC 3463 codes).
+  auto pick = [&](Reply accept, Reply reject) { return v.reply.value_or(v.accepted ? accept : reject); };
+  switch (q) {
+    case Question::sender:
+      reply(pick(make_reply(250, 2, 1, 0, "Sender OK"), make_reply(550, 5, 7, 1, "Sender rejected")));
+      if (v.accepted) {
+        enter(State::mail);
+      } else {
+        env_.reverse_path = Path{};
+        env_.params = MailParams{};
+      }
+      break;
+    case Question::recipient:
+      reply(pick(make_reply(250, 2, 1, 5, "Recipient OK"), make_reply(550, 5, 1, 1, "No such user")));
+      if (v.accepted) {
+        enter(State::rcpt);
+      } else {
+        env_.recipients.pop_back();
+      }
+      break;
+    case Question::auth:
+      reply(pick(make_reply(235, 2, 7, 0, "Authentication successful"),
+                 make_reply(535, 5, 7, 8, "Authentication credentials invalid")));  // RFC 4954 §6
+      if (v.accepted) auth_identity_ = sasl_user_;
+      break;
+    case Question::message:
+      // §6.1: the host answers accept only once the message is on stable storage.
+      reply(pick(make_reply(250, 2, 0, 0, "OK"), make_reply(451, 4, 3, 0, "Message not stored, try again later")));
+      reset_transaction();
+      break;
+    case Question::none:
+      break;
+  }
+  process();
+  return Fault::none;
+}
+
+void ServerSession::shutdown(std::optional<Reply> r) {
+  close_with(r.value_or(make_reply(421, 4, 3, 2, cfg_.hostname + " Service shutting down")));
+}
+
+std::optional<Millis> ServerSession::deadline() const {
+  if (state_ == State::closed || state_ == State::tls_handshake || question_ != Question::none) return std::nullopt;
+  const bool in_data = state_ == State::data || state_ == State::bdat;
+  return last_activity_ + (in_data ? cfg_.data_timeout : cfg_.command_timeout);
+}
+
+void ServerSession::on_time(Millis now) {
+  now_ = now;
+  const auto d = deadline();
+  if (d && now >= *d) {
+    close_with(make_reply(421, 4, 4, 2, cfg_.hostname + " Timeout, closing connection"));  // §4.5.3.2
+  }
+}
+
+}  // namespace refsmtp::smtp
