@@ -19,7 +19,7 @@
 
 #include "refsmtp/smtp/reply.hpp"
 #include "refsmtp/smtp/server_session.hpp"
-#include "model_mapping.hpp"
+#include "refsmtp/testing/model_mapping.hpp"
 #include "refsmtp/model/smtp_model.hpp"
 
 namespace {
@@ -27,7 +27,7 @@ namespace {
 using namespace refsmtp::smtp;
 namespace m = refsmtp::model;
 
-using refsmtp::smtp::testing::to_model;
+using refsmtp::testing::to_model;
 
 
 struct Harness {

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "dnsmasq.hpp"
+#include "refsmtp/testing/dnsmasq.hpp"
 #include "refsmtp/delivery/dns.hpp"
 
 namespace refsmtp::delivery {
@@ -15,7 +15,7 @@ namespace {
 class DnsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new test::Dnsmasq;
+    server_ = new refsmtp::testing::Dnsmasq;
     std::string error;
     started_ = server_->start({"--mx-host=example.test,mx1.example.test,10", "--mx-host=example.test,mx2.example.test,20",
                                "--mx-host=nullmx.test,.,0", "--host-record=mx1.example.test,127.0.0.2",
@@ -31,11 +31,11 @@ class DnsTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(started_) << error_; }
   CaresResolver resolver() const { return CaresResolver(DnsOptions{{server_->server()}, std::chrono::milliseconds(500), 2}); }
 
-  static test::Dnsmasq* server_;
+  static refsmtp::testing::Dnsmasq* server_;
   static bool started_;
   static std::string error_;
 };
-test::Dnsmasq* DnsTest::server_ = nullptr;
+refsmtp::testing::Dnsmasq* DnsTest::server_ = nullptr;
 bool DnsTest::started_ = false;
 std::string DnsTest::error_;
 

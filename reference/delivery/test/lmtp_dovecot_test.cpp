@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "refsmtp/delivery/lmtp.hpp"
-#include "temp_dir.hpp"
+#include "refsmtp/testing/temp_dir.hpp"
 
 using namespace refsmtp;
 
@@ -52,7 +52,7 @@ class DovecotPeer {
   std::string maildir(const std::string& user) const { return values_.at("maildir_root") + "/" + user + "/Maildir/new"; }
 
  private:
-  queue::TempDir dir_;
+  refsmtp::testing::TempDir dir_;
   std::map<std::string, std::string> values_;
   bool started_ = false;
   std::string error_;

@@ -15,14 +15,14 @@
 #include <fstream>
 #include <sstream>
 
-#include "temp_dir.hpp"
+#include "refsmtp/testing/temp_dir.hpp"
 
 using refsmtp::smtp::make_path;
 
 using namespace refsmtp::delivery;
 using refsmtp::smtp::Mailbox;
 using refsmtp::smtp::Path;
-using refsmtp::queue::TempDir;
+using refsmtp::testing::TempDir;
 
 namespace {
 

@@ -3,11 +3,12 @@
 
 
 #include "refsmtp/queue/queue.hpp"
-#include "temp_dir.hpp"
+#include "refsmtp/testing/temp_dir.hpp"
 
 using refsmtp::smtp::make_path;
 
 using namespace refsmtp::queue;
+using refsmtp::testing::TempDir;
 using refsmtp::smtp::Envelope;
 using refsmtp::smtp::Path;
 

@@ -13,9 +13,10 @@
 #include <thread>
 
 #include "refsmtp/queue/spool.hpp"
-#include "temp_dir.hpp"
+#include "refsmtp/testing/temp_dir.hpp"
 
 using namespace refsmtp::queue;
+using refsmtp::testing::TempDir;
 
 namespace {
 

@@ -2,9 +2,10 @@
 #include <gtest/gtest.h>
 
 #include "refsmtp/queue/storage.hpp"
-#include "temp_dir.hpp"
+#include "refsmtp/testing/temp_dir.hpp"
 
 using namespace refsmtp::queue;
+using refsmtp::testing::TempDir;
 using Fault = MemoryStorage::Fault;
 
 namespace {

@@ -17,11 +17,11 @@
 #include <sstream>
 #include <thread>
 
-#include "../../delivery/test/dnsmasq.hpp"
+#include "refsmtp/testing/dnsmasq.hpp"
 #include "fake_receiver.hpp"
 #include "refsmtp/delivery/lmtp.hpp"
 #include "refsmtp/server/server.hpp"
-#include "temp_dir.hpp"
+#include "refsmtp/testing/temp_dir.hpp"
 
 namespace refsmtp::server {
 namespace {
@@ -185,7 +185,7 @@ class Relay : public ::testing::Test {
   }
   void advance(std::chrono::seconds s) { clock_ += std::chrono::duration_cast<std::chrono::milliseconds>(s).count(); }
 
-  queue::TempDir dir_;
+  refsmtp::testing::TempDir dir_;
   // What wait_until() blocks on (declared before the receivers that signal it).
   std::mutex changed_m_;
   std::condition_variable changed_cv_;
@@ -380,7 +380,7 @@ TEST_F(Relay, NextMxIsTriedAfterATemporaryGreeting) {
   Behaviour busy;
   busy.greeting = "421 4.3.2 busy";
   fake_.set(busy);
-  delivery::test::Dnsmasq dns;
+  refsmtp::testing::Dnsmasq dns;
   std::string error;
   ASSERT_TRUE(dns.start({"--mx-host=b.test,mx1.b.test,10", "--mx-host=b.test,mx2.b.test,20",
                          "--host-record=mx1.b.test,127.0.0.2", "--host-record=mx2.b.test,127.0.0.3"},

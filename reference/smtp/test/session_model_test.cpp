@@ -9,7 +9,7 @@
 #include <rapidcheck/state.h>
 
 #include "refsmtp/core/base64.hpp"
-#include "model_mapping.hpp"
+#include "refsmtp/testing/model_mapping.hpp"
 #include "refsmtp/model/smtp_model.hpp"
 #include "session_driver.hpp"
 
@@ -20,7 +20,7 @@ namespace m = refsmtp::model;
 
 namespace {
 
-using refsmtp::smtp::testing::to_model;
+using refsmtp::testing::to_model;
 
 struct Model {
   m::State state = m::State::initial;

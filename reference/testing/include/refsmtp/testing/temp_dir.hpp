@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <string>
 
-namespace refsmtp::queue {
+namespace refsmtp::testing {
 
 class TempDir {
  public:
@@ -26,4 +26,4 @@ class TempDir {
   std::string path_;
 };
 
-}  // namespace refsmtp::queue
+}  // namespace refsmtp::testing

@@ -1,15 +1,16 @@
 #pragma once
 // The one place that maps the session's State to conformance/model's State, for the tests and
 // the fuzz harness that judge the session with the model. (The model itself knows nothing of
-// the core, so it cannot vouch for it by sharing its code.)
+// reference/smtp, so it cannot vouch for it by sharing its code.)
 #include <cstdlib>
 
 #include "refsmtp/smtp/server_session.hpp"
 #include "refsmtp/model/smtp_model.hpp"
 
-namespace refsmtp::smtp::testing {
+namespace refsmtp::testing {
 
-inline model::State to_model(State s) {
+inline model::State to_model(smtp::State s) {
+  using smtp::State;
   switch (s) {
     case State::refused: return model::State::refused;
     case State::initial: return model::State::initial;
@@ -26,4 +27,4 @@ inline model::State to_model(State s) {
   std::abort();
 }
 
-}  // namespace refsmtp::smtp::testing
+}  // namespace refsmtp::testing

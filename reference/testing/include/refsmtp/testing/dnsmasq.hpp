@@ -1,7 +1,8 @@
 #pragma once
 // A real DNS server for tests: Debian's dnsmasq on a free loopback port, answering only the test
 // zones it is given (--local=/test/: other names under .test get NXDOMAIN; it asks no upstream
-// server). Stopped (SIGTERM, then SIGKILL) when the object goes away.
+// server). Stopped (SIGTERM, then SIGKILL) when the object goes away. It probes the server with
+// reference/delivery's resolver, so its users link refsmtp_delivery.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -20,7 +21,7 @@
 
 extern char** environ;
 
-namespace refsmtp::delivery::test {
+namespace refsmtp::testing {
 
 inline std::string find_dnsmasq() {
   for (const char* dir : {"/usr/sbin", "/usr/bin", "/sbin", "/bin"}) {
@@ -72,8 +73,8 @@ class Dnsmasq {
       }
       if (logged_started(std::chrono::seconds(10))) {
         // Bound and running; one query (with its own timeout) shows it answers for the zones.
-        CaresResolver probe_dns(DnsOptions{{server()}, std::chrono::seconds(2), 2});
-        if (probe_dns.addresses(probe).status == DnsStatus::ok) return true;
+        delivery::CaresResolver probe_dns(delivery::DnsOptions{{server()}, std::chrono::seconds(2), 2});
+        if (probe_dns.addresses(probe).status == delivery::DnsStatus::ok) return true;
       }
       stop();  // it exited (most likely the port was taken), or does not answer: try another port
     }
@@ -133,4 +134,4 @@ class Dnsmasq {
   int port_ = 0;
 };
 
-}  // namespace refsmtp::delivery::test
+}  // namespace refsmtp::testing
