@@ -97,20 +97,59 @@ std::string mbox_entry(const smtp::Path& sender, std::int64_t now_ms, std::strin
   return out;
 }
 
+std::error_code append_mbox(int fd, std::string_view entry, const MboxOptions& options, std::uint64_t& offset, bool& torn) {
+  torn = false;
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  // Bounded like the dot-lock: a reader holding the lock must not stall delivery forever.
+  for (int tries = 0;; ++tries) {
+    if (::fcntl(fd, F_SETLK, &fl) == 0) break;
+    if ((errno != EACCES && errno != EAGAIN) || tries + 1 >= options.attempts) {
+      return (errno == EACCES || errno == EAGAIN) ? std::make_error_code(std::errc::resource_unavailable_try_again) : last_error();
+    }
+    std::this_thread::sleep_for(options.wait);
+  }
+  std::error_code err;
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) err = last_error();
+  const off_t original = st.st_size;
+  offset = static_cast<std::uint64_t>(original);
+  std::string_view rest = entry;
+  while (!err && !rest.empty()) {
+    const ssize_t n = ::write(fd, rest.data(), rest.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = last_error();
+      break;
+    }
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  if (!err && options.sync && ::fsync(fd) != 0) err = last_error();
+  if (err && rest.size() != entry.size()) {
+    // Leave the mailbox as it was (a half message would corrupt the next "From " line).
+    if (::ftruncate(fd, original) != 0) torn = true;
+    else if (options.sync) ::fsync(fd);
+  }
+  fl.l_type = F_UNLCK;
+  ::fcntl(fd, F_SETLK, &fl);
+  return err;
+}
+
 std::error_code deliver_mbox(const std::string& path, const smtp::Path& sender, std::int64_t now_ms,
-                             std::string_view message, const MboxLocking& locking) {
+                             std::string_view message, const MboxOptions& options) {
   const std::string entry = mbox_entry(sender, now_ms, message);
   // Dot-lock first (for readers that only know dot-locks), bounded retries.
   const std::string lock = path + ".lock";
   int lock_fd = -1;
-  for (int tries = 0; tries < locking.attempts; ++tries) {
-    if (tries > 0) std::this_thread::sleep_for(locking.wait);
+  for (int tries = 0; tries < options.attempts; ++tries) {
+    if (tries > 0) std::this_thread::sleep_for(options.wait);
     lock_fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (lock_fd >= 0 || errno != EEXIST) break;
     // A dot-lock older than `stale` was left by a process that died: take it over (as procmail
     // and mutt do).
     struct stat lst{};
-    if (::lstat(lock.c_str(), &lst) == 0 && now_ms / 1000 - lst.st_mtime > locking.stale.count()) ::unlink(lock.c_str());
+    if (::lstat(lock.c_str(), &lst) == 0 && now_ms / 1000 - lst.st_mtime > options.stale.count()) ::unlink(lock.c_str());
   }
   if (lock_fd < 0) return errno == EEXIST ? std::make_error_code(std::errc::resource_unavailable_try_again) : last_error();
   ::close(lock_fd);
@@ -129,39 +168,9 @@ std::error_code deliver_mbox(const std::string& path, const smtp::Path& sender, 
   } else if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
     err = std::make_error_code(std::errc::operation_not_permitted);
   }
-  struct flock fl{};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  // Bounded like the dot-lock: a reader holding the lock must not stall delivery forever.
-  for (int tries = 0; !err; ++tries) {
-    if (::fcntl(fd, F_SETLK, &fl) == 0) break;
-    if ((errno != EACCES && errno != EAGAIN) || tries + 1 >= locking.attempts) {
-      err = (errno == EACCES || errno == EAGAIN) ? std::make_error_code(std::errc::resource_unavailable_try_again) : last_error();
-      break;
-    }
-    std::this_thread::sleep_for(locking.wait);
-  }
-  if (!err && ::fstat(fd, &st) != 0) err = last_error();
-  const off_t original = st.st_size;
-  if (!err) {
-    std::string_view rest = entry;
-    while (!rest.empty()) {
-      const ssize_t n = ::write(fd, rest.data(), rest.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        err = last_error();
-        break;
-      }
-      rest.remove_prefix(static_cast<std::size_t>(n));
-    }
-    if (!err && ::fsync(fd) != 0) err = last_error();
-    if (err) {
-      // Leave the mailbox as it was (a half message would corrupt the next "From " line).
-      if (::ftruncate(fd, original) == 0) ::fsync(fd);
-    }
-  }
-  fl.l_type = F_UNLCK;
-  ::fcntl(fd, F_SETLK, &fl);
+  std::uint64_t offset = 0;
+  bool torn = false;
+  if (!err) err = append_mbox(fd, entry, options, offset, torn);
   ::close(fd);
   ::unlink(lock.c_str());
   return err;

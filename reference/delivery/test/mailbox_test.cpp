@@ -183,7 +183,7 @@ TEST(Mbox, WaitsForAHeldDotLockThenGivesUp) {
   TempDir dir;
   const std::string box = dir.path() + "/bob.mbox";
   std::ofstream(box + ".lock") << "held";
-  const auto err = deliver_mbox(box, make_path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
+  const auto err = deliver_mbox(box, make_path("a", "b"), 0, "x\n", MboxOptions{3, std::chrono::milliseconds(1)});
   EXPECT_EQ(err, std::errc::resource_unavailable_try_again);
   EXPECT_FALSE(std::filesystem::exists(box));
 }
@@ -206,7 +206,7 @@ TEST(Mbox, StaleDotLockIsTakenOver) {
   std::ofstream(box + ".lock") << "left by a dead process";
   std::filesystem::last_write_time(box + ".lock", std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
   const std::int64_t now_ms = static_cast<std::int64_t>(::time(nullptr)) * 1000;
-  ASSERT_FALSE(deliver_mbox(box, make_path("a", "b"), now_ms, "x\n", MboxLocking{3, std::chrono::milliseconds(1)}));
+  ASSERT_FALSE(deliver_mbox(box, make_path("a", "b"), now_ms, "x\n", MboxOptions{3, std::chrono::milliseconds(1)}));
   EXPECT_NE(slurp(box).find("\nx\n"), std::string::npos);
 }
 
@@ -232,7 +232,7 @@ TEST(Mbox, HeldFcntlLockGivesUpAfterBoundedWait) {
   }
   char c;
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  const auto err = deliver_mbox(box, make_path("a", "b"), 0, "x\n", MboxLocking{3, std::chrono::milliseconds(1)});
+  const auto err = deliver_mbox(box, make_path("a", "b"), 0, "x\n", MboxOptions{3, std::chrono::milliseconds(1)});
   EXPECT_EQ(err, std::errc::resource_unavailable_try_again);
   (void)!::write(done[1], &c, 1);
   ::waitpid(pid, nullptr, 0);

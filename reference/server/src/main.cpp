@@ -382,7 +382,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const auto& b : server.bound()) {
-    std::printf("listening role=%s address=%s port=%u\n", b.role.c_str(), b.address.c_str(), b.port);
+    std::printf("listening role=%s address=%s port=%u\n", std::string(role_name(b.role)).c_str(), b.address.c_str(), b.port);
   }
   std::fflush(stdout);
   // SIGTERM/SIGINT: drain (idle sessions get 421, transactions may finish); a second one stops

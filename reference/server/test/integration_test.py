@@ -176,7 +176,8 @@ def main():
             sub.terminate()
             sub.wait(timeout=10)
 
-        # Test mode: messages land as files in the capture directory.
+        # Test mode: messages land as files in the capture directory, which is made if missing.
+        capture = os.path.join(work, "not-yet", "captured")
         t = Daemon("--test-mode", "--capture-dir", capture, "--domain", "example.test")
         try:
             with smtplib.SMTP("127.0.0.1", t.port, timeout=10, local_hostname="client.test") as s:

@@ -59,7 +59,7 @@ class Relay : public ::testing::Test {
            "carol\nmixed: carol, later@b.test\ntwo: ok@b.test, later@b.test\n";
     }
     ServerOptions o;
-    o.listeners = {{"mx", "127.0.0.1", 0}};
+    o.listeners = {{Role::mx, "127.0.0.1", 0}};
     o.hostname = "a.test";
     o.spool_dir = dir_.path() + "/spool";
     o.mail_root = dir_.path() + "/mail";

@@ -46,13 +46,20 @@ std::error_code deliver_maildir(queue::Storage& storage, const MaildirTarget& ta
 // get one more ">", a blank line after the message. The file is locked with a dot-lock and an
 // fcntl lock (both bounded waits), appended, and fsynced; if anything fails, it is truncated
 // back to its old size. A symlink, a hard-linked file or a non-regular file is refused.
-struct MboxLocking {
+struct MboxOptions {
   int attempts = 50;                     // to take each lock (dot-lock, then fcntl), then EAGAIN
   std::chrono::milliseconds wait{100};   // between attempts
   std::chrono::seconds stale{600};       // a dot-lock older than this is taken over
+  bool sync = true;                      // fsync the append (test-mode capture promises no durability)
 };
 std::error_code deliver_mbox(const std::string& path, const smtp::Path& sender, std::int64_t now_ms,
-                             std::string_view message_lf, const MboxLocking& locking = {});
+                             std::string_view message_lf, const MboxOptions& options = {});
+
+// Appends one entry to an open mbox under an fcntl write lock (bounded waits as in `options`),
+// fsynced when options.sync; a failed append is cut back off, so the file still ends on a whole
+// entry. `offset` is where the entry starts; `torn` says even the cut failed (the file then ends
+// in part of an entry).
+std::error_code append_mbox(int fd, std::string_view entry, const MboxOptions& options, std::uint64_t& offset, bool& torn);
 
 // The mboxrd-quoted form of a message, with its "From " line and the trailing blank line.
 std::string mbox_entry(const smtp::Path& sender, std::int64_t now_ms, std::string_view message_lf);

@@ -1,6 +1,8 @@
 #pragma once
-// The composition root of refsmtpd: listeners with roles, the queue, local recipients and the
-// local delivery loop, all on one Boost.Asio io_context.
+// The composition root of refsmtpd: it builds the parts -- listeners with roles (listeners.cpp),
+// the connection table (connections.cpp), recipient policy (recipient_policy.cpp), the queue and
+// the delivery loop (delivery_loop.cpp), the test-mode capture store (capture.cpp), the event log
+// (event_log.cpp) -- starts them in order, and stops or drains them; all on Boost.Asio.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
@@ -17,15 +19,10 @@
 #include "refsmtp/net/connection.hpp"
 #include "refsmtp/queue/queue.hpp"
 #include "refsmtp/server/credentials.hpp"
+#include "refsmtp/server/listeners.hpp"
 #include "refsmtp/server/relayer.hpp"
 
 namespace refsmtp::server {
-
-struct ListenerSpec {
-  std::string role;      // "mx", "submission" (STARTTLS, then AUTH) or "submissions" (implicit TLS)
-  std::string address;   // numeric, e.g. 127.0.0.1 or ::1
-  std::uint16_t port = 0;  // 0 picks a free port
-};
 
 enum class Delivery { maildir, mbox, lmtp };
 
@@ -75,9 +72,6 @@ struct ServerOptions {
   // root privileges. Returns false with `error` set to abort the start.
   std::function<bool(std::string& error)> after_bind;
 };
-
-// Parses "ROLE=ADDRESS:PORT" ("[::1]:25" for IPv6); nothing on error with `error` set.
-std::optional<ListenerSpec> parse_listen(const std::string& text, std::string& error);
 
 class Server final : public net::SessionHost {
  public:
