@@ -80,7 +80,11 @@ const ServerSession::CommandSpec* ServerSession::find_spec(Verb v) {
 }
 
 ServerSession::ServerSession(ServerConfig config, Millis now)
-    : cfg_(std::move(config)), now_(now), last_activity_(now), tls_active_(cfg_.tls_active) {
+    : cfg_(std::move(config)),
+      framer_(core::LineFramer::Options{cfg_.lenient_command_lf}),
+      now_(now),
+      last_activity_(now),
+      tls_active_(cfg_.tls_active) {
   decoder_ = DataDecoder(DataDecoder::Options{cfg_.limits.text_line, cfg_.limits.message_size});
   if (cfg_.refuse) {
     if (cfg_.refuse->code == 421) {
@@ -200,48 +204,24 @@ void ServerSession::process() {
       process_bdat();
     } else {
       const std::string_view avail(in_.data() + in_pos_, in_.size() - in_pos_);
-      // §2.3.8: only CRLF ends a command line; a bare LF is part of the line (so
-      // "NOOP<LF>NOOP<CRLF>" is one bad line with one reply, never two commands). The lenient
-      // mode takes a bare LF as a line end, as some old clients need.
-      const std::size_t first_lf = avail.find('\n');
-      std::size_t lf = first_lf;
-      if (!cfg_.lenient_command_lf) {
-        while (lf != std::string_view::npos && (lf == 0 || avail[lf - 1] != '\r')) lf = avail.find('\n', lf + 1);
-      }
-      // While skipping a line, a final CR is kept: its LF may come in the next read, and only
-      // the pair ends the line (found by the chunking property test).
-      const std::size_t keep_cr = avail.back() == '\r' ? 1 : 0;
-      if (discard_line_) {
-        if (lf == std::string_view::npos) {
-          in_pos_ = in_.size() - keep_cr;
+      const auto frame = framer_.next(avail, line_limit(avail));
+      in_pos_ += frame.consumed;
+      switch (frame.kind) {
+        case core::LineFramer::Kind::need_more:
           break;
-        }
-        in_pos_ += lf + 1;
-        discard_line_ = false;
-        continue;
+        case core::LineFramer::Kind::skipped:
+          continue;
+        case core::LineFramer::Kind::too_long:
+          line_error("Line too long");  // §4.5.3.1.4 / §4.5.3.1.10 "500 Line too long"
+          continue;
+        case core::LineFramer::Kind::bare_lf:
+          line_error("Syntax error: bare LF in a command line");  // §2.3.8
+          continue;
+        case core::LineFramer::Kind::line:
+          process_line(frame.line);
+          continue;
       }
-      const std::size_t limit = line_limit(avail);
-      if (lf == std::string_view::npos) {
-        if (avail.size() > limit) {
-          // §4.5.3.1.4 / §4.5.3.1.10 "500 Line too long"; skip the rest of the line.
-          in_pos_ = in_.size() - keep_cr;
-          discard_line_ = true;
-          line_error("Line too long");
-        }
-        break;
-      }
-      in_pos_ += lf + 1;
-      if (lf + 1 > limit) {
-        line_error("Line too long");
-        continue;
-      }
-      if (first_lf != lf) {  // a bare LF came before the CRLF
-        line_error("Syntax error: bare LF in a command line");
-        continue;
-      }
-      std::string_view line = avail.substr(0, lf);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      process_line(line);
+      break;
     }
     if (in_pos_ == before && state_ != State::data && state_ != State::bdat) break;
   }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "refsmtp/core/fault.hpp"
+#include "refsmtp/core/line_framer.hpp"
 #include "refsmtp/core/millis.hpp"
 #include "refsmtp/smtp/address.hpp"
 #include "refsmtp/smtp/command.hpp"
@@ -177,7 +178,6 @@ class ServerSession {
   const std::string& auth_identity() const { return auth_identity_; }
   const Envelope& envelope() const { return env_; }
   std::uint64_t discarded_at_starttls() const { return discarded_at_starttls_; }
-  std::size_t error_count() const { return errors_; }
   std::vector<std::string> ehlo_keywords() const;
 
   // Called on every state change (old, new); for tracing and tests.
@@ -230,7 +230,7 @@ class ServerSession {
   std::string out_;     // replies not yet handed out as a Send
   std::string in_;      // input not yet processed
   std::size_t in_pos_ = 0;
-  bool discard_line_ = false;  // skipping the rest of an overlong line
+  core::LineFramer framer_;  // command lines and SASL responses
 
   Millis now_{0};
   Millis last_activity_{0};
