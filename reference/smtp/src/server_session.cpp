@@ -11,7 +11,6 @@ namespace refsmtp::smtp {
 
 using core::iequals;
 using core::base64_encode;
-using core::base64_decode;
 
 std::string_view state_name(State s) {
   switch (s) {
@@ -260,7 +259,7 @@ std::size_t ServerSession::line_limit(std::string_view partial) const {
 
 void ServerSession::process_line(std::string_view line) {
   if (state_ == State::auth) {
-    process_sasl_response(line);
+    sasl_step(sasl_.respond(line));
   } else {
     process_command(line);
   }
@@ -597,66 +596,37 @@ void ServerSession::do_auth(const Command& c) {
     return;
   }
   if (std::find(cfg_.auth_mechanisms.begin(), cfg_.auth_mechanisms.end(), c.mechanism) == cfg_.auth_mechanisms.end() ||
-      (c.mechanism != "PLAIN" && c.mechanism != "LOGIN")) {
+      !core::SaslServer::supported(c.mechanism)) {
     reply_error(504, 5, 5, 4, "Unrecognized authentication type");  // RFC 4954 §4
     return;
   }
-  sasl_mech_ = c.mechanism;
-  sasl_step_ = 0;
-  sasl_user_.clear();
   enter(State::auth);
-  if (c.initial_response) {
-    process_sasl_response(*c.initial_response);
-    return;
-  }
-  // PLAIN starts with an empty challenge; LOGIN asks for the user name.
-  reply(Reply{334, std::nullopt, {c.mechanism == "PLAIN" ? "" : base64_encode("Username:")}});
+  sasl_step(sasl_.start(c.mechanism, c.initial_response));
 }
 
-void ServerSession::process_sasl_response(std::string_view line) {
-  if (line == "*") {
-    enter(State::ready);
-    reply_error(501, 5, 0, 0, "Authentication cancelled");  // RFC 4954 §4
+void ServerSession::sasl_step(const core::SaslServer::Step& step) {
+  using Status = core::SaslServer::Status;
+  if (step.status == Status::challenge) {
+    reply(Reply{334, std::nullopt, {base64_encode(step.challenge)}});  // RFC 4954 §4
     return;
   }
-  // "=" is an empty initial response (RFC 4954 §4).
-  auto decoded = line == "=" ? std::optional<std::string>(std::string()) : base64_decode(line);
-  if (!decoded) {
-    enter(State::ready);
-    reply_error(501, 5, 5, 2, "Invalid base64 data");
-    return;
-  }
-  if (sasl_mech_ == "LOGIN" && sasl_step_ == 0) {
-    sasl_user_ = std::move(*decoded);
-    sasl_step_ = 1;
-    reply(Reply{334, std::nullopt, {base64_encode("Password:")}});
-    return;
-  }
-  finish_sasl(*decoded);
-}
-
-void ServerSession::finish_sasl(std::string_view decoded) {
-  action::CheckAuth check;
-  check.mechanism = sasl_mech_;
-  if (sasl_mech_ == "PLAIN") {
-    // RFC 4616 §2: [authzid] UTF8NUL authcid UTF8NUL passwd
-    const std::size_t a = decoded.find('\0');
-    const std::size_t b = a == std::string_view::npos ? a : decoded.find('\0', a + 1);
-    if (b == std::string_view::npos || decoded.find('\0', b + 1) != std::string_view::npos || b == a + 1) {
-      enter(State::ready);
-      reply_error(501, 5, 5, 2, "Malformed PLAIN response");
-      return;
-    }
-    check.authzid = std::string(decoded.substr(0, a));
-    check.authcid = std::string(decoded.substr(a + 1, b - a - 1));
-    check.password = std::string(decoded.substr(b + 1));
-  } else {
-    check.authcid = sasl_user_;
-    check.password = std::string(decoded);
-  }
-  sasl_user_ = check.authcid;
   enter(State::ready);
-  ask(Question::auth, std::move(check));
+  switch (step.status) {
+    case Status::cancelled:
+      reply_error(501, 5, 0, 0, "Authentication cancelled");  // RFC 4954 §4
+      return;
+    case Status::bad_base64:
+      reply_error(501, 5, 5, 2, "Invalid base64 data");  // RFC 4954 §4
+      return;
+    case Status::malformed:
+      reply_error(501, 5, 5, 2, "Malformed PLAIN response");  // RFC 4616 §2
+      return;
+    case Status::challenge:
+    case Status::done:
+      break;
+  }
+  const core::SaslCredentials& creds = sasl_.credentials();
+  ask(Question::auth, action::CheckAuth{creds.mechanism, creds.authzid, creds.authcid, creds.password});
 }
 
 Fault ServerSession::answer(Verdict v, std::optional<Millis> now) {
@@ -695,7 +665,7 @@ Fault ServerSession::answer(Verdict v, std::optional<Millis> now) {
     case Question::auth:
       reply(pick(make_reply(235, 2, 7, 0, "Authentication successful"),
                  make_reply(535, 5, 7, 8, "Authentication credentials invalid")));  // RFC 4954 §6
-      if (v.accepted) auth_identity_ = sasl_user_;
+      if (v.accepted) auth_identity_ = sasl_.credentials().authcid;
       break;
     case Question::message:
       // §6.1: the host answers accept only once the message is on stable storage.

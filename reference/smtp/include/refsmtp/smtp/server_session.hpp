@@ -22,6 +22,7 @@
 
 #include "refsmtp/core/fault.hpp"
 #include "refsmtp/core/line_framer.hpp"
+#include "refsmtp/core/sasl.hpp"
 #include "refsmtp/core/millis.hpp"
 #include "refsmtp/smtp/address.hpp"
 #include "refsmtp/smtp/command.hpp"
@@ -191,7 +192,7 @@ class ServerSession {
   void process();
   void process_line(std::string_view line);
   void process_command(std::string_view line);
-  void process_sasl_response(std::string_view line);
+  void sasl_step(const core::SaslServer::Step& step);
   void process_data();
   void process_bdat();
 
@@ -217,7 +218,6 @@ class ServerSession {
   void do_quit(const Command& c);
   void do_starttls(const Command& c);
   void do_auth(const Command& c);
-  void finish_sasl(std::string_view decoded);
   void finish_message_body(bool too_large, bool line_too_long, bool bare);
   std::size_t line_limit(std::string_view partial) const;
   void line_error(std::string_view text);
@@ -251,9 +251,7 @@ class ServerSession {
   State bdat_return_ = State::ready;  // state after a refused chunk
 
   // SASL exchange in progress
-  std::string sasl_mech_;
-  int sasl_step_ = 0;
-  std::string sasl_user_;
+  core::SaslServer sasl_;  // the AUTH exchange (State::auth)
 };
 
 }  // namespace refsmtp::smtp
