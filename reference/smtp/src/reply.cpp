@@ -1,4 +1,5 @@
 #include "refsmtp/smtp/reply.hpp"
+#include "refsmtp/smtp/replies.hpp"
 
 #include <charconv>
 
@@ -206,6 +207,25 @@ std::optional<ReplyReader::Item> ReplyReader::next() {
     reset_reply();
     return item;
   }
+}
+
+}  // namespace refsmtp::smtp
+
+namespace refsmtp::smtp {
+
+Reply NamedReply::to_reply(std::string_view detail) const {
+  std::string t(text);
+  if (!detail.empty()) {
+    t += ": ";
+    t += detail;
+  }
+  return Reply{code, has_status() ? std::optional<EnhancedStatus>(status) : std::nullopt, {std::move(t)}};
+}
+
+Reply NamedReply::with_host(std::string_view hostname) const {
+  Reply r = to_reply();
+  r.lines.front() = std::string(hostname) + " " + r.lines.front();
+  return r;
 }
 
 }  // namespace refsmtp::smtp

@@ -35,42 +35,44 @@ constexpr unsigned bit(State s) { return 1u << static_cast<unsigned>(s); }
 constexpr unsigned kCommandStates =
     bit(State::initial) | bit(State::ready) | bit(State::mail) | bit(State::rcpt) | bit(State::chunking);
 
-bool is_session_error(int code) {
-  return code == 500 || code == 501 || code == 502 || code == 503 || code == 504 || code == 555;
-}
-
 }  // namespace
 
-// The command table (OpenSMTPD's commands[]): which states a verb is valid in, what to say when it
-// is not, and the handler. BDAT is valid everywhere because its octets must always be swallowed
-// to keep the framing; do_bdat decides what to reply.
+// The command table (OpenSMTPD's commands[]): every rule on whether a command may run now. A
+// verb outside its allowed states gets its out-of-sequence reply -- or, before EHLO/HELO, "Send
+// EHLO or HELO first" when it needs the hello (§4.1.4), or 503 in the refused state (§3.1). In an
+// allowed state its check may still refuse it (a requirement not met: TLS or AUTH first, an
+// extension not offered, a limit). BDAT is allowed everywhere because its octets must always be
+// swallowed to keep the framing; do_bdat decides what to reply after them (RFC 3030 §2).
 struct ServerSession::CommandSpec {
   Verb verb;
   unsigned allowed;
-  const char* out_of_sequence;
+  const NamedReply* out_of_sequence;
+  bool needs_hello;
+  const NamedReply* (ServerSession::*check)(const Command&) const;  // null: no check
   void (ServerSession::*handler)(const Command&);
 };
 
 namespace {
 using S = ServerSession;
+namespace R = replies;
 }
 
 const ServerSession::CommandSpec* ServerSession::find_spec(Verb v) {
   static const std::array<CommandSpec, 14> table{{
-      {Verb::ehlo, kCommandStates, "", &S::do_helo},
-      {Verb::helo, kCommandStates, "", &S::do_helo},
-      {Verb::mail, bit(State::ready), "Nested MAIL command", &S::do_mail},                      // §4.1.4
-      {Verb::rcpt, bit(State::mail) | bit(State::rcpt), "Need MAIL before RCPT", &S::do_rcpt},   // §4.1.4
-      {Verb::data, bit(State::mail) | bit(State::rcpt), "Need RCPT before DATA", &S::do_data},   // §4.1.4
-      {Verb::bdat, kCommandStates | bit(State::refused), "", &S::do_bdat},
-      {Verb::rset, kCommandStates, "", &S::do_rset},
-      {Verb::vrfy, kCommandStates, "", &S::do_vrfy},
-      {Verb::expn, kCommandStates, "", &S::do_expn},
-      {Verb::help, kCommandStates, "", &S::do_help},
-      {Verb::noop, kCommandStates, "", &S::do_noop},
-      {Verb::quit, kCommandStates | bit(State::refused), "", &S::do_quit},
-      {Verb::starttls, bit(State::ready), "STARTTLS only before a transaction, after EHLO", &S::do_starttls},
-      {Verb::auth, bit(State::ready), "AUTH only before a transaction, after EHLO", &S::do_auth},
+      {Verb::ehlo, kCommandStates, &R::bad_sequence, false, nullptr, &S::do_helo},
+      {Verb::helo, kCommandStates, &R::bad_sequence, false, nullptr, &S::do_helo},
+      {Verb::mail, bit(State::ready), &R::nested_mail, true, &S::check_mail, &S::do_mail},                      // §4.1.4
+      {Verb::rcpt, bit(State::mail) | bit(State::rcpt), &R::rcpt_needs_mail, false, &S::check_rcpt, &S::do_rcpt},  // §4.1.4
+      {Verb::data, bit(State::mail) | bit(State::rcpt), &R::data_needs_rcpt, false, &S::check_data, &S::do_data},  // §4.1.4
+      {Verb::bdat, kCommandStates | bit(State::refused), &R::bad_sequence, false, nullptr, &S::do_bdat},
+      {Verb::rset, kCommandStates, &R::bad_sequence, false, nullptr, &S::do_rset},
+      {Verb::vrfy, kCommandStates, &R::bad_sequence, false, nullptr, &S::do_vrfy},
+      {Verb::expn, kCommandStates, &R::bad_sequence, false, nullptr, &S::do_expn},
+      {Verb::help, kCommandStates, &R::bad_sequence, false, nullptr, &S::do_help},
+      {Verb::noop, kCommandStates, &R::bad_sequence, false, nullptr, &S::do_noop},
+      {Verb::quit, kCommandStates | bit(State::refused), &R::bad_sequence, false, nullptr, &S::do_quit},
+      {Verb::starttls, bit(State::ready), &R::starttls_out_of_sequence, true, &S::check_starttls, &S::do_starttls},
+      {Verb::auth, bit(State::ready), &R::auth_out_of_sequence, true, &S::check_auth, &S::do_auth},
   }};
   for (const auto& e : table) {
     if (e.verb == v) return &e;
@@ -106,17 +108,19 @@ void ServerSession::enter(State s) {
 
 void ServerSession::reply(const Reply& r) { r.format_to(out_, cfg_.enhanced_status_codes); }
 
-void ServerSession::reply(int code, int k, int s, int d, std::string_view text) {
-  const EnhancedStatus status{k, s, d};
-  append_reply_line(out_, code, true, cfg_.enhanced_status_codes ? &status : nullptr, text);
-}
 
-void ServerSession::reply_error(int code, int k, int s, int d, std::string_view text) {
-  if (++errors_ >= cfg_.limits.errors && cfg_.limits.errors > 0) {
-    close_with(make_reply(421, 4, 7, 0, cfg_.hostname + " Too many errors, closing connection"));
+void ServerSession::say(const NamedReply& r, std::string_view detail) {
+  // A client error counts toward the limit; at the limit the session closes instead (§3.8).
+  if (r.client_error && ++errors_ >= cfg_.limits.errors && cfg_.limits.errors > 0) {
+    close_with(replies::too_many_errors.with_host(cfg_.hostname));
     return;
   }
-  reply(code, k, s, d, text);
+  if (detail.empty()) {
+    const EnhancedStatus* status = r.has_status() && cfg_.enhanced_status_codes ? &r.status : nullptr;
+    append_reply_line(out_, r.code, true, status, r.text);
+  } else {
+    reply(r.to_reply(detail));
+  }
 }
 
 void ServerSession::flush() {
@@ -211,10 +215,10 @@ void ServerSession::process() {
         case core::LineFramer::Kind::skipped:
           continue;
         case core::LineFramer::Kind::too_long:
-          line_error("Line too long");  // §4.5.3.1.4 / §4.5.3.1.10 "500 Line too long"
+          line_error(replies::line_too_long);
           continue;
         case core::LineFramer::Kind::bare_lf:
-          line_error("Syntax error: bare LF in a command line");  // §2.3.8
+          line_error(replies::bare_lf_in_command);
           continue;
         case core::LineFramer::Kind::line:
           process_line(frame.line);
@@ -230,15 +234,16 @@ void ServerSession::process() {
   }
 }
 
-void ServerSession::line_error(std::string_view text) {
+void ServerSession::line_error(const NamedReply& r) {
   if (state_ == State::auth) {
-    // RFC 4954 §4: a SASL response we cannot take ends the exchange (500 5.5.6), so the next
-    // command is read as a command again.
+    // RFC 4954 §4: a SASL response we cannot take ends the exchange -- 500 5.5.6 when it is too
+    // long, 501 5.5.2 when it cannot be decoded (a bare LF in it) -- so the next line is read as
+    // a command again.
     enter(State::ready);
-    reply_error(500, 5, 5, 6, "Authentication exchange line is too long or malformed");
+    say(&r == &replies::line_too_long ? replies::auth_line_too_long : replies::auth_line_malformed);
     return;
   }
-  reply_error(500, 5, 5, 2, text);
+  say(r);
 }
 
 std::size_t ServerSession::line_limit(std::string_view partial) const {
@@ -276,32 +281,32 @@ void ServerSession::process_command(std::string_view line) {
   if (!parsed) {
     const CommandError& e = parsed.error();
     if (state_ == State::refused) {
-      reply_error(503, 5, 5, 1, "Bad sequence of commands");  // §3.1
+      say(replies::bad_sequence);  // §3.1
       return;
     }
     switch (e.kind) {
       case CommandErrorKind::unknown_command:
-        reply_error(500, 5, 5, 1, "Command unrecognized");  // §4.2.4
+        say(replies::command_unrecognized);
         return;
       case CommandErrorKind::syntax:
       case CommandErrorKind::bad_parameter_value:
         if (e.verb == Verb::bdat) {
           // Without a size the chunk cannot be skipped; what follows is read as commands.
-          reply_error(501, 5, 5, 4, "Syntax: BDAT size [LAST]");
+          say(replies::bdat_syntax);
           return;
         }
-        reply_error(501, 5, 5, 4, "Syntax error: " + e.detail);  // §4.2.2
+        say(replies::syntax_error, e.detail);
         return;
       case CommandErrorKind::unknown_parameter:
-        reply_error(555, 5, 5, 4, "Unsupported parameter");  // §4.1.1.11
+        say(replies::unsupported_parameter);
         return;
       case CommandErrorKind::address:
         if (e.address == AddressError::utf8_not_allowed) {
-          reply(553, 5, 6, 7, "Non-ASCII address needs SMTPUTF8");  // RFC 6531 §3.6.4
+          say(replies::utf8_needs_smtputf8);
           return;
         }
-        // RFC 3463: X.1.7 bad sender syntax, X.1.3 bad destination syntax; §4.5.3.1.10 "501 Path too long"
-        reply_error(501, 5, 1, e.verb == Verb::mail ? 7 : 3, "Syntax error: " + e.detail);
+        // §4.5.3.1.10 "501 Path too long" is among them.
+        say(e.verb == Verb::mail ? replies::bad_sender_syntax : replies::bad_recipient_syntax, e.detail);
         return;
     }
     return;
@@ -309,14 +314,16 @@ void ServerSession::process_command(std::string_view line) {
   const Command& cmd = *parsed;
   const CommandSpec* spec = find_spec(cmd.verb);
   if (!(spec->allowed & bit(state_))) {
-    if (state_ == State::initial && (cmd.verb == Verb::mail || cmd.verb == Verb::starttls || cmd.verb == Verb::auth)) {
-      reply_error(503, 5, 5, 1, "Send EHLO or HELO first");  // §4.1.4
-    } else if (state_ == State::refused) {
-      reply_error(503, 5, 5, 1, "Bad sequence of commands");
-    } else {
-      reply_error(503, 5, 5, 1, std::string("Bad sequence of commands: ") + spec->out_of_sequence);
-    }
+    say(state_ == State::refused                        ? replies::bad_sequence
+        : state_ == State::initial && spec->needs_hello ? replies::hello_first
+                                                        : *spec->out_of_sequence);
     return;
+  }
+  if (spec->check) {
+    if (const NamedReply* refusal = (this->*spec->check)(cmd)) {
+      say(*refusal);
+      return;
+    }
   }
   (this->*spec->handler)(cmd);
 }
@@ -330,7 +337,7 @@ void ServerSession::reset_transaction() {
   env_.params = MailParams{};
   env_.recipients.clear();
   env_.size = 0;
-  bdat_error_.reset();
+  bdat_error_ = nullptr;
 }
 
 std::vector<std::string> ServerSession::ehlo_keywords() const {
@@ -367,30 +374,24 @@ void ServerSession::do_helo(const Command& c) {
   enter(State::ready);
 }
 
-void ServerSession::do_mail(const Command& c) {
-  if (cfg_.tls_required && !tls_active_) {
-    reply(530, 5, 7, 0, "Must issue a STARTTLS command first");  // RFC 3207 §4
-    return;
-  }
-  if (cfg_.auth_required && auth_identity_.empty()) {
-    reply(530, 5, 7, 0, "Authentication required");  // RFC 4954 §6
-    return;
-  }
+const NamedReply* ServerSession::check_mail(const Command& c) const {
+  if (cfg_.tls_required && !tls_active_) return &replies::starttls_required;  // RFC 3207 §4
+  if (cfg_.auth_required && auth_identity_.empty()) return &replies::auth_required;  // RFC 6409 §4.3
   const MailParams& p = c.mail;
-  if (!esmtp_ && !c.params.empty()) {
-    reply_error(555, 5, 5, 4, "Parameters need EHLO");  // RFC 1869: extensions only after EHLO
-    return;
-  }
+  if (!esmtp_ && !c.params.empty()) return &replies::parameters_need_ehlo;
   if ((p.smtputf8 && !cfg_.smtputf8) || (p.body == BodyType::eight_bit_mime && !cfg_.eightbitmime) ||
       (p.body == BodyType::binary_mime && !(cfg_.chunking && cfg_.binarymime)) ||
       (p.size && cfg_.limits.message_size == 0) || p.ret != DsnRet::unspecified || p.envid) {
-    reply_error(555, 5, 5, 4, "Unsupported parameter");  // not offered in EHLO (§4.1.1.11)
-    return;
+    return &replies::unsupported_parameter;  // not offered in EHLO
   }
   if (p.size && cfg_.limits.message_size > 0 && *p.size > cfg_.limits.message_size) {
-    reply(552, 5, 3, 4, "Message size exceeds fixed maximum message size");  // RFC 1870 §6.2
-    return;
+    return &replies::message_too_big;  // RFC 1870 §6.2: at MAIL
   }
+  return nullptr;
+}
+
+void ServerSession::do_mail(const Command& c) {
+  const MailParams& p = c.mail;
   env_.reverse_path = c.path;
   env_.params = p;
   env_.recipients.clear();  // §4.1.1.2: MAIL starts a transaction with clear buffers
@@ -398,29 +399,25 @@ void ServerSession::do_mail(const Command& c) {
   ask(Question::sender, action::CheckSender{c.path, env_.params});
 }
 
+const NamedReply* ServerSession::check_rcpt(const Command& c) const {
+  if (c.rcpt.notify != 0 || c.rcpt.orcpt) return &replies::unsupported_parameter;  // DSN is not offered
+  if (env_.recipients.size() >= cfg_.limits.recipients) return &replies::too_many_recipients;
+  return nullptr;
+}
+
 void ServerSession::do_rcpt(const Command& c) {
-  if (c.rcpt.notify != 0 || c.rcpt.orcpt) {
-    reply_error(555, 5, 5, 4, "Unsupported parameter");  // DSN is not offered
-    return;
-  }
-  if (env_.recipients.size() >= cfg_.limits.recipients) {
-    reply(452, 4, 5, 3, "Too many recipients");  // §4.5.3.1.10
-    return;
-  }
   env_.recipients.push_back(Recipient{c.path, c.rcpt});  // tentative until the host answers
   ask(Question::recipient, action::CheckRecipient{c.path, c.rcpt});
 }
 
+const NamedReply* ServerSession::check_data(const Command&) const {
+  if (state_ == State::mail) return &replies::no_valid_recipients;  // §3.3: 503 or 554
+  if (env_.params.body == BodyType::binary_mime) return &replies::binarymime_needs_bdat;
+  return nullptr;
+}
+
 void ServerSession::do_data(const Command&) {
-  if (state_ == State::mail) {
-    reply(554, 5, 5, 1, "No valid recipients");  // §3.3: 503 or 554
-    return;
-  }
-  if (env_.params.body == BodyType::binary_mime) {
-    reply_error(503, 5, 5, 1, "BODY=BINARYMIME requires BDAT");  // RFC 3030 §3
-    return;
-  }
-  reply(Reply{354, std::nullopt, {"End data with <CR><LF>.<CR><LF>"}});
+  say(replies::start_data);
   decoder_.reset();
   push(action::MessageStart{env_});
   message_started_ = true;
@@ -443,16 +440,12 @@ void ServerSession::process_data() {
 }
 
 void ServerSession::finish_message_body(bool too_large, bool line_too_long, bool bare) {
-  std::optional<Reply> refusal;
-  if (too_large) {
-    refusal = make_reply(552, 5, 3, 4, "Message size exceeds fixed maximum message size");  // RFC 1870 §6.3
-  } else if (line_too_long) {
-    refusal = make_reply(500, 5, 5, 2, "Line too long");  // §4.5.3.1.6, §4.5.3.1.10
-  } else if (bare) {
-    refusal = make_reply(554, 5, 6, 0, "Bare CR or LF in message data");  // §2.3.8
-  }
+  const NamedReply* refusal = too_large       ? &replies::message_too_big  // RFC 1870 §6.3: after the data
+                              : line_too_long ? &replies::data_line_too_long
+                              : bare          ? &replies::bare_cr_lf_in_data
+                                              : nullptr;
   if (refusal) {
-    reply(*refusal);
+    say(*refusal);
     reset_transaction();
     enter(State::ready);
     return;
@@ -469,18 +462,18 @@ void ServerSession::do_bdat(const Command& c) {
   bdat_last_ = c.last;
   bdat_return_ = state_;
   if (state_ == State::refused) {
-    bdat_error_ = make_reply(503, 5, 5, 1, "Bad sequence of commands");  // §3.1
+    bdat_error_ = &replies::bad_sequence;  // §3.1
   } else if (!cfg_.chunking || !esmtp_) {
-    bdat_error_ = make_reply(502, 5, 5, 1, "BDAT not offered");
+    bdat_error_ = &replies::bdat_not_offered;
   } else if (state_ == State::mail) {
-    bdat_error_ = make_reply(554, 5, 5, 1, "No valid recipients");
+    bdat_error_ = &replies::no_valid_recipients;
   } else if (state_ != State::rcpt && state_ != State::chunking) {
-    bdat_error_ = make_reply(503, 5, 5, 1, "Bad sequence of commands: need MAIL and RCPT before BDAT");
+    bdat_error_ = &replies::bdat_needs_rcpt;
   } else if (cfg_.limits.message_size > 0 && env_.size + c.chunk_size > cfg_.limits.message_size) {
-    bdat_error_ = make_reply(552, 5, 3, 4, "Message size exceeds fixed maximum message size");
+    bdat_error_ = &replies::message_too_big;
     bdat_return_ = State::ready;  // the transaction is over
   } else {
-    bdat_error_.reset();
+    bdat_error_ = nullptr;
     if (!message_started_) {
       push(action::MessageStart{env_});
       message_started_ = true;
@@ -501,19 +494,15 @@ void ServerSession::process_bdat() {
   bdat_remaining_ -= n;
   if (bdat_remaining_ > 0) return;
   if (bdat_error_) {
-    const Reply r = *bdat_error_;
-    bdat_error_.reset();
+    const NamedReply& r = *bdat_error_;
+    bdat_error_ = nullptr;
     if (bdat_return_ == State::ready) reset_transaction();  // RFC 3030 §2: the transaction is over
     enter(bdat_return_);
-    if (is_session_error(r.code)) {
-      reply_error(r.code, r.enhanced->klass, r.enhanced->subject, r.enhanced->detail, r.lines.front());
-    } else {
-      reply(r);
-    }
+    say(r);
     return;
   }
   if (!bdat_last_) {
-    reply(250, 2, 0, 0, "Chunk accepted");
+    say(replies::chunk_accepted);
     enter(State::chunking);
     return;
   }
@@ -524,16 +513,16 @@ void ServerSession::process_bdat() {
 
 void ServerSession::do_rset(const Command&) {
   reset_transaction();
-  reply(250, 2, 0, 0, "OK");  // §4.1.1.5
+  say(replies::ok);
   if (state_ != State::initial) enter(State::ready);
 }
 
 void ServerSession::do_vrfy(const Command&) {
   // §3.5.3, §7.3: we do not disclose mailboxes.
-  reply(252, 2, 5, 0, "Cannot VRFY user, but will accept message and attempt delivery");
+  say(replies::cannot_vrfy);
 }
 
-void ServerSession::do_expn(const Command&) { reply_error(502, 5, 5, 1, "EXPN not supported"); }  // §7.3
+void ServerSession::do_expn(const Command&) { say(replies::expn_not_supported); }
 
 void ServerSession::do_help(const Command&) {
   Reply r = make_reply(214, 2, 0, 0, "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
@@ -541,19 +530,21 @@ void ServerSession::do_help(const Command&) {
   reply(r);
 }
 
-void ServerSession::do_noop(const Command&) { reply(250, 2, 0, 0, "OK"); }  // §4.1.1.9
+void ServerSession::do_noop(const Command&) { say(replies::ok); }
 
 void ServerSession::do_quit(const Command&) {
-  close_with(make_reply(221, 2, 0, 0, cfg_.hostname + " Bye"));  // §4.1.1.10
+  close_with(replies::bye.with_host(cfg_.hostname));
+}
+
+const NamedReply* ServerSession::check_starttls(const Command&) const {
+  // STARTTLS is offered only in an EHLO reply (RFC 3207 §4), never after HELO or under TLS.
+  if (tls_active_) return &replies::tls_already_active;
+  if (!cfg_.starttls || !esmtp_) return &replies::starttls_not_offered;
+  return nullptr;
 }
 
 void ServerSession::do_starttls(const Command&) {
-  if (!cfg_.starttls || tls_active_ || !esmtp_) {
-    // STARTTLS is offered only in an EHLO reply (RFC 3207 §4), never after HELO.
-    reply_error(tls_active_ ? 503 : 502, 5, 5, 1, tls_active_ ? "TLS already active" : "STARTTLS not offered");
-    return;
-  }
-  reply(Reply{220, EnhancedStatus{2, 0, 0}, {"Ready to start TLS"}});  // RFC 3207 §4
+  say(replies::ready_for_tls);
   // Anything pipelined after STARTTLS arrived in the clear and is thrown away (RFC 3207 §4.2,
   // CVE-2011-0411); the host must not feed it either.
   discarded_at_starttls_ += in_.size() - in_pos_;
@@ -582,24 +573,18 @@ void ServerSession::tls_failed() {
   enter(State::closed);
 }
 
-void ServerSession::do_auth(const Command& c) {
-  if (cfg_.auth_mechanisms.empty() || !esmtp_) {
-    reply_error(502, 5, 5, 1, "AUTH not offered");
-    return;
-  }
-  if (!auth_identity_.empty()) {
-    reply_error(503, 5, 5, 1, "Already authenticated");  // RFC 4954 §4
-    return;
-  }
-  if (cfg_.auth_requires_tls && !tls_active_) {
-    reply(538, 5, 7, 11, "Encryption required for requested authentication mechanism");  // RFC 4954 §6
-    return;
-  }
+const NamedReply* ServerSession::check_auth(const Command& c) const {
+  if (cfg_.auth_mechanisms.empty() || !esmtp_) return &replies::auth_not_offered;
+  if (!auth_identity_.empty()) return &replies::already_authenticated;  // RFC 4954 §4
+  if (cfg_.auth_requires_tls && !tls_active_) return &replies::encryption_required;
   if (std::find(cfg_.auth_mechanisms.begin(), cfg_.auth_mechanisms.end(), c.mechanism) == cfg_.auth_mechanisms.end() ||
       !core::SaslServer::supported(c.mechanism)) {
-    reply_error(504, 5, 5, 4, "Unrecognized authentication type");  // RFC 4954 §4
-    return;
+    return &replies::unrecognized_auth_type;
   }
+  return nullptr;
+}
+
+void ServerSession::do_auth(const Command& c) {
   enter(State::auth);
   sasl_step(sasl_.start(c.mechanism, c.initial_response));
 }
@@ -613,13 +598,13 @@ void ServerSession::sasl_step(const core::SaslServer::Step& step) {
   enter(State::ready);
   switch (step.status) {
     case Status::cancelled:
-      reply_error(501, 5, 0, 0, "Authentication cancelled");  // RFC 4954 §4
+      say(replies::auth_cancelled);
       return;
     case Status::bad_base64:
-      reply_error(501, 5, 5, 2, "Invalid base64 data");  // RFC 4954 §4
+      say(replies::invalid_base64);
       return;
     case Status::malformed:
-      reply_error(501, 5, 5, 2, "Malformed PLAIN response");  // RFC 4616 §2
+      say(replies::malformed_plain);
       return;
     case Status::challenge:
     case Status::done:
@@ -643,10 +628,12 @@ Fault ServerSession::answer(Verdict v, std::optional<Millis> now) {
     return Fault::none;
   }
   // Default replies when the host gives none (RFC 3463 codes).
-  auto pick = [&](Reply accept, Reply reject) { return v.reply.value_or(v.accepted ? accept : reject); };
+  auto pick = [&](const NamedReply& accept, const NamedReply& reject) {
+    return v.reply.value_or((v.accepted ? accept : reject).to_reply());
+  };
   switch (q) {
     case Question::sender:
-      reply(pick(make_reply(250, 2, 1, 0, "Sender OK"), make_reply(550, 5, 7, 1, "Sender rejected")));
+      reply(pick(replies::sender_ok, replies::sender_rejected));
       if (v.accepted) {
         enter(State::mail);
       } else {
@@ -655,7 +642,7 @@ Fault ServerSession::answer(Verdict v, std::optional<Millis> now) {
       }
       break;
     case Question::recipient:
-      reply(pick(make_reply(250, 2, 1, 5, "Recipient OK"), make_reply(550, 5, 1, 1, "No such user")));
+      reply(pick(replies::recipient_ok, replies::no_such_user));
       if (v.accepted) {
         enter(State::rcpt);
       } else {
@@ -663,13 +650,12 @@ Fault ServerSession::answer(Verdict v, std::optional<Millis> now) {
       }
       break;
     case Question::auth:
-      reply(pick(make_reply(235, 2, 7, 0, "Authentication successful"),
-                 make_reply(535, 5, 7, 8, "Authentication credentials invalid")));  // RFC 4954 §6
+      reply(pick(replies::auth_ok, replies::auth_invalid));
       if (v.accepted) auth_identity_ = sasl_.credentials().authcid;
       break;
     case Question::message:
       // §6.1: the host answers accept only once the message is on stable storage.
-      reply(pick(make_reply(250, 2, 0, 0, "OK"), make_reply(451, 4, 3, 0, "Message not stored, try again later")));
+      reply(pick(replies::message_stored, replies::message_not_stored));
       reset_transaction();
       break;
     case Question::none:
@@ -680,7 +666,7 @@ Fault ServerSession::answer(Verdict v, std::optional<Millis> now) {
 }
 
 void ServerSession::shutdown(std::optional<Reply> r) {
-  close_with(r.value_or(make_reply(421, 4, 3, 2, cfg_.hostname + " Service shutting down")));
+  close_with(r.value_or(replies::shutting_down.with_host(cfg_.hostname)));
 }
 
 std::optional<Millis> ServerSession::deadline() const {
@@ -693,7 +679,7 @@ void ServerSession::on_time(Millis now) {
   now_ = now;
   const auto d = deadline();
   if (d && now >= *d) {
-    close_with(make_reply(421, 4, 4, 2, cfg_.hostname + " Timeout, closing connection"));  // §4.5.3.2
+    close_with(replies::timeout.with_host(cfg_.hostname));
   }
 }
 

@@ -1,7 +1,10 @@
 // RFC 5321 §4.2 (reply format), RFC 2034 / RFC 3463 (enhanced status codes).
 #include "refsmtp/smtp/reply.hpp"
+#include "refsmtp/smtp/replies.hpp"
 
 #include <gtest/gtest.h>
+
+#include <set>
 
 using namespace refsmtp::smtp;
 
@@ -144,4 +147,33 @@ TEST(ReplyReader, RoundTripsFormattedReplies) {
   ASSERT_EQ(items.size(), 2u);
   EXPECT_EQ(*items[0].reply, a);
   EXPECT_EQ(*items[1].reply, b);
+}
+
+// The reply catalogue: every reply cites its RFC section, its enhanced status agrees with its
+// code's class (RFC 3463 §2), and only 5yz replies to a bad command count as client errors.
+TEST(ReplyCatalogue, EveryReplyCitesItsSectionAndIsConsistent) {
+  std::set<const refsmtp::smtp::NamedReply*> seen;
+  for (const auto* r : refsmtp::smtp::replies::all) {
+    EXPECT_TRUE(seen.insert(r).second) << r->text << " listed twice";
+    EXPECT_TRUE(r->section.starts_with("RFC ")) << r->text << ": " << r->section;
+    EXPECT_NE(r->section.find("§"), std::string_view::npos) << r->text;
+    EXPECT_FALSE(r->text.empty());
+    EXPECT_GE(r->code, 200);
+    EXPECT_LT(r->code, 600);
+    if (r->has_status()) {
+      EXPECT_EQ(r->status.klass, r->code / 100) << r->text;
+    } else {
+      EXPECT_EQ(r->code / 100, 3) << r->text << ": only intermediate replies go without a status";
+    }
+    if (r->client_error) {
+      EXPECT_EQ(r->code / 100, 5) << r->text;
+    }
+  }
+}
+
+TEST(ReplyCatalogue, DetailAndHostNameAreAddedToTheText) {
+  const auto r = refsmtp::smtp::replies::syntax_error.to_reply("bad address");
+  EXPECT_EQ(r.format(), "501 5.5.4 Syntax error: bad address\r\n");
+  EXPECT_EQ(refsmtp::smtp::replies::bye.with_host("mx.test").format(), "221 2.0.0 mx.test Bye\r\n");
+  EXPECT_EQ(refsmtp::smtp::replies::start_data.to_reply().format(), "354 End data with <CR><LF>.<CR><LF>\r\n");
 }

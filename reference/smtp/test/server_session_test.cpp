@@ -604,12 +604,13 @@ TEST(Regression, MailStartsWithNoRecipients) {  // §4.1.1.2
   EXPECT_EQ(d.last_code(), 250);
 }
 
-TEST(Regression, BadSaslLineEndsTheExchange) {  // RFC 4954 §4: 500 5.5.6
+TEST(Regression, BadSaslLineEndsTheExchange) {  // RFC 4954 §4: 500 5.5.6 too long, 501 5.5.2 undecodable
   Driver d(tls_config());
   d.feed(kEhlo + "AUTH PLAIN\r\n" + std::string(13000, 'A') + "\r\nNOOP\r\nAUTH LOGIN\r\nx\nNOOP\r\nNOOP\r\n");
   // "x<LF>NOOP" is one (bad) response line: only CRLF ends a line (§2.3.8).
-  EXPECT_EQ(d.codes(), (Codes{220, 250, 334, 500, 250, 334, 500, 250}));
+  EXPECT_EQ(d.codes(), (Codes{220, 250, 334, 500, 250, 334, 501, 250}));
   EXPECT_EQ(d.replies()[3].enhanced, (EnhancedStatus{5, 5, 6}));
+  EXPECT_EQ(d.replies()[6].enhanced, (EnhancedStatus{5, 5, 2}));
 }
 
 TEST(Regression, MailLineLongerWithOfferedExtensions) {  // §4.5.3.1.4, RFC 1870, 4954, 6531

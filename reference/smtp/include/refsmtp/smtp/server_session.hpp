@@ -28,6 +28,7 @@
 #include "refsmtp/smtp/command.hpp"
 #include "refsmtp/smtp/dot_codec.hpp"
 #include "refsmtp/smtp/limits.hpp"
+#include "refsmtp/smtp/replies.hpp"
 #include "refsmtp/smtp/reply.hpp"
 
 namespace refsmtp::smtp {
@@ -197,13 +198,20 @@ class ServerSession {
   void process_bdat();
 
   void reply(const Reply& r);
-  void reply(int code, int k, int s, int d, std::string_view text);
-  void reply_error(int code, int k, int s, int d, std::string_view text);  // counts toward limit
+  // A catalogue reply; a client error counts toward Limits::errors. `detail` follows ": ".
+  void say(const NamedReply& r, std::string_view detail = {});
   void flush();
   void push(Action a);
   void ask(Question q, Action a);
   void reset_transaction();
   void close_with(const Reply& r);
+
+  // The table's checks: a refusal for a command in a state where it is allowed, or null.
+  const NamedReply* check_mail(const Command& c) const;
+  const NamedReply* check_rcpt(const Command& c) const;
+  const NamedReply* check_data(const Command& c) const;
+  const NamedReply* check_starttls(const Command& c) const;
+  const NamedReply* check_auth(const Command& c) const;
 
   void do_helo(const Command& c);
   void do_mail(const Command& c);
@@ -220,7 +228,7 @@ class ServerSession {
   void do_auth(const Command& c);
   void finish_message_body(bool too_large, bool line_too_long, bool bare);
   std::size_t line_limit(std::string_view partial) const;
-  void line_error(std::string_view text);
+  void line_error(const NamedReply& r);
 
   ServerConfig cfg_;
   State state_ = State::initial;
@@ -247,10 +255,9 @@ class ServerSession {
   std::string body_;
   std::uint64_t bdat_remaining_ = 0;
   bool bdat_last_ = false;
-  std::optional<Reply> bdat_error_;  // reply owed after swallowing a refused chunk
+  const NamedReply* bdat_error_ = nullptr;  // reply owed after swallowing a refused chunk
   State bdat_return_ = State::ready;  // state after a refused chunk
 
-  // SASL exchange in progress
   core::SaslServer sasl_;  // the AUTH exchange (State::auth)
 };
 
