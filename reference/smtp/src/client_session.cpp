@@ -35,6 +35,13 @@ std::string upper(std::string_view s) {
 
 }  // namespace
 
+void ClientSession::enter(State s) {
+  if (s == state_) return;
+  const State old = state_;
+  state_ = s;
+  if (trace_) trace_(old, s);
+}
+
 ClientSession::ClientSession(ClientConfig config, Millis now)
     : cfg_(std::move(config)), tls_active_(cfg_.tls_active), now_(now) {
   deadline_ = now_ + cfg_.greeting_timeout;  // §4.5.3.2.1
@@ -111,7 +118,7 @@ void ClientSession::on_reply(const Reply& r) {
         }
         after_hello();
       } else if (!cfg_.lmtp && r.klass() == 5) {
-        state_ = State::helo_fallback;  // §4.1.4: an old server may not know EHLO
+        enter(State::helo_fallback);  // §4.1.4: an old server may not know EHLO
         send("HELO " + cfg_.helo_name + "\r\n", cfg_.command_timeout);
       } else {
         fail_connection(r, r.klass() == 5, cfg_.lmtp ? "LHLO refused" : "EHLO refused", true);
@@ -128,7 +135,7 @@ void ClientSession::on_reply(const Reply& r) {
       return;
     case State::starttls:
       if (r.code == 220) {  // RFC 3207 §4
-        state_ = State::tls_handshake;
+        enter(State::tls_handshake);
         deadline_.reset();
         push(client_action::StartTls{});
       } else if (cfg_.tls == TlsPolicy::required) {
@@ -159,7 +166,7 @@ void ClientSession::on_reply(const Reply& r) {
       return;
     case State::quit:
       push(client_action::Close{});
-      state_ = State::closed;
+      enter(State::closed);
       deadline_.reset();
       return;
     case State::ready:
@@ -172,14 +179,14 @@ void ClientSession::on_reply(const Reply& r) {
 }
 
 void ClientSession::send_hello() {
-  state_ = State::hello;
+  enter(State::hello);
   send((cfg_.lmtp ? "LHLO " : "EHLO ") + cfg_.helo_name + "\r\n", cfg_.command_timeout);
 }
 
 void ClientSession::after_hello() {
   if (!tls_active_ && cfg_.tls != TlsPolicy::none && !tls_declined_) {
     if (offered("STARTTLS")) {
-      state_ = State::starttls;
+      enter(State::starttls);
       send("STARTTLS\r\n", cfg_.command_timeout);
       return;
     }
@@ -210,7 +217,7 @@ void ClientSession::after_hello() {
                       "AUTH PLAIN not offered", true);
       return;
     }
-    state_ = State::auth;
+    enter(State::auth);
     const std::string msg = std::string(1, '\0') + *cfg_.auth_user + std::string(1, '\0') + cfg_.auth_password.value_or("");
     send("AUTH PLAIN " + base64_encode(msg) + "\r\n", cfg_.command_timeout);
     return;
@@ -219,7 +226,7 @@ void ClientSession::after_hello() {
 }
 
 void ClientSession::become_ready() {
-  state_ = State::ready;
+  enter(State::ready);
   deadline_.reset();
   push(client_action::Ready{ext_});
 }
@@ -285,7 +292,7 @@ Fault ClientSession::send_message(OutgoingMessage msg) {
     return Fault::none;
   }
 
-  state_ = State::transaction;
+  enter(State::transaction);
   pipelined_ = cfg_.use_pipelining && offered("PIPELINING");
   chunking_ = cfg_.use_chunking && offered("CHUNKING");
   std::string mail = "MAIL FROM:" + msg_.reverse_path.to_string();
@@ -423,7 +430,7 @@ void ClientSession::finish_message() {
   if (!final_seen_ && !mail_refusal_) {
     // MAIL was accepted but the message never completed (no recipient, or DATA refused): clear
     // the transaction on the server before the next one (§4.1.1.5).
-    state_ = State::rset;
+    enter(State::rset);
     send("RSET\r\n", cfg_.command_timeout);
     return;
   }
@@ -433,7 +440,7 @@ void ClientSession::finish_message() {
 void ClientSession::quit() {
   if (state_ == State::closed) return;
   if (state_ == State::ready) {
-    state_ = State::quit;
+    enter(State::quit);
     send("QUIT\r\n", cfg_.command_timeout);
     return;
   }
@@ -443,7 +450,7 @@ void ClientSession::quit() {
 void ClientSession::connection_lost() {
   if (state_ == State::closed) return;
   if (state_ == State::quit) {
-    state_ = State::closed;
+    enter(State::closed);
     push(client_action::Close{});
     return;
   }
@@ -460,7 +467,7 @@ void ClientSession::fail_connection(Reply r, bool permanent, std::string reason,
   }
   if (say_quit) out_ += "QUIT\r\n";  // §4.1.1.10: end politely when the server is still talking
   push(client_action::Close{});
-  state_ = State::closed;
+  enter(State::closed);
   deadline_.reset();
 }
 

@@ -85,6 +85,27 @@ TEST(Client, GreetsWithEhloAndReportsExtensions) {  // §4.1.1.1
   EXPECT_EQ(s.c.extensions().count("PIPELINING"), 1u);
 }
 
+TEST(Client, EveryStateChangeIsTraced) {  // greeting -> hello -> ready -> transaction -> ready -> quit -> closed
+  using St = ClientSession::State;
+  Scripted s;
+  std::vector<std::pair<St, St>> seen;
+  s.c.set_trace([&](St from, St to) { seen.emplace_back(from, to); });
+  s.server("220 mx.test ESMTP\r\n");
+  s.server("250-mx.test\r\n250 PIPELINING\r\n");
+  ASSERT_EQ(s.c.send_message(message({"a"})), refsmtp::core::Fault::none);
+  s.drain();
+  s.server("250 ok\r\n250 ok\r\n354 go\r\n");
+  s.server("250 queued\r\n");
+  s.c.quit();
+  s.drain();
+  s.server("221 bye\r\n");
+  const std::vector<std::pair<St, St>> expected = {{St::greeting, St::hello}, {St::hello, St::ready},
+                                                   {St::ready, St::transaction}, {St::transaction, St::ready},
+                                                   {St::ready, St::quit}, {St::quit, St::closed}};
+  EXPECT_EQ(seen, expected);
+  EXPECT_EQ(s.c.state(), St::closed);
+}
+
 TEST(Client, FallsBackToHelo) {  // §4.1.4, §4.1.1.1
   Scripted s;
   s.server("220 old.test\r\n502 5.5.1 what?\r\n");

@@ -16,6 +16,7 @@
 // of ends the connection with a temporary failure for what is unresolved.
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -101,6 +102,9 @@ using ClientAction = std::variant<client_action::Send, client_action::StartTls, 
 
 class ClientSession {
  public:
+  // Where the dialog stands (RFC 5321 §3, §4.1.4; RFC 3207; RFC 4954).
+  enum class State { greeting, hello, helo_fallback, starttls, tls_handshake, auth, ready, transaction, rset, quit, closed };
+
   explicit ClientSession(ClientConfig config, Millis now = Millis{0});
 
   void receive(std::string_view bytes);
@@ -119,11 +123,14 @@ class ClientSession {
 
   const std::map<std::string, std::string>& extensions() const { return ext_; }
   bool tls_active() const { return tls_active_; }
+  State state() const { return state_; }
+  // Called on every state change (old, new); for tracing and tests.
+  void set_trace(std::function<void(State, State)> trace) { trace_ = std::move(trace); }
 
  private:
-  enum class State { greeting, hello, helo_fallback, starttls, tls_handshake, auth, ready, transaction, rset, quit, closed };
   enum class Expect { mail, rcpt, data, data_end, bdat };
 
+  void enter(State s);  // the one place state_ changes
   void on_reply(const Reply& r);
   void on_transaction_reply(const Reply& r);
   void send(std::string_view bytes, Millis timeout);
@@ -142,6 +149,7 @@ class ClientSession {
 
   ClientConfig cfg_;
   State state_ = State::greeting;
+  std::function<void(State, State)> trace_;
   ReplyReader reader_;
   std::deque<ClientAction> actions_;
   std::string out_;
