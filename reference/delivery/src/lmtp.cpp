@@ -23,7 +23,7 @@ smtp::Millis now_ms() {
 }
 
 // Connects with a timeout; returns the socket or -1 with `error` set.
-int connect_to(const LmtpEndpoint& ep, std::chrono::milliseconds timeout, std::string& error) {
+int connect_to(const Endpoint& ep, std::chrono::milliseconds timeout, std::string& error) {
   sockaddr_storage addr{};
   socklen_t len = 0;
   int family;
@@ -94,17 +94,17 @@ bool write_all(int fd, std::string_view data) {
 
 }  // namespace
 
-LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const smtp::OutgoingMessage& message, const LmtpOptions& options) {
+SendOutcome lmtp_deliver(const Endpoint& endpoint, const smtp::OutgoingMessage& message, const LmtpOptions& options) {
   smtp::ClientConfig cfg;
   cfg.lmtp = true;
   cfg.tls = smtp::TlsPolicy::none;  // a local MDA socket
   cfg.helo_name = options.lhlo_name;
-  return send_message(endpoint, cfg, message, options.connect_timeout);
+  return send_blocking(endpoint, cfg, message, options.connect_timeout);
 }
 
-LmtpOutcome send_message(const LmtpEndpoint& endpoint, const smtp::ClientConfig& cfg, const smtp::OutgoingMessage& message,
+SendOutcome send_blocking(const Endpoint& endpoint, const smtp::ClientConfig& cfg, const smtp::OutgoingMessage& message,
                          std::chrono::milliseconds connect_timeout) {
-  LmtpOutcome out;
+  SendOutcome out;
   auto defer_all = [&](const std::string& why) {
     out.error = why;
     out.results.clear();

@@ -114,7 +114,7 @@ class Relay : public ::testing::Test {
     cfg.helo_name = "client.test";
     cfg.tls = smtp::TlsPolicy::none;
     std::vector<int> codes;
-    for (const auto& r : delivery::send_message({"127.0.0.1", port_, ""}, cfg, m, 5s).results) codes.push_back(r.reply.code);
+    for (const auto& r : delivery::send_blocking({"127.0.0.1", port_, ""}, cfg, m, 5s).results) codes.push_back(r.reply.code);
     return codes;
   }
   std::vector<std::string> bounces() const { return files_in(dir_.path() + "/mail/alice/Maildir/new"); }
@@ -350,7 +350,7 @@ TEST_F(Relay, MailLoopIsBouncedNotSent) {
   m.body = headers + "Subject: loop\r\n\r\nround and round\r\n";
   smtp::ClientConfig cfg;
   cfg.tls = smtp::TlsPolicy::none;
-  ASSERT_EQ(delivery::send_message({"127.0.0.1", port_, ""}, cfg, m, 5s).results.at(0).reply.code, 250);
+  ASSERT_EQ(delivery::send_blocking({"127.0.0.1", port_, ""}, cfg, m, 5s).results.at(0).reply.code, 250);
   ASSERT_TRUE(wait_until([&] { return bounces().size() == 1; }));
   EXPECT_NE(read_file(bounces().front()).find("5.4.6"), std::string::npos);
   EXPECT_EQ(fake_.connections(), 0u);

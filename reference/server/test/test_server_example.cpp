@@ -22,7 +22,7 @@ std::vector<refsmtp::smtp::RecipientResult> app_sends_welcome(std::uint16_t port
   refsmtp::smtp::ClientConfig cfg;
   cfg.helo_name = "app.test";
   cfg.tls = refsmtp::smtp::TlsPolicy::none;
-  return refsmtp::delivery::send_message({"127.0.0.1", port, ""}, cfg, m, 5s).results;
+  return refsmtp::delivery::send_blocking({"127.0.0.1", port, ""}, cfg, m, 5s).results;
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 #pragma once
-// Hands a message to an external MDA over LMTP (RFC 2033): the core's ClientSession in LMTP mode
-// driven over a blocking socket with timeouts. One result per recipient, as the LMTP server
-// reported it after the data.
+// Hands a message to a peer over a blocking socket with timeouts: to an external MDA over LMTP
+// (RFC 2033; lmtp_deliver), or to any SMTP or LMTP server (send_blocking, which tests use as a
+// client) -- reference/smtp's ClientSession either way. One result per recipient, as the server
+// reported it.
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -11,7 +12,8 @@
 
 namespace refsmtp::delivery {
 
-struct LmtpEndpoint {
+// Where the peer listens.
+struct Endpoint {
   std::string host = "127.0.0.1";  // a numeric address: no name lookups here
   std::uint16_t port = 24;
   std::string unix_path;           // when set, a Unix socket instead of TCP
@@ -22,16 +24,16 @@ struct LmtpOptions {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
 };
 
-struct LmtpOutcome {
+struct SendOutcome {
   std::vector<smtp::RecipientResult> results;  // one per recipient, in order
   std::string error;                           // set when the connection failed
 };
 
-LmtpOutcome lmtp_deliver(const LmtpEndpoint& endpoint, const smtp::OutgoingMessage& message, const LmtpOptions& options);
+SendOutcome lmtp_deliver(const Endpoint& endpoint, const smtp::OutgoingMessage& message, const LmtpOptions& options);
 
-// The same over plain SMTP (or LMTP with config.lmtp): one message, one connection, blocking.
-// No TLS on this path: a STARTTLS the policy asks for fails the connection (use TlsPolicy::none).
-LmtpOutcome send_message(const LmtpEndpoint& endpoint, const smtp::ClientConfig& config,
+// One message over one blocking connection, SMTP (or LMTP with config.lmtp). No TLS on this
+// path: a STARTTLS the policy asks for fails the connection (use TlsPolicy::none).
+SendOutcome send_blocking(const Endpoint& endpoint, const smtp::ClientConfig& config,
                          const smtp::OutgoingMessage& message, std::chrono::milliseconds connect_timeout);
 
 }  // namespace refsmtp::delivery

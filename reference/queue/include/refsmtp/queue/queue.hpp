@@ -1,7 +1,7 @@
 #pragma once
 // The queue: accepts messages durably, says which are due, records delivery attempts, retries on
 // the schedule, and bounces what fails. It owns no thread, socket or clock: the host calls it with
-// the time, and runs deliveries however it likes (issue 4's daemon, or a test loop).
+// the time, and runs deliveries however it likes (refsmtpd's delivery loop, or a test loop).
 //
 // One Queue owns a spool directory: two processes on the same spool would overwrite each
 // other's messages (ids are unique per owner). Its methods may be called from several threads:

@@ -1,27 +1,24 @@
 #pragma once
-// The spool: messages on stable storage. A message is two files in queue/: <id>.body (written
-// once) and <id>.env (the envelope, replaced atomically as recipients are delivered).
-//
-// Messages live first in a journal. Accepting appends the envelope and body, as one checksummed
-// record, to the current journal segment, and one fsync of the segment commits every record
-// appended before it (group commit: concurrent accepts share one fsync). Only then does accept()
-// return, so the 250 is sent for a message on stable storage (RFC 5321 §6.1) -- and no file is
-// created per message. A journalled message's body is read from its segment; a new envelope
-// (recipients delivered) is an update record, and removal a tombstone record, each committed the
-// same way. A segment is deleted, oldest first, once every message recorded in it is done. One
-// held by a message that stays queued while the journal grows is checkpointed: that message is
-// written out as queue/ files (durably), and is a file-based message from then on.
-// Recovery replays the journal and carries every live message into one new segment (one
-// sequential write and one fsync, however many messages wait), then deletes the old segments;
-// queue/ files are then read as before. (Before, it wrote each live message out as two files:
-// two fsyncs and two file creations a message at every start.)
+// The spool: messages on stable storage, in a journal. Accepting appends the envelope and body,
+// as one checksummed record, to the current journal segment, and one fsync of the segment
+// commits every record appended before it (group commit: concurrent accepts share one fsync).
+// Only then does accept() return, so the 250 is sent for a message on stable storage (RFC 5321
+// §6.1) -- and no file is created per message. A journalled message's body is read from its
+// segment; a new envelope (recipients delivered) is an update record, and removal a tombstone
+// record, each committed the same way. A segment is deleted, oldest first, once every message
+// recorded in it is done. One held by a message that stays queued while the journal grows is
+// checkpointed: that message is written out as two files in queue/, <id>.body and <id>.env
+// (durably), and is a file-based message from then on, its envelope replaced atomically as
+// recipients are delivered. Recovery replays the journal and carries every live message into one
+// new segment (one sequential write and one fsync, however many messages wait), then deletes the
+// old segments; queue/ files are then read as they are.
 //
 //   tmp/         files being written; anything here at start-up is an interrupted write
 //   journal/     segments NNNNNNNNNNNN.seg of records: "RJ1 M id envlen bodylen\n" env body
 //                (accepted), "RJ1 U id envlen 0\n" env (new envelope), "RJ1 T id\n" (done), each
 //                followed by "END hash\n" (FNV-1a 64 of the record); a torn or damaged record
 //                ends its segment
-//   queue/       committed messages
+//   queue/       checkpointed messages: <id>.body and <id>.env
 //   quarantine/  files that failed to parse at recovery, kept for a person to look at
 #include <condition_variable>
 #include <cstdint>

@@ -32,7 +32,7 @@ struct ServerOptions {
   std::string spool_dir;                 // the queue lives here
   std::string mail_root;                 // Maildirs at MAIL_ROOT/<mailbox>/Maildir, or MAIL_ROOT/<mailbox>.mbox
   Delivery delivery = Delivery::maildir;
-  delivery::LmtpEndpoint lmtp;           // with Delivery::lmtp
+  delivery::Endpoint lmtp;           // with Delivery::lmtp
   std::string recipients_file;           // a recipient table (see delivery/local_recipients.hpp)
   std::vector<std::string> domains;      // or: local domains where every safe local part is a mailbox
   std::string tls_cert, tls_key;         // PEM files; STARTTLS is offered when both are set
