@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034,SC2154  # globals set here are read by the peer files; prog and the timeouts come from scripts/peers
 # scripts/peers: helpers every peer uses (sourced by scripts/peers).
 shopt -u patsub_replacement 2>/dev/null || true  # "&" in a value is literal
 

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034,SC2154  # locals are read by render (the templates); globals come from scripts/peers
 # scripts/peers: the postfix peer (sourced by scripts/peers; its contract is in that file's header).
 
 postfix_check_installed() {
