@@ -33,7 +33,7 @@ std::string canonical_address(const std::string& s) {
 
 bool is_loopback(const std::string& canonical) { return canonical.starts_with("127.") || canonical == "::1"; }
 
-RoutePlan failure(RoutePlan::Kind kind, std::string reply) {
+RoutePlan failure(RoutePlan::Kind kind, smtp::Reply reply) {
   RoutePlan p;
   p.kind = kind;
   p.reply = std::move(reply);
@@ -69,15 +69,15 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
     return p;
   }
   if (domain.empty() || domain.front() == '[') {
-    return failure(RoutePlan::Kind::permanent, "553 5.1.2 Bad destination domain '" + domain + "'");
+    return failure(RoutePlan::Kind::permanent, smtp::make_reply(553, 5, 1, 2, "Bad destination domain '" + domain + "'"));
   }
   const MxLookup mx = dns.mx(domain);
   std::vector<MxRecord> records;
   switch (mx.status) {
     case DnsStatus::temporary:
-      return failure(RoutePlan::Kind::temporary, "451 4.4.3 MX lookup for " + domain + " failed" + why(mx.error));
+      return failure(RoutePlan::Kind::temporary, smtp::make_reply(451, 4, 4, 3, "MX lookup for " + domain + " failed" + why(mx.error)));
     case DnsStatus::nxdomain:
-      return failure(RoutePlan::Kind::permanent, "550 5.1.2 Domain " + domain + " does not exist");
+      return failure(RoutePlan::Kind::permanent, smtp::make_reply(550, 5, 1, 2, "Domain " + domain + " does not exist"));
     case DnsStatus::no_data:
       // RFC 5321 §5.1: no MX records, so the domain itself is the implicit MX, preference 0.
       records.push_back(MxRecord{0, domain});
@@ -89,12 +89,12 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
   const auto is_root = [](const MxRecord& r) { return r.host.empty() || r.host == "."; };
   if (!records.empty() && std::all_of(records.begin(), records.end(), is_root)) {
     // RFC 7505 §4.1: a null MX says the domain accepts no mail; §4.2: 556 with 5.1.10 (RFC 7505 §4.3).
-    return failure(RoutePlan::Kind::permanent, "556 5.1.10 Domain " + domain + " does not accept mail (null MX)");
+    return failure(RoutePlan::Kind::permanent, smtp::make_reply(556, 5, 1, 10, "Domain " + domain + " does not accept mail (null MX)"));
   }
   // A "." among real exchangers is a misconfiguration (RFC 7505 §3); use the real ones.
   records.erase(std::remove_if(records.begin(), records.end(), is_root), records.end());
   if (records.empty()) {
-    return failure(RoutePlan::Kind::permanent, "550 5.1.2 No mail exchanger for " + domain);
+    return failure(RoutePlan::Kind::permanent, smtp::make_reply(550, 5, 1, 2, "No mail exchanger for " + domain));
   }
   // Sorted by preference; equal preferences in random order to spread the load (§5.1).
   std::shuffle(records.begin(), records.end(), rng);
@@ -143,7 +143,7 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
     while (kept < records.size() && records[kept].preference < records[self].preference) ++kept;
     if (kept == 0) {
       return failure(RoutePlan::Kind::permanent,
-                     "554 5.4.6 Mail for " + domain + " loops back to this host (its best mail exchanger)");
+                     smtp::make_reply(554, 5, 4, 6, "Mail for " + domain + " loops back to this host (its best mail exchanger)"));
     }
     records.resize(kept);
   }
@@ -173,9 +173,9 @@ RoutePlan plan_mx_route(DnsResolver& dns, std::string_view domain_in, const MxOp
     return plan;
   }
   if (temporary) {
-    return failure(RoutePlan::Kind::temporary, "451 4.4.3 No address for the mail exchangers of " + domain + why(last_error));
+    return failure(RoutePlan::Kind::temporary, smtp::make_reply(451, 4, 4, 3, "No address for the mail exchangers of " + domain + why(last_error)));
   }
-  return failure(RoutePlan::Kind::permanent, "550 5.4.4 Unable to route to " + domain + why(last_error));
+  return failure(RoutePlan::Kind::permanent, smtp::make_reply(550, 5, 4, 4, "Unable to route to " + domain + why(last_error)));
 }
 
 bool RouteTable::add(std::string_view spec, std::string& error) {
@@ -263,7 +263,7 @@ RoutePlan plan_static_route(DnsResolver& dns, const StaticRoute& route) {
   const AddressLookup a = dns.addresses(ascii_lower(route.host));
   if (a.status != DnsStatus::ok) {
     // A configured next hop that does not resolve is the operator's to fix: defer, not bounce.
-    return failure(RoutePlan::Kind::temporary, "451 4.4.3 Next hop " + route.host + " has no address" + why(a.error));
+    return failure(RoutePlan::Kind::temporary, smtp::make_reply(451, 4, 4, 3, "Next hop " + route.host + " has no address" + why(a.error)));
   }
   plan.kind = RoutePlan::Kind::hops;
   for (const auto& addr : a.addresses) plan.hops.push_back(NextHop{ascii_lower(route.host), addr, route.port, 0});

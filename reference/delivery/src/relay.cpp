@@ -35,21 +35,11 @@ std::size_t count_received_headers(std::string_view message) {
   return count;
 }
 
-std::string reply_text(const smtp::Reply& reply) {
-  std::string out = std::to_string(reply.code);
-  if (reply.enhanced) out += " " + reply.enhanced->to_string();
-  for (const auto& line : reply.lines) {
-    out += ' ';
-    for (char c : line) out += (static_cast<unsigned char>(c) < 32 || c == 127) ? ' ' : c;  // one line, always
-  }
-  return out;
-}
-
 queue::DeliveryOutcome to_outcome(std::size_t recipient, const smtp::RecipientResult& result, const std::string& remote) {
   const auto state = result.status == smtp::DeliveryStatus::delivered ? queue::RecipientState::delivered
                      : result.status == smtp::DeliveryStatus::failed  ? queue::RecipientState::failed
                                                                       : queue::RecipientState::pending;
-  return queue::DeliveryOutcome{recipient, state, reply_text(result.reply), remote};
+  return queue::DeliveryOutcome{recipient, state, result.reply, remote};
 }
 
 }  // namespace refsmtp::delivery

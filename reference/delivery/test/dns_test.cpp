@@ -68,7 +68,7 @@ TEST_F(DnsTest, RoutesOverRealDns) {
   auto dns = resolver();
   std::mt19937_64 rng(7);
   const RoutePlan p = plan_mx_route(dns, "example.test", MxOptions{2525, 10, 2, {}, {}, false}, rng);
-  ASSERT_EQ(p.kind, RoutePlan::Kind::hops) << p.reply;
+  ASSERT_EQ(p.kind, RoutePlan::Kind::hops) << p.reply.one_line();
   ASSERT_EQ(p.hops.size(), 3u);
   EXPECT_EQ(p.hops[0].address, "127.0.0.2");
   EXPECT_EQ(p.hops[1].address, "127.0.0.3");
@@ -78,11 +78,11 @@ TEST_F(DnsTest, RoutesOverRealDns) {
   EXPECT_EQ(implicit.hops[0].address, "127.0.0.4");
   const RoutePlan null_mx = plan_mx_route(dns, "nullmx.test", {}, rng);
   EXPECT_EQ(null_mx.kind, RoutePlan::Kind::permanent);
-  EXPECT_EQ(null_mx.reply.substr(0, 11), "556 5.1.10 ");
+  EXPECT_EQ(null_mx.reply.one_line().substr(0, 11), "556 5.1.10 ");
   EXPECT_EQ(plan_mx_route(dns, "nope.test", {}, rng).kind, RoutePlan::Kind::permanent);
   const RoutePlan dangling = plan_mx_route(dns, "dangling.test", {}, rng);
   EXPECT_EQ(dangling.kind, RoutePlan::Kind::permanent);  // its only exchanger does not exist
-  EXPECT_EQ(dangling.reply.substr(0, 10), "550 5.4.4 ");
+  EXPECT_EQ(dangling.reply.one_line().substr(0, 10), "550 5.4.4 ");
 }
 
 TEST(DnsFailure, SilentServerTimesOutAsTemporary) {

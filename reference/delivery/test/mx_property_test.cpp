@@ -59,11 +59,11 @@ RC_GTEST_PROP(MxRouteProperty, PlansFollowTheAnswers, ()) {
   if (mx_status == DnsStatus::temporary) RC_ASSERT(p.kind == RoutePlan::Kind::temporary);
   if (mx_status == DnsStatus::nxdomain) RC_ASSERT(p.kind == RoutePlan::Kind::permanent);
   const bool null_mx = mx_status == DnsStatus::ok && !records.empty() && hosts.empty();
-  if (null_mx) RC_ASSERT(p.kind == RoutePlan::Kind::permanent && p.reply.rfind("556 5.1.10 ", 0) == 0);
+  if (null_mx) RC_ASSERT(p.kind == RoutePlan::Kind::permanent && p.reply.one_line().rfind("556 5.1.10 ", 0) == 0);
   if (p.kind != RoutePlan::Kind::hops) {
     RC_ASSERT(p.hops.empty());
-    RC_ASSERT(p.reply.size() > 10);
-    RC_ASSERT(p.reply[0] == (p.kind == RoutePlan::Kind::temporary ? '4' : '5'));
+    RC_ASSERT(p.reply.one_line().size() > 10);
+    RC_ASSERT(p.reply.one_line()[0] == (p.kind == RoutePlan::Kind::temporary ? '4' : '5'));
     return;
   }
   RC_ASSERT(!p.hops.empty());

@@ -68,7 +68,7 @@ TEST(MxRoute, NoMxAndNoAddressFailsPermanently) {
   std::mt19937_64 rng(1);
   const RoutePlan p = plan_mx_route(dns, "empty.test", {}, rng);
   EXPECT_EQ(p.kind, RoutePlan::Kind::permanent);
-  EXPECT_EQ(p.reply.substr(0, 3), "550");
+  EXPECT_EQ(p.reply.one_line().substr(0, 3), "550");
 }
 
 TEST(MxRoute, NullMxFailsAtOnceWith556) {
@@ -78,7 +78,7 @@ TEST(MxRoute, NullMxFailsAtOnceWith556) {
     std::mt19937_64 rng(1);
     const RoutePlan p = plan_mx_route(dns, "nullmx.test", {}, rng);
     EXPECT_EQ(p.kind, RoutePlan::Kind::permanent);
-    EXPECT_EQ(p.reply.substr(0, 11), "556 5.1.10 ");  // RFC 7505 §4.1, §4.3
+    EXPECT_EQ(p.reply.one_line().substr(0, 11), "556 5.1.10 ");  // RFC 7505 §4.1, §4.3
     EXPECT_EQ(dns.asked, std::vector<std::string>{"MX nullmx.test"});  // no address lookups
   }
 }
@@ -99,11 +99,11 @@ TEST(MxRoute, NxdomainIsPermanentAndTemporaryFailureDefers) {
   std::mt19937_64 rng(1);
   const RoutePlan nx = plan_mx_route(dns, "nowhere.test", {}, rng);
   EXPECT_EQ(nx.kind, RoutePlan::Kind::permanent);
-  EXPECT_EQ(nx.reply.substr(0, 10), "550 5.1.2 ");
+  EXPECT_EQ(nx.reply.one_line().substr(0, 10), "550 5.1.2 ");
   const RoutePlan tmp = plan_mx_route(dns, "flaky.test", {}, rng);
   EXPECT_EQ(tmp.kind, RoutePlan::Kind::temporary);
-  EXPECT_EQ(tmp.reply.substr(0, 10), "451 4.4.3 ");
-  EXPECT_NE(tmp.reply.find("Timeout"), std::string::npos);
+  EXPECT_EQ(tmp.reply.one_line().substr(0, 10), "451 4.4.3 ");
+  EXPECT_NE(tmp.reply.one_line().find("Timeout"), std::string::npos);
 }
 
 TEST(MxRoute, ExchangersWithoutAddressAreSkipped) {
@@ -125,7 +125,7 @@ TEST(MxRoute, NoExchangerAddressIsTemporaryIfAnyLookupWasTemporary) {
   dns.address_answers.erase("flaky.example.test");
   const RoutePlan p = plan_mx_route(dns, "example.test", {}, rng);
   EXPECT_EQ(p.kind, RoutePlan::Kind::permanent);
-  EXPECT_EQ(p.reply.substr(0, 10), "550 5.4.4 ");
+  EXPECT_EQ(p.reply.one_line().substr(0, 10), "550 5.4.4 ");
 }
 
 TEST(MxRoute, LimitsExchangersAndAddresses) {
@@ -157,7 +157,7 @@ TEST(MxRoute, ThisHostAndWorseExchangersAreDropped) {  // RFC 5321 §5.1
   opt.local_names = {"best.example.test"};
   const RoutePlan loop = plan_mx_route(dns, "example.test", opt, rng);
   EXPECT_EQ(loop.kind, RoutePlan::Kind::permanent);
-  EXPECT_EQ(loop.reply.substr(0, 10), "554 5.4.6 ");
+  EXPECT_EQ(loop.reply.one_line().substr(0, 10), "554 5.4.6 ");
 }
 
 TEST(MxRoute, AnExchangerAtAnAddressOfThisHostIsThisHost) {  // RFC 5321 §5.1
@@ -178,7 +178,7 @@ TEST(MxRoute, AnExchangerAtAnAddressOfThisHostIsThisHost) {  // RFC 5321 §5.1
   opt.local_addresses = {"192.0.2.1"};
   const RoutePlan loop = plan_mx_route(dns, "example.test", opt, rng);
   EXPECT_EQ(loop.kind, RoutePlan::Kind::permanent);
-  EXPECT_EQ(loop.reply.substr(0, 10), "554 5.4.6 ");
+  EXPECT_EQ(loop.reply.one_line().substr(0, 10), "554 5.4.6 ");
   opt.local_addresses = {"192.0.2.9"};
   EXPECT_EQ(plan_mx_route(dns, "bare.test", opt, rng).kind, RoutePlan::Kind::permanent);
 }
@@ -295,7 +295,7 @@ TEST(Relay, OutcomesFollowTheReplyClass) {
   const auto b = to_outcome(3, bad);
   EXPECT_EQ(b.state, queue::RecipientState::failed);
   EXPECT_EQ(b.recipient, 3u);
-  EXPECT_EQ(b.reply, "550 5.1.1 no such  user");  // one line: control characters become spaces
+  EXPECT_EQ(b.reply.one_line(), "550 5.1.1 no such  user");  // one line: control characters become spaces
   EXPECT_EQ(to_outcome(1, later).state, queue::RecipientState::pending);
 }
 

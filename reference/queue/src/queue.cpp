@@ -188,10 +188,10 @@ std::error_code Queue::record(const std::string& id, const std::vector<DeliveryO
     if (o.recipient >= next.recipients.size()) continue;
     QueuedRecipient& r = next.recipients[o.recipient];
     if (r.state != RecipientState::pending) continue;  // states never go backwards
-    r.last_reply = o.reply;
+    r.last_reply = o.reply.one_line();
     r.state = o.state;
     remote[o.recipient] = o.remote;
-    if (o.state == RecipientState::failed) failed.push_back({r.path, false, status_of(o.reply, true), o.reply, o.remote});
+    if (o.state == RecipientState::failed) failed.push_back({r.path, false, status_of(r.last_reply, true), r.last_reply, o.remote});
   }
   ++next.attempts;
   const bool pending = std::any_of(next.recipients.begin(), next.recipients.end(),

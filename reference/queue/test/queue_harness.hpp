@@ -126,7 +126,7 @@ struct QueueHarness {
         if (e->recipients[i].state != RecipientState::pending) continue;
         const RecipientState s = token.empty() ? RecipientState::delivered : outcome(static_cast<int>(i));
         if (s == RecipientState::delivered && !token.empty()) ++deliveries[{token, static_cast<int>(i)}];
-        outs.push_back({i, s, s == RecipientState::delivered ? "250 ok" : s == RecipientState::failed ? "550 5.1.1 no" : "451 4.3.0 later"});
+        outs.push_back({i, s, s == RecipientState::delivered ? smtp::make_reply(250, std::nullopt, "ok") : s == RecipientState::failed ? smtp::make_reply(550, 5, 1, 1, "no") : smtp::make_reply(451, 4, 3, 0, "later")});
       }
       if (queue->record(id, outs, now)) {
         ok = false;

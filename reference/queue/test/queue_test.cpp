@@ -8,6 +8,7 @@
 using refsmtp::smtp::make_path;
 
 using namespace refsmtp::queue;
+namespace smtp = refsmtp::smtp;
 using refsmtp::testing::TempDir;
 using refsmtp::smtp::Envelope;
 using refsmtp::smtp::Path;
@@ -123,8 +124,8 @@ TEST(Queue, PartialDeliverySurvivesRestartWithoutRedelivery) {
     q.open(0);
     id = *q.accept(envelope(make_path("a", "b.test"), {"x", "y", "z"}), "m\r\n", kClient, 0).id;
     ASSERT_EQ(q.due(0), std::vector<std::string>{id});
-    ASSERT_FALSE(q.record(id, {{0, RecipientState::delivered, "250 ok"}, {1, RecipientState::delivered, "250 ok"},
-                               {2, RecipientState::pending, "451 4.3.0 later"}}, 10));
+    ASSERT_FALSE(q.record(id, {{0, RecipientState::delivered, smtp::make_reply(250, std::nullopt, "ok")}, {1, RecipientState::delivered, smtp::make_reply(250, std::nullopt, "ok")},
+                               {2, RecipientState::pending, smtp::make_reply(451, 4, 3, 0, "later")}}, 10));
     EXPECT_TRUE(q.due(10).empty());
     EXPECT_EQ(q.due(110), std::vector<std::string>{id});
   }
@@ -138,7 +139,7 @@ TEST(Queue, PartialDeliverySurvivesRestartWithoutRedelivery) {
   EXPECT_EQ(e->attempts, 1u);
   EXPECT_EQ(e->next_attempt_ms, 110);
   // States never go backwards: a later "pending" for x changes nothing.
-  ASSERT_FALSE(q.record(id, {{0, RecipientState::pending, "451"}, {2, RecipientState::delivered, "250 ok"}}, 120));
+  ASSERT_FALSE(q.record(id, {{0, RecipientState::pending, smtp::make_reply(451, std::nullopt, "")}, {2, RecipientState::delivered, smtp::make_reply(250, std::nullopt, "ok")}}, 120));
   EXPECT_EQ(q.size(), 0u);  // all final: removed
 }
 
@@ -147,7 +148,7 @@ TEST(Queue, PermanentFailureBouncesToTheSender) {  // RFC 3464, RFC 5321 §6.1
   Queue q(storage, config());
   q.open(0);
   const std::string id = *q.accept(envelope(make_path("alice", "example.com"), {"x", "y"}), "Subject: s\r\n\r\nb\r\n", kClient, 0).id;
-  ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, "550 5.1.1 no such user", "mx.example.com"}, {1, RecipientState::delivered, "250 ok"}}, 5));
+  ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, smtp::make_reply(550, 5, 1, 1, "no such user"), "mx.example.com"}, {1, RecipientState::delivered, smtp::make_reply(250, std::nullopt, "ok")}}, 5));
   ASSERT_EQ(q.size(), 1u);  // the original is done; the bounce is queued
   const std::string bounce_id = q.due(5).at(0);
   const StoredEnvelope* b = q.find(bounce_id);
@@ -168,14 +169,14 @@ TEST(Queue, NoBounceToNullSenderAndNoLoops) {  // RFC 5321 §4.5.5, §6.1
   Queue q(storage, config());
   q.open(0);
   const std::string id = *q.accept(envelope(Path{}, {"x"}), "m\r\n", kClient, 0).id;
-  ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, "550 no"}}, 1));
+  ASSERT_FALSE(q.record(id, {{0, RecipientState::failed, smtp::make_reply(550, std::nullopt, "no")}}, 1));
   // A null-sender message that fails is reported to postmaster, once.
   ASSERT_EQ(q.size(), 1u);
   const std::string notice = q.due(1).at(0);
   EXPECT_EQ(q.find(notice)->kind, MessageKind::notice);
   EXPECT_EQ(q.find(notice)->recipients[0].path.to_string(), "<postmaster@mx.test>");
   // If that notice fails too, it is dropped: nothing new is queued.
-  ASSERT_FALSE(q.record(notice, {{0, RecipientState::failed, "550 no"}}, 2));
+  ASSERT_FALSE(q.record(notice, {{0, RecipientState::failed, smtp::make_reply(550, std::nullopt, "no")}}, 2));
   EXPECT_EQ(q.size(), 0u);
 }
 
@@ -184,9 +185,9 @@ TEST(Queue, FailedBounceGoesToPostmaster) {
   Queue q(storage, config());
   q.open(0);
   const std::string id = *q.accept(envelope(make_path("alice", "example.com"), {"x"}), "m\r\n", kClient, 0).id;
-  q.record(id, {{0, RecipientState::failed, "550 no"}}, 1);
+  q.record(id, {{0, RecipientState::failed, smtp::make_reply(550, std::nullopt, "no")}}, 1);
   const std::string bounce = q.due(1).at(0);
-  q.record(bounce, {{0, RecipientState::failed, "550 alice unknown"}}, 2);
+  q.record(bounce, {{0, RecipientState::failed, smtp::make_reply(550, std::nullopt, "alice unknown")}}, 2);
   const std::string notice = q.due(2).at(0);
   EXPECT_EQ(q.find(notice)->kind, MessageKind::notice);
   EXPECT_EQ(q.find(notice)->recipients[0].path.to_string(), "<postmaster@mx.test>");
@@ -211,11 +212,11 @@ TEST(Queue, RetriesOnScheduleThenGivesUpWithABounce) {  // RFC 5321 §4.5.4.1
           q.read_body(d, body);
           if (body.find("Action: delayed") != std::string::npos) ++delay_notices;
         }
-        q.record(d, {{0, RecipientState::delivered, "250 ok"}}, now);  // reports are delivered
+        q.record(d, {{0, RecipientState::delivered, smtp::make_reply(250, std::nullopt, "ok")}}, now);  // reports are delivered
         continue;
       }
       attempts.push_back(now);
-      ASSERT_FALSE(q.record(id, {{0, RecipientState::pending, "451 4.4.1 no answer", "mx.slow.test"}}, now));
+      ASSERT_FALSE(q.record(id, {{0, RecipientState::pending, smtp::make_reply(451, 4, 4, 1, "no answer"), "mx.slow.test"}}, now));
     }
   }
   EXPECT_EQ(attempts, (std::vector<std::int64_t>{0, 100, 300, 700, 1100, 1500, 1900, 2000}));
@@ -241,7 +242,7 @@ TEST(Queue, CorruptSpoolFileIsQuarantinedAndReported) {
     q.open(0);
     id = *q.accept(envelope(make_path("a", "b"), {"x"}), "m\r\n", kClient, 0).id;
     const std::string other = *q.accept(envelope(make_path("a", "b"), {"y"}), "n\r\n", kClient, 0).id;
-    ASSERT_FALSE(q.record(other, {{0, RecipientState::delivered, "250 ok"}}, 1));
+    ASSERT_FALSE(q.record(other, {{0, RecipientState::delivered, smtp::make_reply(250, std::nullopt, "ok")}}, 1));
   }
   ASSERT_TRUE(std::filesystem::exists(dir.path() + "/queue/" + id + ".env")) << "written out as files by the checkpoint";
   std::filesystem::resize_file(dir.path() + "/queue/" + id + ".env", 10);

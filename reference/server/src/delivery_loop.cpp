@@ -112,7 +112,7 @@ void DeliveryLoop::sync_maildirs(const std::vector<std::shared_ptr<Attempt>>& at
     for (const auto& [k, dir] : a->unsynced) {
       if (const std::error_code err = synced[dir]) {
         a->outcomes[k].state = queue::RecipientState::pending;
-        a->outcomes[k].reply = "451 4.3.0 " + dir + ": " + err.message();
+        a->outcomes[k].reply = smtp::make_reply(451, 4, 3, 0, dir + ": " + err.message());
       }
     }
     a->unsynced.clear();
@@ -193,9 +193,10 @@ void DeliveryLoop::deliver_due() {
       if (e->recipients[i].state != queue::RecipientState::pending) continue;
       for (const auto& r : targets[i].remote) {
         if (looping) {
+          // RFC 5321 §6.3; RFC 3463 §3.5: X.4.6 routing loop detected.
           attempt->outcomes.push_back({i, queue::RecipientState::failed,
-                                       "554 5.4.6 Too many Received: headers (more than " + std::to_string(opt_.max_received) +
-                                           "): mail loop"});
+                                       smtp::make_reply(554, 5, 4, 6, "Too many Received: headers (more than " +
+                                                                          std::to_string(opt_.max_received) + "): mail loop")});
           continue;
         }
         RelayJob& job = jobs[ascii_lower(r.mailbox->domain)];
@@ -267,8 +268,7 @@ void DeliveryLoop::deliver_local(const queue::StoredEnvelope& e, const std::stri
     if (e.recipients[i].state != queue::RecipientState::pending) continue;
     const Targets& t = targets[i];
     if (t.refusal) {
-      const std::string line = t.refusal->format();  // one line, CRLF-terminated
-      outcomes.push_back({i, queue::RecipientState::failed, line.substr(0, line.size() - 2)});
+      outcomes.push_back({i, queue::RecipientState::failed, *t.refusal});
       continue;
     }
     if (opt_.delivery == Delivery::lmtp) {
@@ -294,8 +294,8 @@ void DeliveryLoop::deliver_local(const queue::StoredEnvelope& e, const std::stri
         if (!err) attempt.unsynced.emplace_back(outcomes.size(), target.dir + "/new");
       }
       outcomes.push_back({i, err ? queue::RecipientState::pending : queue::RecipientState::delivered,
-                          err ? "451 4.3.0 " + box + ": " + err.message()
-                              : (opt_.delivery == Delivery::mbox ? "250 2.0.0 Delivered to mbox" : "250 2.0.0 Delivered to Maildir")});
+                          err ? smtp::make_reply(451, 4, 3, 0, box + ": " + err.message())
+                              : smtp::make_reply(250, 2, 0, 0, opt_.delivery == Delivery::mbox ? "Delivered to mbox" : "Delivered to Maildir")});
     }
   }
   if (!lmtp_msg.recipients.empty()) {

@@ -117,7 +117,7 @@ asio::awaitable<void> Relayer::run(std::string domain, std::vector<RelayJob> job
     if (reported[j]) continue;
     log_("relay", {{"domain", domain}, {"error", failure.empty() ? std::string("no result") : failure}});
     std::vector<queue::DeliveryOutcome> outcomes;
-    for (std::size_t i : jobs[j].index) outcomes.push_back({i, queue::RecipientState::pending, "451 4.3.0 Relay failed: " + failure});
+    for (std::size_t i : jobs[j].index) outcomes.push_back({i, queue::RecipientState::pending, smtp::make_reply(451, 4, 3, 0, "Relay failed: " + failure)});
     report(j, std::move(outcomes));
   }
 }
@@ -130,7 +130,7 @@ asio::awaitable<void> Relayer::relay(const std::string& domain, const std::vecto
     for (std::size_t j = 0; j < jobs.size(); ++j) {
       std::vector<queue::DeliveryOutcome> outcomes;
       for (std::size_t i : jobs[j].index) {
-        outcomes.push_back({i, queue::RecipientState::failed, "550 5.7.1 No route to " + domain + " (no --relay mx or --route)"});
+        outcomes.push_back({i, queue::RecipientState::failed, smtp::make_reply(550, 5, 7, 1, "No route to " + domain + " (no --relay mx or --route)")});
       }
       report(j, std::move(outcomes));
     }
@@ -144,7 +144,7 @@ asio::awaitable<void> Relayer::relay(const std::string& domain, const std::vecto
   if (plan.kind != delivery::RoutePlan::Kind::hops) {
     const auto state = plan.kind == delivery::RoutePlan::Kind::permanent ? queue::RecipientState::failed
                                                                          : queue::RecipientState::pending;
-    log_("route", {{"domain", domain}, {"verdict", plan.reply}});
+    log_("route", {{"domain", domain}, {"verdict", plan.reply.one_line()}});
     for (std::size_t j = 0; j < jobs.size(); ++j) {
       std::vector<queue::DeliveryOutcome> outcomes;
       for (std::size_t i : jobs[j].index) outcomes.push_back({i, state, plan.reply});

@@ -40,11 +40,6 @@ bool read_text_file(const std::string& path, std::string& text) {
   return true;
 }
 
-std::string one_line(const smtp::Reply& r) {
-  const std::string s = r.format();
-  return s.substr(0, s.size() - 2);  // without the CRLF
-}
-
 }  // namespace
 
 // The parts, in the order they are built; destroyed in reverse, so the delivery loop (which uses
@@ -273,7 +268,7 @@ smtp::Verdict Server::check_recipient(const net::ConnectionInfo& c, const smtp::
   Impl& s = *impl_;
   const auto refusal = s.policy->at_rcpt(q.path, !c.auth_identity.empty(), [&s](const std::string& d) { return s.routable(d); });
   if (!refusal) return smtp::Verdict::accept();
-  log(c, "rcpt", {{"rcpt", q.path.to_string()}, {"verdict", one_line(*refusal)}});
+  log(c, "rcpt", {{"rcpt", q.path.to_string()}, {"verdict", refusal->one_line()}});
   return smtp::Verdict::reject(*refusal);
 }
 
@@ -305,7 +300,7 @@ smtp::Verdict Server::message(const net::ConnectionInfo& c, const smtp::Envelope
   net::LogFields fields{{"queue_id", r.id.value_or("")}, {"from", envelope.reverse_path.to_string()},
                         {"rcpts", std::to_string(envelope.recipients.size())}, {"size", std::to_string(body.size())}};
   if (envelope.params.auth) fields.emplace_back("auth", *envelope.params.auth);  // RFC 4954 §5
-  fields.emplace_back("verdict", one_line(r.reply));
+  fields.emplace_back("verdict", r.reply.one_line());
   log(c, "message", fields);
   if (!r.id) return smtp::Verdict::reject(r.reply);
   s.delivery->request();  // deliver soon, outside this call

@@ -213,6 +213,16 @@ std::optional<ReplyReader::Item> ReplyReader::next() {
 
 namespace refsmtp::smtp {
 
+std::string Reply::one_line() const {
+  std::string out = std::to_string(code);
+  if (enhanced) out += " " + enhanced->to_string();
+  for (const auto& line : lines) {
+    out += ' ';
+    for (char c : line) out += (static_cast<unsigned char>(c) < 32 || c == 127) ? ' ' : c;
+  }
+  return out;
+}
+
 Reply NamedReply::to_reply(std::string_view detail) const {
   std::string t(text);
   if (!detail.empty()) {

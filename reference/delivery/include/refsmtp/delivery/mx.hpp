@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "refsmtp/smtp/reply.hpp"
+
 namespace refsmtp::delivery {
 
 enum class DnsStatus {
@@ -56,7 +58,7 @@ struct RoutePlan {
   enum class Kind { hops, temporary, permanent };
   Kind kind = Kind::temporary;
   std::vector<NextHop> hops;  // in the order to try (Kind::hops)
-  std::string reply;          // for failures: what the DSN and the queue say, e.g. "556 5.1.10 ..."
+  smtp::Reply reply;          // for failures: what the DSN and the queue say, e.g. 556 5.1.10 ...
 };
 
 struct MxOptions {

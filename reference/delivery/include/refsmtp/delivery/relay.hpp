@@ -22,8 +22,5 @@ std::size_t count_received_headers(std::string_view message);
 // (4xx, timeouts, network failures), with the reply as one line of text for the DSN.
 queue::DeliveryOutcome to_outcome(std::size_t recipient, const smtp::RecipientResult& result, const std::string& remote = {});
 
-// A reply as one line of text, e.g. "550 5.1.1 no such user" (lines of a multi-line reply joined
-// with spaces).
-std::string reply_text(const smtp::Reply& reply);
 
 }  // namespace refsmtp::delivery

@@ -51,11 +51,11 @@ struct AcceptResult {
 
 struct DeliveryOutcome {
   DeliveryOutcome() = default;
-  DeliveryOutcome(std::size_t i, RecipientState s, std::string r, std::string from = {})
+  DeliveryOutcome(std::size_t i, RecipientState s, smtp::Reply r, std::string from = {})
       : recipient(i), state(s), reply(std::move(r)), remote(std::move(from)) {}
   std::size_t recipient = 0;  // index into the envelope's recipients
   RecipientState state = RecipientState::pending;  // pending = deferred (try again later)
-  std::string reply;          // what the next hop said, e.g. "550 5.1.1 no such user"
+  smtp::Reply reply;          // what the next hop (or this server) said, e.g. 550 5.1.1 no such user
   // The server that said it (a host name or address), for the DSN's Remote-MTA field; empty
   // when this server decided (a local delivery, a routing failure).
   std::string remote;

@@ -35,6 +35,9 @@ struct Reply {
   // only when the extension is offered).
   void format_to(std::string& out, bool enhanced_codes = true) const;
   std::string text() const;  // lines joined with "\n", for logs and error messages
+  // "550 5.1.1 text more text": code, status and every line on one line, control characters
+  // as spaces -- how the queue stores it and the DSN and the log quote it.
+  std::string one_line() const;
 };
 
 // Appends one reply line ("250-..." or "250 ...", CRLF-terminated) to `out`, neutralising control
