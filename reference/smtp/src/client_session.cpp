@@ -147,6 +147,7 @@ void ClientSession::on_reply(const Reply& r) {
       return;
     case State::auth:
       if (r.code == 235) {  // RFC 4954 §4
+        authenticated_ = true;
         become_ready();
       } else {
         // Never permanent: a wrong or expired relay password, or the server's own auth backend
@@ -302,6 +303,11 @@ Fault ClientSession::send_message(OutgoingMessage msg) {
   // Only a well-formed value goes out: it may come from a spool file, which is untrusted.
   if (msg_.auth && offered("AUTH") && (*msg_.auth == "<>" || (!msg_.auth->empty() && is_xtext(*msg_.auth)))) {
     mail += " AUTH=" + *msg_.auth;
+  } else if (authenticated_) {
+    // RFC 4954 §5: a message whose submitter is not vouched for (no AUTH= of its own, or one
+    // that is not well formed) "MUST supply the AUTH=<> parameter when relaying the message to
+    // any server which it has authenticated to".
+    mail += " AUTH=<>";
   }
   mail += "\r\n";
   expected_.emplace_back(Expect::mail, 0);

@@ -359,6 +359,36 @@ TEST(Client, AuthPlain) {  // RFC 4954 §4, RFC 4616
   EXPECT_EQ(bad.failure->reply.code, 535);
 }
 
+// RFC 4954 §5: "If an AUTH=<> parameter was supplied, either explicitly or due to the requirement
+// in the previous paragraph [the client is not authenticated], then the server MUST supply the
+// AUTH=<> parameter when relaying the message to any server which it has authenticated to".
+TEST(Client, ToAServerItAuthenticatedToAMessageWithoutAVouchedSubmitterCarriesAuthEmpty) {
+  ClientConfig cfg;
+  cfg.tls_active = true;
+  cfg.auth_user = "user";
+  cfg.auth_password = "secret";
+  for (const std::optional<std::string>& auth : {std::optional<std::string>{}, std::optional<std::string>{"<>"},
+                                                 std::optional<std::string>{"x\r\nRCPT TO:<evil@x.test>"}}) {
+    Scripted s(cfg);
+    s.server("220 smarthost\r\n250-smarthost\r\n250 AUTH PLAIN\r\n235 2.7.0 ok\r\n");
+    s.take();
+    OutgoingMessage m = message({"a"});
+    m.auth = auth;
+    s.c.send_message(m);
+    s.drain();
+    EXPECT_EQ(s.take(), "MAIL FROM:<sender@client.test> AUTH=<>\r\n") << (auth ? *auth : "(none)");
+  }
+  // A submitter the server vouched for is passed on (§5 SHOULD).
+  Scripted s(cfg);
+  s.server("220 smarthost\r\n250-smarthost\r\n250 AUTH PLAIN\r\n235 2.7.0 ok\r\n");
+  s.take();
+  OutgoingMessage m = message({"a"});
+  m.auth = "alice@client.test";
+  s.c.send_message(m);
+  s.drain();
+  EXPECT_EQ(s.take(), "MAIL FROM:<sender@client.test> AUTH=alice@client.test\r\n");
+}
+
 TEST(Client, LmtpOneReplyPerRecipient) {  // RFC 2033 §4.2
   ClientConfig cfg;
   cfg.lmtp = true;

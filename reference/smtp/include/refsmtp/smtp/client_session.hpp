@@ -156,6 +156,7 @@ class ClientSession {
   std::map<std::string, std::string> ext_;
   bool esmtp_ = false;
   bool tls_active_ = false;
+  bool authenticated_ = false;  // AUTH succeeded on this connection
   bool tls_declined_ = false;  // opportunistic STARTTLS was refused: carry on in the clear
 
   Millis now_{0};
