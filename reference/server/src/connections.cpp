@@ -13,9 +13,9 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 Connections::Connections(asio::io_context& io, Strand strand, std::vector<asio::io_context*> contexts, Limits limits,
-                         std::string hostname, const EventLog& log, net::SessionHost& host, OptionsFor options_for)
+                         std::string hostname, const EventLog& log, Serve serve)
     : io_(io), strand_(std::move(strand)), contexts_(std::move(contexts)), limits_(limits), hostname_(std::move(hostname)),
-      log_(log), host_(host), options_for_(std::move(options_for)) {}
+      log_(log), serve_(std::move(serve)) {}
 
 asio::awaitable<void> Connections::accept_loop(tcp::acceptor& acceptor, Role role) {
   while (!stopping_) {
@@ -42,17 +42,14 @@ asio::awaitable<void> Connections::accept_loop(tcp::acceptor& acceptor, Role rol
       asio::co_spawn(conn_strand, refuse(std::move(socket)), asio::detached);
       continue;
     }
-    net::ConnectionOptions copt = options_for_(role);
-    copt.control = std::make_shared<net::ConnectionControl>();
+    auto control = std::make_shared<net::ConnectionControl>();
     {
       std::lock_guard lock(m_);
       ++active_;
       ++per_client_[client];
-      controls_.push_back(copt.control);
+      controls_.push_back(control);
     }
-    auto control = copt.control;
-    asio::co_spawn(conn_strand, tracked(net::serve_connection(std::move(socket), std::move(copt), host_, next_conn_++), client, control),
-                   asio::detached);
+    asio::co_spawn(conn_strand, tracked(serve_(std::move(socket), role, next_conn_++, control), client, control), asio::detached);
   }
 }
 

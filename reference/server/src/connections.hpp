@@ -1,8 +1,9 @@
 #pragma once
 // The accept loops and the connection table: each accepted socket is counted against the
-// server-wide and per-client limits (over either: one 421 and close, RFC 5321 §3.8), served by the
-// protocol driver of its listener's role, and tracked until it ends, so that a drain can ask
-// every session to finish and then force the rest closed.
+// server-wide and per-client limits (over either: one 421 and close, RFC 5321 §3.8), handed to the
+// protocol driver of its listener's role (chosen in listeners.cpp; this file knows no protocol),
+// and tracked until it ends, so that a drain can ask every session to finish and then force the
+// rest closed.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -25,9 +26,11 @@ namespace refsmtp::server {
 class Connections {
  public:
   using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
-  // The options for a new connection of a role (read at each accept: a TLS reload takes effect
-  // for new connections).
-  using OptionsFor = std::function<net::ConnectionOptions(Role)>;
+  // Serves one accepted connection of a role to its end: the protocol driver, with the options
+  // of that moment (a TLS reload takes effect for new connections). `control` carries drain
+  // requests to it.
+  using Serve = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::socket, Role, std::uint64_t id,
+                                                           std::shared_ptr<net::ConnectionControl> control)>;
 
   struct Limits {
     std::size_t max_connections = 200;
@@ -38,7 +41,7 @@ class Connections {
   // `contexts`: where connections run (see ServerOptions::connection_contexts); empty: each on a
   // strand of `io`. The accept loops and the drain timer run on `strand`.
   Connections(boost::asio::io_context& io, Strand strand, std::vector<boost::asio::io_context*> contexts, Limits limits,
-              std::string hostname, const EventLog& log, net::SessionHost& host, OptionsFor options_for);
+              std::string hostname, const EventLog& log, Serve serve);
 
   // Runs on the strand until the acceptor is closed.
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor, Role role);
@@ -60,8 +63,7 @@ class Connections {
   Limits limits_;
   std::string hostname_;
   const EventLog& log_;
-  net::SessionHost& host_;
-  OptionsFor options_for_;
+  Serve serve_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> next_conn_{1};
   std::size_t next_context_ = 0;  // on the strand

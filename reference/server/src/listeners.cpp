@@ -142,4 +142,18 @@ net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, s
   return copt;
 }
 
+asio::awaitable<void> serve(tcp::socket socket, Role role, std::uint64_t id, std::shared_ptr<net::ConnectionControl> control,
+                            const ServerOptions& opt, std::shared_ptr<asio::ssl::context> tls, net::SessionHost& smtp_host) {
+  switch (role) {
+    case Role::mx:
+    case Role::submission:
+    case Role::submissions: {
+      net::ConnectionOptions copt = connection_options(role, opt, std::move(tls));
+      copt.control = std::move(control);
+      co_await net::serve_connection(std::move(socket), std::move(copt), smtp_host, id);
+      co_return;
+    }
+  }
+}
+
 }  // namespace refsmtp::server
