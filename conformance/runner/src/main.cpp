@@ -15,6 +15,7 @@
 
 #include "matchers.hpp"
 #include "refsmtp/conform/runner.hpp"
+#include "refsmtp/core/text.hpp"
 
 namespace fs = std::filesystem;
 using namespace refsmtp::conform;
@@ -86,33 +87,11 @@ Probe probe_port(const Target& target, const std::string& port) {
 // The option named most like `word` ("--listne" -> "--list"), or "" when none is within two edits.
 std::string nearest_option(const CLI::App& app, const std::string& word) {
   if (!word.starts_with("--")) return "";
-  const std::string flag = word.substr(0, word.find('='));
-  auto distance = [](const std::string& a, const std::string& b) {
-    std::vector<std::size_t> row(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-      std::size_t diagonal = row[0];
-      row[0] = i;
-      for (std::size_t j = 1; j <= b.size(); ++j) {
-        const std::size_t up = row[j];
-        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-        diagonal = up;
-      }
-    }
-    return row[b.size()];
-  };
-  std::string best;
-  std::size_t best_distance = 3;
+  std::vector<std::string> names;
   for (const CLI::Option* o : app.get_options()) {
-    for (const auto& name : o->get_lnames()) {
-      const std::size_t d = distance(flag, "--" + name);
-      if (d < best_distance) {
-        best_distance = d;
-        best = "--" + name;
-      }
-    }
+    for (const auto& name : o->get_lnames()) names.push_back("--" + name);
   }
-  return best;
+  return refsmtp::core::nearest(word.substr(0, word.find('=')), names);
 }
 
 }  // namespace

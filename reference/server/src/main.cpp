@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <toml.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -20,18 +21,27 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
 #include <thread>
 
+#include "refsmtp/core/text.hpp"
 #include "refsmtp/server/credentials.hpp"
 #include "refsmtp/server/server.hpp"
 
 namespace {
 
 using namespace refsmtp::server;
+namespace core = refsmtp::core;
+
+// Exit statuses a script can tell apart (sysexits(3)).
+constexpr int kExitFailure = 1;   // the server could not start (the message says why)
+constexpr int kExitUsage = 64;    // a bad command line
+constexpr int kExitNoInput = 66;  // a file named on the command line cannot be read
+constexpr int kExitConfig = 78;   // a bad configuration file
 
 // Gives the spool and mail directories to `user`, then becomes that user for good (groups, gid,
 // uid in that order, and checks that root cannot be regained).
@@ -143,7 +153,7 @@ bool parse_retry(const std::string& intervals, const std::string& later, const s
 int run_passwd(const std::string& user, const std::string& file, unsigned iterations) {
   if (!Credentials::valid_user(user)) {
     std::fprintf(stderr, "refsmtpd passwd: invalid user name '%s' (printable, no spaces or ':')\n", user.c_str());
-    return 2;
+    return kExitUsage;
   }
   const bool tty = ::isatty(STDIN_FILENO);
   termios old{};
@@ -162,7 +172,7 @@ int run_passwd(const std::string& user, const std::string& file, unsigned iterat
   }
   if (password.empty()) {
     std::fprintf(stderr, "refsmtpd passwd: empty password refused\n");
-    return 2;
+    return kExitUsage;
   }
   std::string text;
   if (std::ifstream in(file); in) {
@@ -208,6 +218,122 @@ int run_passwd(const std::string& user, const std::string& file, unsigned iterat
   }
   std::fprintf(stderr, "refsmtpd passwd: %s updated for %s\n", file.c_str(), user.c_str());
   return 0;
+}
+
+
+// The long option names of `app` (without "--"), for suggestions and for the config file's keys.
+std::vector<std::string> long_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::Option* o : app.get_options()) {
+    for (const auto& n : o->get_lnames()) names.push_back(n);
+  }
+  return names;
+}
+
+// A configuration file's arguments: each top-level key of the TOML file is a long option name,
+// its value the option's (an array for a repeatable option, true for a flag). Keys the command
+// line already gives are left out: the command line wins. Every problem names the file and line;
+// `where` maps each option taken from the file to "FILE:LINE: KEY" for later errors.
+struct ConfigProblem {
+  int status;
+  std::string message;
+};
+std::optional<ConfigProblem> config_arguments(const CLI::App& app, const std::string& file, std::vector<std::string>& args,
+                                              std::map<std::string, std::string>& where) {
+  std::ifstream probe(file);
+  if (!probe) return ConfigProblem{kExitNoInput, "--config " + file + ": " + std::strerror(errno)};
+  toml::value root;
+  try {
+    root = toml::parse(file);
+  } catch (const toml::syntax_error& e) {
+    return ConfigProblem{kExitConfig, "--config " + file + ": not valid TOML:\n" + e.what()};
+  } catch (const std::exception& e) {
+    return ConfigProblem{kExitConfig, "--config " + file + ": " + e.what()};
+  }
+  // In file order, so that the first problem reported is the first in the file.
+  std::vector<std::pair<std::uint_least32_t, std::string>> keys;
+  for (const auto& [key, value] : root.as_table()) keys.emplace_back(value.location().line(), key);
+  std::sort(keys.begin(), keys.end());
+  const std::vector<std::string> names = long_names(app);
+  for (const auto& [line, key] : keys) {
+    const std::string at = file + ":" + std::to_string(line) + ": " + key;
+    const toml::value& v = root.at(key);
+    if (v.is_table()) {
+      return ConfigProblem{kExitConfig, at + ": a [table] is not used; every key is a long option name at the top level"};
+    }
+    const CLI::Option* o = key == "config" ? nullptr : app.get_option_no_throw("--" + key);
+    if (!o) {
+      const std::string near = core::nearest(key, names);
+      return ConfigProblem{kExitConfig, at + ": unknown key" + (near.empty() ? std::string() : " (did you mean '" + near + "'?)") +
+                                            "; keys are refsmtpd's long option names, without --"};
+    }
+    if (o->count() > 0) continue;  // given on the command line
+    std::vector<const toml::value*> values;
+    if (v.is_array()) {
+      for (const auto& e : v.as_array()) values.push_back(&e);
+    } else {
+      values.push_back(&v);
+    }
+    for (const toml::value* e : values) {
+      std::string text;
+      if (e->is_string()) {
+        text = e->as_string().str;
+      } else if (e->is_integer()) {
+        text = std::to_string(e->as_integer());
+      } else if (e->is_boolean() && o->get_expected_min() == 0) {  // a flag
+        if (e->as_boolean()) args.push_back("--" + key);
+        continue;
+      } else {
+        return ConfigProblem{kExitConfig, at + ": expected " + (o->get_expected_min() == 0 ? "true or false" : "a string or a number") +
+                                              (o->get_expected_max() > 1 ? " (or an array of them)" : "")};
+      }
+      if (o->get_expected_min() == 0) {
+        return ConfigProblem{kExitConfig, at + ": a flag takes true or false"};
+      }
+      args.push_back("--" + key + "=" + text);
+    }
+    where["--" + key] = at;
+  }
+  return std::nullopt;
+}
+
+// Parses `args` (program name first) into `app`; on a usage error prints it with a suggestion for
+// a mistyped option -- or, for an option the config file gave, names the file and line -- and
+// returns the exit status (0 after --help or --version).
+std::optional<int> parse_command_line(CLI::App& app, const std::vector<std::string>& args,
+                                      const std::map<std::string, std::string>& from_config) {
+  std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);  // CLI11 takes them last first
+  try {
+    app.parse(reversed);
+    return std::nullopt;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    const std::string what = e.what();
+    for (const auto& [option, at] : from_config) {
+      if (what.find(option) != std::string::npos) {
+        std::fprintf(stderr, "refsmtpd: %s: %s\n", at.c_str(), what.c_str());
+        return kExitConfig;
+      }
+    }
+    std::fprintf(stderr, "refsmtpd: %s\n", what.c_str());
+    if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
+      std::vector<std::string> names;
+      for (const auto& n : long_names(app)) names.push_back("--" + n);
+      for (const auto& word : app.remaining()) {
+        if (!word.starts_with("--")) continue;
+        const std::string near = core::nearest(word.substr(0, word.find('=')), names);
+        if (!near.empty()) std::fprintf(stderr, "refsmtpd: did you mean %s?\n", near.c_str());
+      }
+    }
+    std::fprintf(stderr, "Try 'refsmtpd --help'.\n");
+    const bool missing_file = dynamic_cast<const CLI::ValidationError*>(&e) && what.find("does not exist") != std::string::npos;
+    return missing_file ? kExitNoInput : kExitUsage;
+  }
 }
 
 }  // namespace
@@ -290,7 +416,11 @@ int main(int argc, char** argv) {
   app.add_option("--delay-warning", delay_warning, "tell the sender once when mail is this late (default 4h; off)");
   std::string run_as;
   app.add_option("--user", run_as, "after binding the listeners, drop root privileges to this user");
-  app.set_config("--config", "", "read options from a TOML file (keys are the long option names)");
+  std::string config_file;
+  app.add_option("--config", config_file,
+                 "read options from a TOML file: KEY = VALUE per line, KEY a long option name without --\n"
+                 "(an array for a repeatable option, true for a flag); the command line wins; unknown\n"
+                 "keys and bad values are errors naming the file and line");
   app.add_flag("--test-mode", opt.test_mode,
                "capture messages (--capture-dir or --capture-mbox) instead of queueing and delivering them");
   app.add_option("--capture-dir", opt.capture_dir, "--test-mode: one file per message, NAME.eml, in this directory");
@@ -303,14 +433,30 @@ int main(int argc, char** argv) {
   pw->add_option("USER", pw_user, "user name")->required();
   pw->add_option("--credentials", pw_file, "the credentials file (created if missing)")->required();
   pw->add_option("--iterations", pw_iterations, "PBKDF2 iterations")->capture_default_str()->check(CLI::Range(1000u, 100000000u));
-  CLI11_PARSE(app, argc, argv);
+  app.footer("Exit status: 0 stopped cleanly; 1 could not start (the message says why); 64 bad command line;\n"
+             "66 a named file cannot be read; 78 bad configuration file.");
+  const std::vector<std::string> command_line(argv, argv + argc);
+  if (const auto status = parse_command_line(app, command_line, {})) return *status;
+  if (!config_file.empty() && !*pw) {
+    // The file's options first, then the command line again: what it gives wins.
+    std::vector<std::string> from_file;
+    std::map<std::string, std::string> where;
+    if (const auto problem = config_arguments(app, config_file, from_file, where)) {
+      std::fprintf(stderr, "refsmtpd: %s\n", problem->message.c_str());
+      return problem->status;
+    }
+    std::vector<std::string> all{command_line.front()};
+    all.insert(all.end(), from_file.begin(), from_file.end());
+    all.insert(all.end(), command_line.begin() + 1, command_line.end());
+    if (const auto status = parse_command_line(app, all, where)) return *status;
+  }
 
   if (*pw) return run_passwd(pw_user, pw_file, pw_iterations);
   opt.delivery = delivery == "mbox" ? Delivery::mbox : delivery == "lmtp" ? Delivery::lmtp : Delivery::maildir;
   if (opt.delivery == Delivery::lmtp) {
     if (lmtp.empty()) {
       std::fprintf(stderr, "refsmtpd: --delivery lmtp needs --lmtp ADDRESS:PORT or --lmtp /path/to/socket\n");
-      return 2;
+      return kExitUsage;
     }
     if (lmtp.front() == '/') {
       opt.lmtp.unix_path = lmtp;
@@ -320,7 +466,7 @@ int main(int argc, char** argv) {
       const long port = colon == std::string::npos ? -1 : std::strtol(lmtp.c_str() + colon + 1, &end, 10);
       if (port <= 0 || port > 65535 || *end != '\0') {
         std::fprintf(stderr, "refsmtpd: --lmtp '%s': expected ADDRESS:PORT\n", lmtp.c_str());
-        return 2;
+        return kExitUsage;
       }
       opt.lmtp.host = lmtp.substr(0, colon);
       if (opt.lmtp.host.size() > 2 && opt.lmtp.host.front() == '[') opt.lmtp.host = opt.lmtp.host.substr(1, opt.lmtp.host.size() - 2);
@@ -336,26 +482,26 @@ int main(int argc, char** argv) {
     const auto command = parse_duration(relay_timeout), connect = parse_duration(relay_connect_timeout);
     if (!command || !connect) {
       std::fprintf(stderr, "refsmtpd: --relay-timeout/--relay-connect-timeout: expected a duration such as 30s or 5m\n");
-      return 2;
+      return kExitUsage;
     }
     opt.relay.command_timeout = *command;
     opt.relay.data_timeout = *command * 2;
     opt.relay.connect_timeout = *connect;
     if (!parse_retry(retry_intervals, retry_later, retry_max, give_up, delay_warning, opt.retry, error)) {
       std::fprintf(stderr, "refsmtpd: %s\n", error.c_str());
-      return 2;
+      return kExitUsage;
     }
   }
   if (listen.empty()) {
     std::fprintf(stderr, "refsmtpd: --listen ROLE=ADDRESS:PORT is required (see --help)\n");
-    return 2;
+    return kExitUsage;
   }
   for (const auto& l : listen) {
     std::string error;
     auto spec = parse_listen(l, error);
     if (!spec) {
       std::fprintf(stderr, "refsmtpd: %s\n", error.c_str());
-      return 2;
+      return kExitUsage;
     }
     opt.listeners.push_back(*spec);
   }
@@ -379,7 +525,7 @@ int main(int argc, char** argv) {
   std::string error;
   if (!server.start(error)) {
     std::fprintf(stderr, "refsmtpd: %s\n", error.c_str());
-    return 1;
+    return kExitFailure;
   }
   for (const auto& b : server.bound()) {
     std::printf("listening role=%s address=%s port=%u\n", std::string(role_name(b.role)).c_str(), b.address.c_str(), b.port);

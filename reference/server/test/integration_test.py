@@ -240,7 +240,7 @@ def main():
               "a directory as --capture-mbox is refused, naming it (got %r)" % bad.stderr)
         bad = subprocess.run([REFSMTPD, "--listen", "relay=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-dir", capture], capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 2 and "unknown role" in bad.stderr, "unknown role is refused clearly")
+        check(bad.returncode == 64 and "unknown role" in bad.stderr, "unknown role is a usage error (64) named clearly")
         bad = subprocess.run([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-dir", capture], capture_output=True, text=True, timeout=10)
         check(bad.returncode == 1 and "need TLS" in bad.stderr, "submission without TLS is refused clearly")

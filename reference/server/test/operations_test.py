@@ -172,6 +172,47 @@ def main():
         finally:
             stop(p)
 
+        # Configuration errors name the file and line and exit 78 (EX_CONFIG); command-line
+        # errors exit 64 (EX_USAGE) with the nearest option; a missing file named 66 (EX_NOINPUT).
+        def run_bad(args, files=None):
+            for name, text in (files or {}).items():
+                open(os.path.join(work, name), "w").write(text)
+            r = subprocess.run([REFSMTPD] + args, capture_output=True, text=True, timeout=10)
+            return r.returncode, r.stderr
+        bad_conf = os.path.join(work, "bad.toml")
+        rc, err = run_bad(["--config", bad_conf], {"bad.toml": 'listen = ["mx=127.0.0.1:0"]\nlisen = "x"\n'})
+        check(rc == 78 and bad_conf + ":2: lisen: unknown key (did you mean 'listen'?)" in err,
+              "an unknown config key names file, line and the nearest key (rc %d, %r)" % (rc, err))
+        rc, err = run_bad(["--config", bad_conf], {"bad.toml": 'mail-root = "m5\n'})
+        check(rc == 78 and "not valid TOML" in err and bad_conf in err and " 1 | mail-root" in err,
+              "an unterminated string is a TOML error with file and line, not a directory named '\"m5' (rc %d, %r)" % (rc, err))
+        rc, err = run_bad(["--config", bad_conf], {"bad.toml": 'listen = ["mx=127.0.0.1:0"]\n\nmax-size = "big"\n'})
+        check(rc == 78 and bad_conf + ":3: max-size" in err, "a bad config value names file and line (rc %d, %r)" % (rc, err))
+        rc, err = run_bad(["--config", bad_conf], {"bad.toml": '[server]\nlisten = ["mx=127.0.0.1:0"]\n'})
+        check(rc == 78 and bad_conf + ":1: server: a [table] is not used" in err, "a config section is refused (rc %d, %r)" % (rc, err))
+        rc, err = run_bad(["--config", os.path.join(work, "missing.toml")])
+        check(rc == 66 and "missing.toml" in err, "a missing config file is EX_NOINPUT (rc %d, %r)" % (rc, err))
+        rc, err = run_bad(["--listne", "mx=127.0.0.1:0"])
+        check(rc == 64 and "did you mean --listen?" in err, "a mistyped option gets 64 and a suggestion (rc %d, %r)" % (rc, err))
+        rc, err = run_bad(["--recipients", os.path.join(work, "no-such-table"), "--listen", "mx=127.0.0.1:0"])
+        check(rc == 66 and "no-such-table" in err, "a missing --recipients file is EX_NOINPUT (rc %d, %r)" % (rc, err))
+        # The command line wins over the file: its --hostname replaces the file's.
+        conf2 = os.path.join(work, "both.toml")
+        open(conf2, "w").write('listen = ["mx=127.0.0.1:0"]\nhostname = "file.test"\ndomain = ["example.test"]\n'
+                               'test-mode = true\ncapture-dir = "%s"\n' % capture)
+        p = subprocess.Popen([REFSMTPD, "--config", conf2, "--hostname", "cli.test"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            if "port=" in line:
+                a, fa = connect(int(line.strip().split("port=")[1]))
+                check(reply(fa).startswith(b"220 cli.test "), "the command line's --hostname wins over the file's")
+                a.close()
+            else:
+                check(False, "started with --config and --hostname")
+        finally:
+            stop(p)
+
         # --user: bind as root, then run as an unprivileged user (CI runs as root).
         if os.geteuid() == 0:
             import pwd
