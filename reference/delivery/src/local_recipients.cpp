@@ -1,6 +1,7 @@
 #include "refsmtp/delivery/local_recipients.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include "refsmtp/core/text.hpp"
 
@@ -34,8 +35,10 @@ bool LocalRecipients::safe_mailbox_name(std::string_view name) {
 std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, const std::string& filename, std::string& error) {
   LocalRecipients t;
   std::size_t lineno = 0;
+  std::map<std::string, std::size_t> defined_at;  // each name's line, for errors found after reading
   auto fail = [&](const std::string& what) {
-    error = filename + ":" + std::to_string(lineno) + ": " + what;
+    // FILE:LINE: what -- or FILE: what, for a problem of the whole file.
+    error = filename + (lineno ? ":" + std::to_string(lineno) : std::string()) + ": " + what;
     return std::nullopt;
   };
   while (!text.empty()) {
@@ -82,6 +85,7 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
     } else {
       t.entries_[name] = targets;
     }
+    defined_at[name] = lineno;
   }
   if (t.domains_.empty()) {
     lineno = 0;
@@ -98,13 +102,13 @@ std::optional<LocalRecipients> LocalRecipients::parse(std::string_view text, con
   };
   for (const auto& [name, targets] : t.entries_) {
     if (auto problem = check_targets(name, targets); !problem.empty()) {
-      lineno = 0;
+      lineno = defined_at[name];
       return fail(problem);
     }
   }
   if (t.catch_all_) {
     if (auto problem = check_targets("*", *t.catch_all_); !problem.empty()) {
-      lineno = 0;
+      lineno = defined_at["*"];
       return fail(problem);
     }
   }

@@ -1,5 +1,7 @@
 #include "refsmtp/server/server.hpp"
 
+#include <sys/stat.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -138,6 +140,16 @@ bool Server::start(std::string& error) {
       error = "the submission roles need --credentials FILE (make entries with: refsmtpd passwd USER --credentials FILE)";
       return false;
     }
+    // Like ssh with a private key: password hashes others may read are refused (the group may
+    // read them, for a service group; refsmtpd passwd keeps them so).
+    struct stat st{};
+    if (::stat(s.opt.credentials_file.c_str(), &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH))) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      error = "--credentials " + s.opt.credentials_file + " is open to other users (mode " + mode + "): chmod o-rw " +
+              s.opt.credentials_file;
+      return false;
+    }
     std::string text;
     if (!read_text_file(s.opt.credentials_file, text)) {
       error = "cannot read credentials file " + s.opt.credentials_file;
@@ -160,11 +172,12 @@ bool Server::start(std::string& error) {
       return false;
     }
     if (s.opt.mail_root.empty()) s.opt.mail_root = s.opt.spool_dir + "/unused-mail-root";
-    for (const auto& dir : {s.opt.spool_dir, s.opt.mail_root}) {
+    for (const auto& [option, dir] : {std::pair{"--spool", s.opt.spool_dir}, std::pair{"--mail-root", s.opt.mail_root}}) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
+      if (!ec && !std::filesystem::is_directory(dir, ec)) ec = std::make_error_code(std::errc::not_a_directory);
       if (ec) {
-        error = "cannot create " + dir + ": " + ec.message();
+        error = std::string(option) + " " + dir + ": cannot create the directory: " + ec.message();
         return false;
       }
     }

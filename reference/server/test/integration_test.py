@@ -119,6 +119,21 @@ def main():
                            input="correct horse\n", capture_output=True, text=True, timeout=30)
         mode = os.stat(creds).st_mode & 0o777
         check(r.returncode == 0 and mode == 0o640, "passwd keeps the group's read bit and drops the others' (mode %o)" % mode)
+        # A credentials file others may read is refused at start, like ssh's private keys.
+        os.chmod(creds, 0o644)
+        bad = subprocess.run([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--spool", spool, "--mail-root", mail,
+                              "--domain", "example.test", "--tls-cert", cert, "--tls-key", key, "--credentials", creds],
+                             capture_output=True, text=True, timeout=10)
+        check(bad.returncode == 1 and "is open to other users (mode 0644)" in bad.stderr,
+              "a world-readable credentials file is refused at start (rc %d, %r)" % (bad.returncode, bad.stderr))
+        os.chmod(creds, 0o640)
+        # A path option that cannot be a directory is named in the error.
+        afile = os.path.join(work, "afile")
+        open(afile, "w").close()
+        bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--spool", afile, "--mail-root", mail,
+                              "--domain", "example.test"], capture_output=True, text=True, timeout=10)
+        check(bad.returncode == 1 and "--spool " + afile + ": cannot create the directory" in bad.stderr,
+              "a --spool that is a file is named by its option (rc %d, %r)" % (bad.returncode, bad.stderr))
         sub = subprocess.Popen([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--listen", "submissions=127.0.0.1:0",
                                 "--hostname", "mx.test", "--spool", spool, "--mail-root", mail, "--domain", "example.test",
                                 "--tls-cert", cert, "--tls-key", key, "--credentials", creds],
