@@ -6,6 +6,15 @@
 
 namespace refsmtp::queue {
 
+std::string iso8601_utc(std::int64_t epoch_ms) {
+  const std::time_t t = static_cast<std::time_t>(epoch_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 std::string rfc5322_date(std::int64_t epoch_ms) {
   const std::time_t t = static_cast<std::time_t>(epoch_ms / 1000);
   std::tm tm{};

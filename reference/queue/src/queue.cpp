@@ -265,7 +265,7 @@ std::error_code Queue::record(const std::string& id, const std::vector<DeliveryO
     return {};
   }
   it->second = std::move(next);
-  events_.push_back({id, "deferred until " + std::to_string(it->second.next_attempt_ms)});
+  events_.push_back({id, "deferred until " + iso8601_utc(it->second.next_attempt_ms)});
   return {};
 }
 

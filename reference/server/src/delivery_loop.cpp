@@ -121,7 +121,27 @@ void DeliveryLoop::sync_maildirs(const std::vector<std::shared_ptr<Attempt>>& at
 
 // Under queue_m_.
 void DeliveryLoop::record_attempt(const Attempt& a) {
-  if (auto err = queue_.record(a.id, merge(a.outcomes), opt_.clock())) {
+  const std::vector<queue::DeliveryOutcome> outcomes = merge(a.outcomes);
+  const std::int64_t now_ms = opt_.clock();
+  // One line per recipient and attempt, as Postfix's smtp/local lines: where it went, how long it
+  // has been queued, and what was said (the DSN status, the reply or the local error).
+  if (const queue::StoredEnvelope* e = queue_.find(a.id)) {
+    for (const auto& o : outcomes) {
+      if (o.recipient >= e->recipients.size()) continue;
+      const char* status = o.state == queue::RecipientState::delivered ? "sent"
+                           : o.state == queue::RecipientState::failed  ? "bounced"
+                                                                       : "deferred";
+      const std::string delay = std::to_string(std::max<std::int64_t>(0, now_ms - e->arrival_ms) / 1000);
+      log_.write("delivery", {{"queue_id", a.id},
+                              {"rcpt", e->recipients[o.recipient].path.to_string()},
+                              {"status", status},
+                              {"relay", o.remote.empty() ? "local" : o.remote},
+                              {"delay", delay},
+                              {"dsn", o.reply.enhanced ? o.reply.enhanced->to_string() : std::to_string(o.reply.code)},
+                              {"reason", o.reply.one_line()}});
+    }
+  }
+  if (auto err = queue_.record(a.id, outcomes, now_ms)) {
     log_.write("queue", {{"queue_id", a.id}, {"error", "could not record delivery: " + err.message()}});
   }
   log_queue_events();

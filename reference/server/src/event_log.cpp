@@ -22,6 +22,20 @@ std::string rfc3339_now() {
   return out;
 }
 
+// Fields that are counts, sizes or durations: numbers in JSON (everything else is a string, even
+// when it looks like a number, such as a queue id).
+bool numeric_field(std::string_view key, std::string_view value) {
+  static constexpr std::string_view keys[] = {"conn", "rcpts", "size", "delay", "queued", "port", "connections", "signal"};
+  if (value.empty() || value.size() > 18) return false;
+  for (char c : value) {
+    if (c < '0' || c > '9') return false;
+  }
+  for (auto k : keys) {
+    if (k == key) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 void EventLog::write(std::string_view event, const net::LogFields& fields) const {
@@ -34,7 +48,13 @@ void EventLog::write(std::string_view event, const net::LogFields& fields) const
     nlohmann::ordered_json j;
     j["ts"] = rfc3339_now();
     j["event"] = event;
-    for (const auto& [k, v] : fields) j[k] = v;
+    for (const auto& [k, v] : fields) {
+      if (numeric_field(k, v)) {
+        j[k] = std::stoll(v);
+      } else {
+        j[k] = v;
+      }
+    }
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
     line = "refsmtpd event=" + std::string(event);

@@ -225,6 +225,10 @@ bool Server::start(std::string& error) {
   queue::QueueConfig qc;
   qc.hostname = s.opt.hostname;
   qc.retry = s.opt.retry;
+  // Notices for postmaster go to the domainless <Postmaster>, which is always local here (RFC
+  // 5321 §4.5.1), not to postmaster@HOSTNAME, which is local only when the host name is a local
+  // domain (before, such notices bounced and were dropped).
+  qc.postmaster = "Postmaster";
   s.queue = std::make_unique<queue::Queue>(*s.spool_storage, qc);
   queue::RecoveryReport report;
   if (auto err = s.queue->open(s.opt.clock(), &report)) {

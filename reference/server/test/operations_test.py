@@ -149,13 +149,62 @@ def main():
                 import json
                 events = [json.loads(l) for l in lines]
                 msg = [e for e in events if e.get("event") == "message"]
-                check(len(msg) == 1 and msg[0]["from"] == "<a@client.test>" and msg[0]["rcpts"] == "1"
+                check(len(msg) == 1 and msg[0]["from"] == "<a@client.test>" and msg[0]["rcpts"] == 1 and msg[0]["size"] > 0
                       and msg[0]["verdict"] == "250" and msg[0]["client"] == "127.0.0.1" and "ts" in msg[0],
                       "JSON log: one message event with sender, recipients, verdict")
             else:
                 check(any(l.startswith("refsmtpd event=connect conn=1 role=mx client=127.0.0.1") for l in lines),
                       "text log: connect line with conn, role and client")
                 check(any("event=message" in l and "from=<a@client.test>" in l for l in lines), "text log: message line")
+
+        # Delivery log lines, one per recipient and attempt (Postfix-like), and refused recipients:
+        # a local mailbox (status=sent), an alias to a domain this server cannot reach
+        # (status=bounced, with its DSN code and reason), an unknown user refused at RCPT.
+        table = os.path.join(work, "log-recipients")
+        open(table, "w").write("domains example.test\nb\nfwd: x@remote.test\n")
+        for fmt in ("text", "json"):
+            spool, mail = os.path.join(work, "log-spool-" + fmt), os.path.join(work, "log-mail-" + fmt)
+            p, port = start("--spool", spool, "--mail-root", mail, "--recipients", table,
+                            *(["--log-json"] if fmt == "json" else []))
+            with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
+                s.ehlo()
+                s.mail("a@client.test")
+                code, _ = s.rcpt("nobody@example.test")
+                check(code == 550, "an unknown user is refused at RCPT (got %d)" % code)
+                s.rset()
+                s.sendmail("a@client.test", ["b@example.test", "fwd@example.test"], b"Subject: log\r\n\r\nx\r\n")
+            new = os.path.join(mail, "postmaster", "Maildir", "new")
+            wait_until(lambda: os.path.isdir(new) and os.listdir(new), 10)  # the last of the three deliveries
+            p.terminate()  # the pass that delivered is finished and logged before the process exits
+            _, err = p.communicate(timeout=15)
+            lines = [l for l in err.splitlines() if l.strip()]
+            if fmt == "json":
+                import json
+                events = [json.loads(l) for l in lines]
+                deliveries = [e for e in events if e.get("event") == "delivery"]
+                sent = [e for e in deliveries if e["rcpt"] == "<b@example.test>"]
+                check(len(sent) == 1 and sent[0]["status"] == "sent" and sent[0]["relay"] == "local"
+                      and sent[0]["dsn"] == "2.0.0" and isinstance(sent[0]["delay"], int) and sent[0]["queue_id"],
+                      "JSON delivery line for the local mailbox: status=sent, relay, dsn, delay as a number (%r)" % sent)
+                bounced = [e for e in deliveries if e["rcpt"] == "<fwd@example.test>"]
+                check(len(bounced) == 1 and bounced[0]["status"] == "bounced" and bounced[0]["dsn"] == "5.7.1"
+                      and "remote.test" in bounced[0]["reason"],
+                      "JSON delivery line for the alias to an unreachable domain: bounced with its reason (%r)" % bounced)
+                # The bounce to the (foreign, unreachable) sender fails too; postmaster hears of it
+                # at the domainless <Postmaster>, which is always local.
+                notice = [e for e in deliveries if e["rcpt"] == "<Postmaster>"]
+                check(len(notice) == 1 and notice[0]["status"] == "sent",
+                      "the failed bounce is reported to <Postmaster>, delivered locally (%r)" % notice)
+                refused = [e for e in events if e.get("event") == "rcpt"]
+                check(len(refused) == 1 and refused[0]["rcpt"] == "<nobody@example.test>"
+                      and refused[0]["verdict"].startswith("550 5.1.1"), "the refused recipient is logged (%r)" % refused)
+            else:
+                check(any("event=delivery" in l and "rcpt=<b@example.test>" in l and "status=sent" in l and "dsn=2.0.0" in l
+                          for l in lines), "text delivery line: status=sent for the local mailbox")
+                check(any("event=delivery" in l and "status=bounced" in l and "dsn=5.7.1" in l for l in lines),
+                      "text delivery line: status=bounced with the DSN code")
+                check(any("event=rcpt" in l and "rcpt=<nobody@example.test>" in l and 'verdict="550 5.1.1' in l
+                          for l in lines), "text log: the refused recipient with its reply")
 
         # A TOML config file gives the same options as the command line.
         conf = os.path.join(work, "refsmtpd.toml")

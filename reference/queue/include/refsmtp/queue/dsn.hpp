@@ -11,6 +11,8 @@ namespace refsmtp::queue {
 
 // RFC 5322 §3.3 date-time in UTC, e.g. "Sun, 29 Nov 2026 00:31:16 +0000".
 std::string rfc5322_date(std::int64_t epoch_ms);
+// "2026-12-04T20:50:04Z": a time in the queue's log lines.
+std::string iso8601_utc(std::int64_t epoch_ms);
 
 struct TraceInfo {
   std::string helo, client_address, hostname, id;
