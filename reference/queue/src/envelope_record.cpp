@@ -186,6 +186,7 @@ std::string serialize(const StoredEnvelope& e) {
   s += "\ndelay-notified " + std::string(e.delay_notified ? "1" : "0");
   s += "\ndata " + std::to_string(e.body_size) + " " + hex64(e.body_hash);
   if (e.auth) s += "\nauth " + escape(*e.auth);  // optional: records without it stay valid
+  if (e.held) s += "\nheld 1";                     // optional, likewise
   for (const auto& r : e.recipients) {
     s += "\nrcpt " + std::string(state_name(r.state)) + " " + path_fields(r.path) + " " + escape(r.last_reply);
   }
@@ -297,6 +298,11 @@ RecordResult parse_envelope(std::string_view text) {
     auto v = f.size() == 2 ? unescape(f[1]) : std::nullopt;
     if (!v) return fail(RecordError::bad_value, first_rcpt + 1);
     e.auth = *v;
+    ++first_rcpt;
+  }
+  if (first_rcpt < end_line && lines[first_rcpt].starts_with("held ")) {
+    if (lines[first_rcpt] != "held 1") return fail(RecordError::bad_value, first_rcpt + 1);
+    e.held = true;
     ++first_rcpt;
   }
   for (std::size_t ln = first_rcpt; ln < end_line; ++ln) {

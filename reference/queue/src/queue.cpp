@@ -96,7 +96,7 @@ std::vector<std::string> Queue::due(std::int64_t now_ms) const {
   std::lock_guard lock(m_);
   std::vector<std::string> out;
   for (const auto& [id, m] : msgs_) {
-    if (m.next_attempt_ms <= now_ms) out.push_back(id);
+    if (!m.held && m.next_attempt_ms <= now_ms) out.push_back(id);
   }
   return out;
 }
@@ -105,9 +105,63 @@ std::optional<std::int64_t> Queue::next_wakeup() const {
   std::lock_guard lock(m_);
   std::optional<std::int64_t> t;
   for (const auto& [id, m] : msgs_) {
+    if (m.held) continue;
     if (!t || m.next_attempt_ms < *t) t = m.next_attempt_ms;
   }
   return t;
+}
+
+std::vector<StoredEnvelope> Queue::snapshot() const {
+  std::lock_guard lock(m_);
+  std::vector<StoredEnvelope> out;
+  for (const auto& [id, m] : msgs_) out.push_back(m);
+  std::sort(out.begin(), out.end(), [](const StoredEnvelope& a, const StoredEnvelope& b) {
+    return a.arrival_ms != b.arrival_ms ? a.arrival_ms < b.arrival_ms : a.id < b.id;
+  });
+  return out;
+}
+
+std::error_code Queue::flush(const std::string& id, std::int64_t now_ms) {
+  std::lock_guard lock(m_);
+  if (id.empty()) {
+    for (auto& [i, m] : msgs_) {
+      if (!m.held) m.next_attempt_ms = std::min(m.next_attempt_ms, now_ms);
+    }
+    events_.push_back({"", "flushed by the operator"});
+    return {};
+  }
+  auto it = msgs_.find(id);
+  if (it == msgs_.end()) return std::make_error_code(std::errc::no_such_file_or_directory);
+  if (it->second.held) return std::make_error_code(std::errc::operation_not_permitted);
+  it->second.next_attempt_ms = std::min(it->second.next_attempt_ms, now_ms);
+  events_.push_back({id, "flushed by the operator"});
+  return {};
+}
+
+std::error_code Queue::hold(const std::string& id, bool on, std::int64_t now_ms) {
+  std::lock_guard lock(m_);
+  auto it = msgs_.find(id);
+  if (it == msgs_.end()) return std::make_error_code(std::errc::no_such_file_or_directory);
+  StoredEnvelope next = it->second;
+  next.held = on;
+  if (!on) next.next_attempt_ms = std::min(next.next_attempt_ms, now_ms);
+  if (auto err = spool_.update(next)) return err;
+  it->second = std::move(next);
+  events_.push_back({id, on ? "held by the operator" : "released by the operator"});
+  return {};
+}
+
+std::error_code Queue::remove(const std::string& id) {
+  std::lock_guard lock(m_);
+  auto it = msgs_.find(id);
+  if (it == msgs_.end()) return std::make_error_code(std::errc::no_such_file_or_directory);
+  bool gone = false;
+  const std::error_code err = spool_.remove(id, gone);
+  if (err && !gone) return err;
+  msgs_.erase(it);
+  events_.push_back({id, err ? "deleted by the operator, but the removal may not be durable: " + err.message()
+                             : std::string("deleted by the operator")});
+  return {};
 }
 
 const StoredEnvelope* Queue::find(const std::string& id) const {

@@ -39,6 +39,7 @@ RC_GTEST_PROP(EnvelopeRecord, SerializeParseRoundTrip, ()) {
   e.attempts = *rc::gen::arbitrary<std::uint32_t>();
   e.next_attempt_ms = *rc::gen::arbitrary<std::int64_t>();
   e.delay_notified = *rc::gen::arbitrary<bool>();
+  e.held = *rc::gen::arbitrary<bool>();
   e.body_size = *rc::gen::arbitrary<std::uint64_t>();
   e.body_hash = *rc::gen::arbitrary<std::uint64_t>();
 

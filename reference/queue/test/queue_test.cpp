@@ -255,3 +255,49 @@ TEST(Queue, CorruptSpoolFileIsQuarantinedAndReported) {
   ASSERT_FALSE(events.empty());
   EXPECT_NE(events[0].what.find("quarantined " + id + ".env"), std::string::npos);
 }
+
+// The operator's tools: hold survives a restart, flush makes deferred mail due at once, delete
+// removes a message for good and tells nobody.
+TEST(Queue, OperatorHoldFlushAndDelete) {
+  TempDir dir;
+  PosixStorage storage(dir.path());
+  std::string held_id, deleted_id;
+  {
+    Queue q(storage, config());
+    ASSERT_FALSE(q.open(0));
+    const auto a = q.accept(envelope(make_path("a", "b.test"), {"x"}), "Subject: a\r\n\r\na\r\n", kClient, 1000);
+    const auto b = q.accept(envelope(make_path("a", "b.test"), {"y"}), "Subject: b\r\n\r\nb\r\n", kClient, 1001);
+    const auto c = q.accept(envelope(make_path("a", "b.test"), {"z"}), "Subject: c\r\n\r\nc\r\n", kClient, 1002);
+    ASSERT_TRUE(a.id && b.id && c.id);
+    ASSERT_EQ(q.snapshot().size(), 3u);
+    EXPECT_EQ(q.snapshot().front().id, *a.id);  // oldest first
+    // Deferred: not due again until its retry time; flush makes it due now.
+    ASSERT_FALSE(q.record(*a.id, {{0, RecipientState::pending, smtp::make_reply(451, 4, 3, 0, "later")}}, 1100));
+    EXPECT_EQ(q.due(1101), (std::vector<std::string>{*b.id, *c.id}));
+    ASSERT_FALSE(q.flush(*a.id, 1102));
+    EXPECT_EQ(q.due(1102).size(), 3u);
+    EXPECT_EQ(q.flush("no-such-id", 1102), std::errc::no_such_file_or_directory);
+    // Held: never due; a held message is not flushed; released, it is due at once.
+    ASSERT_FALSE(q.hold(*a.id, true, 1103));
+    EXPECT_EQ(q.due(99999), (std::vector<std::string>{*b.id, *c.id}));
+    EXPECT_EQ(q.flush(*a.id, 1104), std::errc::operation_not_permitted);
+    ASSERT_FALSE(q.hold(*a.id, false, 1200));
+    EXPECT_EQ(q.due(1200).size(), 3u);
+    ASSERT_FALSE(q.hold(*c.id, true, 1201));
+    // Deleted: gone, and no bounce was queued for it.
+    ASSERT_FALSE(q.remove(*b.id));
+    EXPECT_EQ(q.find(*b.id), nullptr);
+    EXPECT_EQ(q.remove(*b.id), std::errc::no_such_file_or_directory);
+    EXPECT_EQ(q.size(), 2u);
+    held_id = *c.id;
+    deleted_id = *b.id;
+  }
+  // After a restart the hold and the deletion still stand.
+  Queue again(storage, config());
+  ASSERT_FALSE(again.open(3000));
+  EXPECT_EQ(again.size(), 2u);
+  EXPECT_EQ(again.find(deleted_id), nullptr);
+  ASSERT_NE(again.find(held_id), nullptr);
+  EXPECT_TRUE(again.find(held_id)->held);
+  EXPECT_EQ(again.due(99999).size(), 1u);
+}

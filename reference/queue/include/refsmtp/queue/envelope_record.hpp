@@ -55,6 +55,7 @@ struct StoredEnvelope {
   std::uint32_t attempts = 0;
   std::int64_t next_attempt_ms = 0;
   bool delay_notified = false;
+  bool held = false;             // put on hold by the operator: never due until released
   std::uint64_t body_size = 0;   // octets of the body file
   std::uint64_t body_hash = 0;   // FNV-1a 64 of the body file
   bool operator==(const StoredEnvelope&) const = default;

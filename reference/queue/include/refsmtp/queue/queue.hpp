@@ -90,6 +90,16 @@ class Queue {
   std::error_code record(const std::string& id, const std::vector<DeliveryOutcome>& outcomes, std::int64_t now_ms);
 
   std::size_t size() const { return msgs_.size(); }
+
+  // The operator's tools (refsmtpd queue ...). A copy of every queued message, oldest first.
+  std::vector<StoredEnvelope> snapshot() const;
+  // Makes one message (or, with an empty id, every message not on hold) due now. In memory only:
+  // after a restart the stored schedule applies again. ENOENT for an unknown id.
+  std::error_code flush(const std::string& id, std::int64_t now_ms);
+  // Puts a message on hold (never due) or releases it (due now); durable.
+  std::error_code hold(const std::string& id, bool on, std::int64_t now_ms);
+  // Deletes a message without telling anyone (Postfix's postsuper -d); durable.
+  std::error_code remove(const std::string& id);
   std::vector<QueueEvent> take_events();
 
  private:
