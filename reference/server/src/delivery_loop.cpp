@@ -10,6 +10,7 @@
 #include "refsmtp/delivery/lmtp.hpp"
 #include "refsmtp/delivery/mailbox.hpp"
 #include "refsmtp/delivery/relay.hpp"
+#include "control.hpp"
 #include "refsmtp/server/server.hpp"
 
 namespace refsmtp::server {
@@ -81,6 +82,24 @@ void DeliveryLoop::stop() {
 void DeliveryLoop::join() {
   stopping_ = true;
   if (pool_) pool_->join();
+}
+
+void DeliveryLoop::control(std::string line, std::function<void(std::string reply)> done) {
+  if (!pool_) {
+    done("error: the queue is not running\n");
+    return;
+  }
+  asio::post(*pool_, [this, line = std::move(line), done = std::move(done)] {
+    std::string reply;
+    {
+      std::lock_guard lock(queue_m_);
+      reply = control_request(queue_, line, opt_.clock(), [this](const std::string& id) { return in_flight_.count(id) != 0; });
+      log_queue_events();
+    }
+    // Flushed or released mail goes out now, not at the next tick.
+    if (reply.starts_with("ok") && (line.starts_with("flush") || line.starts_with("release"))) request();
+    done(std::move(reply));
+  });
 }
 
 bool DeliveryLoop::wait_for_passes(std::uint64_t n, std::chrono::milliseconds timeout) const {

@@ -43,6 +43,11 @@ class DeliveryLoop {
   // so a message the next hop took is not sent again after a restart.
   void join();
 
+  // Runs an operator's request (see control.hpp) on the delivery thread, between passes, so it
+  // never changes a message a pass is looking at; `done` gets the reply there. Messages with relay
+  // jobs still out cannot be held or deleted until the jobs report.
+  void control(std::string line, std::function<void(std::string reply)> done);
+
   std::uint64_t passes() const { return passes_; }
   bool wait_for_passes(std::uint64_t n, std::chrono::milliseconds timeout) const;
 

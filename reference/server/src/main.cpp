@@ -5,8 +5,12 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -29,6 +33,8 @@
 #include <thread>
 
 #include "refsmtp/core/text.hpp"
+#include "control.hpp"
+#include "refsmtp/queue/queue.hpp"
 #include "refsmtp/server/credentials.hpp"
 #include "refsmtp/server/server.hpp"
 
@@ -336,6 +342,91 @@ std::optional<int> parse_command_line(CLI::App& app, const std::vector<std::stri
   }
 }
 
+// refsmtpd queue ACTION [ID] --spool DIR: asks the refsmtpd running on DIR over its control
+// socket; with none running, works on the spool itself (as its owner, holding the spool's lock).
+int run_queue(const std::string& action, const std::string& id, const std::string& spool) {
+  constexpr int kExitUnavailable = 69, kExitTempFail = 75, kExitNoPerm = 77;
+  const std::string request = action + (id.empty() ? "" : " " + id);
+  auto print = [&](const std::string& reply) {
+    const std::size_t nl = reply.find('\n');
+    const std::string first = reply.substr(0, nl);
+    if (first != "ok") {
+      std::fprintf(stderr, "refsmtpd queue: %s\n", first.starts_with("error: ") ? first.substr(7).c_str() : first.c_str());
+      return kExitFailure;
+    }
+    const std::string rest = nl == std::string::npos ? std::string() : reply.substr(nl + 1);
+    std::fputs(rest.c_str(), stdout);
+    return 0;
+  };
+  const std::string path = spool + "/control";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (fd < 0 || path.size() >= sizeof addr.sun_path) {
+    std::fprintf(stderr, "refsmtpd queue: --spool %s: the path is too long for a socket\n", spool.c_str());
+    if (fd >= 0) ::close(fd);
+    return kExitUsage;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+    timeval tv{60, 0};  // a request waits at most for the delivery pass in progress
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const std::string line = request + "\n";
+    std::string reply;
+    if (::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size())) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof buf)) > 0) reply.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    if (reply.empty()) {
+      std::fprintf(stderr, "refsmtpd queue: the refsmtpd on %s did not answer\n", spool.c_str());
+      return kExitTempFail;
+    }
+    return print(reply);
+  }
+  const int connect_errno = errno;
+  ::close(fd);
+  if (connect_errno != ENOENT && connect_errno != ECONNREFUSED) {
+    std::fprintf(stderr, "refsmtpd queue: cannot reach %s: %s\n", path.c_str(), std::strerror(connect_errno));
+    return connect_errno == EACCES ? kExitNoPerm : kExitUnavailable;
+  }
+  // No daemon: the spool itself, if it is one, if it is ours, and if nobody else has it.
+  struct stat st{};
+  if (::stat(spool.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "refsmtpd queue: --spool %s: no such spool directory\n", spool.c_str());
+    return kExitNoInput;
+  }
+  if (action == "flush") {
+    std::fprintf(stderr, "refsmtpd queue: no refsmtpd runs on %s: flush asks a running one to try now\n", spool.c_str());
+    return kExitUnavailable;
+  }
+  if (st.st_uid != ::geteuid()) {
+    const passwd* owner = ::getpwuid(st.st_uid);
+    std::fprintf(stderr, "refsmtpd queue: no refsmtpd runs on %s; to work on the spool itself, run as its owner (%s)\n",
+                 spool.c_str(), owner ? owner->pw_name : std::to_string(st.st_uid).c_str());
+    return kExitNoPerm;
+  }
+  const std::string lock_path = spool + "/lock";
+  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+    std::fprintf(stderr, "refsmtpd queue: %s is in use, but its control socket does not answer\n", spool.c_str());
+    if (lock >= 0) ::close(lock);
+    return kExitTempFail;
+  }
+  refsmtp::queue::PosixStorage storage(spool);
+  refsmtp::queue::Queue queue(storage, refsmtp::queue::QueueConfig{});
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (auto err = queue.open(now)) {
+    std::fprintf(stderr, "refsmtpd queue: cannot open the spool %s: %s\n", spool.c_str(), err.message().c_str());
+    ::close(lock);
+    return kExitFailure;
+  }
+  const int status = print(control_request(queue, request, now, [](const std::string&) { return false; }));
+  ::close(lock);
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -433,10 +524,29 @@ int main(int argc, char** argv) {
   pw->add_option("USER", pw_user, "user name")->required();
   pw->add_option("--credentials", pw_file, "the credentials file (created if missing)")->required();
   pw->add_option("--iterations", pw_iterations, "PBKDF2 iterations")->capture_default_str()->check(CLI::Range(1000u, 100000000u));
+  auto* qcmd = app.add_subcommand("queue", "list, show, flush, hold, release or delete queued mail: asks the refsmtpd running on\n"
+                                           "--spool over its control socket; with none running, works on the spool itself (as its owner)");
+  std::string q_action, q_id, q_spool;
+  qcmd->add_option("ACTION", q_action, "list | show ID | flush [ID] (all when no ID) | hold ID | release ID | delete ID")
+      ->required()
+      ->check(CLI::IsMember({"list", "show", "flush", "hold", "release", "delete"}));
+  qcmd->add_option("ID", q_id, "a queue id, as list shows it");
+  qcmd->add_option("--spool", q_spool, "the spool directory of the refsmtpd to ask")->required();
   app.footer("Exit status: 0 stopped cleanly; 1 could not start (the message says why); 64 bad command line;\n"
              "66 a named file cannot be read; 78 bad configuration file.");
   const std::vector<std::string> command_line(argv, argv + argc);
   if (const auto status = parse_command_line(app, command_line, {})) return *status;
+  if (*qcmd) {
+    if (q_id.empty() && q_action != "list" && q_action != "flush") {
+      std::fprintf(stderr, "refsmtpd queue %s: needs a queue ID (see: refsmtpd queue list)\n", q_action.c_str());
+      return kExitUsage;
+    }
+    if (!q_id.empty() && q_action == "list") {
+      std::fprintf(stderr, "refsmtpd queue list: takes no ID (see: refsmtpd queue show ID)\n");
+      return kExitUsage;
+    }
+    return run_queue(q_action, q_id, q_spool);
+  }
   if (!config_file.empty() && !*pw) {
     // The file's options first, then the command line again: what it gives wins.
     std::vector<std::string> from_file;

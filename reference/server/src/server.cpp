@@ -1,6 +1,9 @@
 #include "refsmtp/server/server.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -8,6 +11,7 @@
 #include <boost/asio/strand.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -15,6 +19,7 @@
 
 #include "capture.hpp"
 #include "connections.hpp"
+#include "control.hpp"
 #include "delivery_loop.hpp"
 #include "event_log.hpp"
 #include "listeners_internal.hpp"
@@ -57,6 +62,14 @@ struct Server::Impl {
   std::optional<RecipientPolicy> policy;
   std::optional<Credentials> credentials;
   std::unique_ptr<CaptureStore> capture;
+  // flock'ed for the process's life: one refsmtpd per spool (the queue tools take it when none
+  // runs). Declared before the queue, so it is let go only after the queue is gone.
+  struct SpoolLock {
+    int fd = -1;
+    ~SpoolLock() {
+      if (fd >= 0) ::close(fd);
+    }
+  } spool_lock;
   std::unique_ptr<queue::PosixStorage> spool_storage, mail_storage;
   std::unique_ptr<queue::Queue> queue;
   std::unique_ptr<Relayer> relayer;
@@ -64,6 +77,7 @@ struct Server::Impl {
   std::vector<ListenerSpec> bound;
   std::unique_ptr<Connections> connections;
   std::unique_ptr<DeliveryLoop> delivery;
+  std::unique_ptr<ControlSocket> control;  // after the delivery loop it hands requests to
 
   Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)), log(opt.log_json, opt.log_hook) {
     if (!opt.clock) opt.clock = wall_ms;
@@ -99,6 +113,7 @@ struct Server::Impl {
   void stop_accepting() {
     boost::system::error_code ec;
     for (auto& a : acceptors) a->close(ec);
+    if (control) control->close();
     if (connections) connections->stop();
     if (delivery) delivery->stop();
   }
@@ -220,6 +235,15 @@ bool Server::start(std::string& error) {
     s.capture = CaptureStore::open(s.opt.capture_dir, s.opt.capture_mbox, error);
     return s.capture != nullptr;
   }
+  // One process per spool: a second one would overwrite the first one's messages.
+  const std::string lock_path = s.opt.spool_dir + "/lock";
+  s.spool_lock.fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (s.spool_lock.fd < 0 || ::flock(s.spool_lock.fd, LOCK_EX | LOCK_NB) != 0) {
+    error = "--spool " + s.opt.spool_dir + ": " +
+            (s.spool_lock.fd < 0 ? std::string("cannot open ") + lock_path + ": " + std::strerror(errno)
+                              : std::string("another process (refsmtpd, or refsmtpd queue) is using this spool"));
+    return false;
+  }
   s.spool_storage = std::make_unique<queue::PosixStorage>(s.opt.spool_dir);
   s.mail_storage = std::make_unique<queue::PosixStorage>(s.opt.mail_root);
   queue::QueueConfig qc;
@@ -239,7 +263,11 @@ bool Server::start(std::string& error) {
   s.log.write("recovery", {{"queued", std::to_string(report.messages.size())}});
   s.delivery = std::make_unique<DeliveryLoop>(s.strand, *s.queue, *s.mail_storage, *s.relayer, *s.policy, s.log, s.opt);
   s.delivery->start();
-  return true;
+  // `refsmtpd queue ...` talks to this socket; requests run on the delivery thread.
+  s.control = std::make_unique<ControlSocket>(s.io, s.log, [&s](std::string line, std::function<void(std::string)> reply) {
+    s.delivery->control(std::move(line), std::move(reply));
+  });
+  return s.control->open(s.opt.spool_dir + "/control", error);
 }
 
 std::vector<ListenerSpec> Server::bound() const { return impl_->bound; }

@@ -206,6 +206,71 @@ def main():
                 check(any("event=rcpt" in l and "rcpt=<nobody@example.test>" in l and 'verdict="550 5.1.1' in l
                           for l in lines), "text log: the refused recipient with its reply")
 
+        # Queue tools: list, show, hold, flush, release, delete on a running refsmtpd (its control
+        # socket), then on the stopped spool itself. Deliveries go to an LMTP port nobody listens
+        # on, so the message stays deferred.
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+        closed.close()
+        qspool, qmail = os.path.join(work, "q-spool"), os.path.join(work, "q-mail")
+
+        def queue(*args):
+            r = subprocess.run([REFSMTPD, "queue", *args, "--spool", qspool], capture_output=True, text=True, timeout=90)
+            return r.returncode, r.stdout, r.stderr
+
+        p, port = start("--spool", qspool, "--mail-root", qmail, "--domain", "example.test", "--delivery", "lmtp",
+                        "--lmtp", "127.0.0.1:%d" % dead_port)
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
+                s.sendmail("a@client.test", ["b@example.test"], b"Subject: queued\r\n\r\nx\r\n")
+
+            def attempts(qid):
+                rc, out, _ = queue("show", qid)
+                line = [l for l in out.splitlines() if l.startswith("attempts ")]
+                return int(line[0].split()[1]) if rc == 0 and line else -1
+            rc, out, err = queue("list")
+            rows = out.split()
+            check(rc == 0 and len(out.splitlines()) == 1 and rows[3] == "<a@client.test>" and rows[4] == "1/1",
+                  "queue list: one message, its sender, 1 of 1 recipients pending (%r %r)" % (out, err))
+            qid = rows[0] if rows else "?"
+            check(wait_until(lambda: attempts(qid) >= 1, 10), "the first attempt was made and deferred")
+            rc, out, _ = queue("show", qid)
+            check(rc == 0 and "rcpt <b@example.test> pending 451" in out, "queue show: the recipient and the last reply (%r)" % out)
+            rc, _, _ = queue("hold", qid)
+            rc2, out, _ = queue("list")
+            check(rc == 0 and out.split()[5] == "held", "queue hold: listed as held (%r)" % out)
+            rc, _, err = queue("flush", qid)
+            check(rc == 1 and "on hold" in err, "a held message is not flushed (rc %d, %r)" % (rc, err))
+            before = attempts(qid)
+            rc, _, _ = queue("release", qid)
+            check(rc == 0 and wait_until(lambda: attempts(qid) > before, 10),
+                  "queue release: tried again at once, not at the retry time (5 minutes away)")
+            before = attempts(qid)
+            rc, _, _ = queue("flush")
+            check(rc == 0 and wait_until(lambda: attempts(qid) > before, 10), "queue flush: every message tried again at once")
+            # A second daemon on the same spool is refused.
+            r = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--spool", qspool, "--mail-root", qmail,
+                                "--domain", "example.test"], capture_output=True, text=True, timeout=10)
+            check(r.returncode == 1 and "is using this spool" in r.stderr, "a second refsmtpd on one spool is refused (%r)" % r.stderr)
+            rc, _, err = queue("delete", "no-such-id")
+            check(rc == 1 and "no message no-such-id" in err, "a bad ID is a clear error (rc %d, %r)" % (rc, err))
+            rc, _, err = queue("show")
+            check(rc == 64, "show without an ID is a usage error (rc %d)" % rc)
+        finally:
+            stop(p)
+        # Stopped: the tools work on the spool itself; flush needs a running daemon.
+        rc, out, _ = queue("list")
+        check(rc == 0 and out.split()[:1] == [qid], "queue list on the stopped spool (%r)" % out)
+        rc, _, err = queue("flush")
+        check(rc == 69 and "no refsmtpd runs" in err, "flush without a daemon says so (rc %d, %r)" % (rc, err))
+        rc, _, _ = queue("delete", qid)
+        rc2, out, _ = queue("list")
+        check(rc == 0 and rc2 == 0 and out == "", "queue delete on the stopped spool removes it for good (%r)" % out)
+        r = subprocess.run([REFSMTPD, "queue", "list", "--spool", os.path.join(work, "no-spool")], capture_output=True,
+                           text=True, timeout=10)
+        check(r.returncode == 66 and "no such spool" in r.stderr, "a missing spool is EX_NOINPUT (rc %d)" % r.returncode)
+
         # A TOML config file gives the same options as the command line.
         conf = os.path.join(work, "refsmtpd.toml")
         open(conf, "w").write('listen = ["mx=127.0.0.1:0"]\nhostname = "cfg.test"\ndomain = ["example.test"]\n'
