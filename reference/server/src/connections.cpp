@@ -43,13 +43,16 @@ asio::awaitable<void> Connections::accept_loop(tcp::acceptor& acceptor, Role rol
       continue;
     }
     auto control = std::make_shared<net::ConnectionControl>();
+    bool stress = false;
     {
       std::lock_guard lock(m_);
       ++active_;
       ++per_client_[client];
       controls_.push_back(control);
+      stress = update_stress();
     }
-    asio::co_spawn(conn_strand, tracked(serve_(std::move(socket), role, next_conn_++, control), client, control), asio::detached);
+    asio::co_spawn(conn_strand, tracked(serve_(std::move(socket), role, next_conn_++, control, stress), client, control),
+                   asio::detached);
   }
 }
 
@@ -61,6 +64,7 @@ asio::awaitable<void> Connections::tracked(asio::awaitable<void> conn, std::stri
     std::lock_guard lock(m_);
     --active_;
     if (--per_client_[client] == 0) per_client_.erase(client);
+    update_stress();
     controls_.remove(control);
     if (active_ == 0 && on_drained_) {
       done = std::move(on_drained_);
@@ -81,6 +85,19 @@ asio::awaitable<void> Connections::refuse(tcp::socket socket) {
   boost::system::error_code ec;
   socket.shutdown(tcp::socket::shutdown_both, ec);
   socket.close(ec);
+}
+
+bool Connections::update_stress() {
+  const std::size_t on = limits_.max_connections * limits_.stress_percent / 100;
+  const std::size_t off = on * 2 / 3;
+  const bool was = stress_;
+  if (!stress_ && active_ >= on && on > 0) stress_ = true;
+  if (stress_ && active_ < off) stress_ = false;
+  if (stress_ != was) {
+    log_.write("stress", {{"state", stress_ ? "on" : "off"}, {"connections", std::to_string(active_)},
+                          {"max_connections", std::to_string(limits_.max_connections)}});
+  }
+  return stress_;
 }
 
 std::size_t Connections::active() const {

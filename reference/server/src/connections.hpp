@@ -29,13 +29,15 @@ class Connections {
   // Serves one accepted connection of a role to its end: the protocol driver, with the options
   // of that moment (a TLS reload takes effect for new connections). `control` carries drain
   // requests to it.
+  // `stress`: the server is under stress (see Limits) as this connection starts.
   using Serve = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::socket, Role, std::uint64_t id,
-                                                           std::shared_ptr<net::ConnectionControl> control)>;
+                                                           std::shared_ptr<net::ConnectionControl> control, bool stress)>;
 
   struct Limits {
     std::size_t max_connections = 200;
     std::size_t max_per_client = 20;
     std::chrono::seconds drain_timeout{30};
+    unsigned stress_percent = 75;  // stress starts at this share of max_connections, ends below 2/3 of it
   };
 
   // `contexts`: where connections run (see ServerOptions::connection_contexts); empty: each on a
@@ -71,6 +73,9 @@ class Connections {
   mutable std::mutex m_;  // the table below
   std::map<std::string, std::size_t> per_client_;
   std::size_t active_ = 0;
+  bool stress_ = false;
+  // Under m_: whether the table is under stress now; logs a change.
+  bool update_stress();
   std::list<std::shared_ptr<net::ConnectionControl>> controls_;
   std::function<void()> on_drained_;
   std::unique_ptr<boost::asio::steady_timer> drain_timer_;  // on the strand

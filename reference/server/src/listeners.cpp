@@ -117,7 +117,7 @@ void add_addresses_listening_on(const std::vector<ListenerSpec>& listeners, std:
   }
 }
 
-net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, std::shared_ptr<asio::ssl::context> tls) {
+net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, std::shared_ptr<asio::ssl::context> tls, bool stress) {
   net::ConnectionOptions copt;
   copt.role = std::string(role_name(role));
   copt.session.hostname = opt.hostname;
@@ -125,6 +125,14 @@ net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, s
   copt.session.command_timeout = std::chrono::seconds(opt.command_timeout_s);
   copt.session.data_timeout = std::chrono::seconds(opt.data_timeout_s);
   copt.max_duration = std::chrono::seconds(opt.max_connection_time_s);
+  if (stress) {
+    // Under stress every wait is short and few mistakes are allowed (Postfix: smtpd_timeout
+    // ${stress?10}, hard error limit ${stress?1}).
+    const auto short_wait = std::chrono::seconds(opt.stress_timeout_s);
+    copt.session.command_timeout = std::min(copt.session.command_timeout, std::chrono::duration_cast<smtp::Millis>(short_wait));
+    copt.session.data_timeout = std::min(copt.session.data_timeout, std::chrono::duration_cast<smtp::Millis>(short_wait));
+    copt.session.limits.errors = std::min(copt.session.limits.errors, opt.stress_errors);
+  }
   copt.tls = std::move(tls);
   copt.session.starttls = copt.tls != nullptr;
   switch (role) {
@@ -143,12 +151,13 @@ net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, s
 }
 
 asio::awaitable<void> serve(tcp::socket socket, Role role, std::uint64_t id, std::shared_ptr<net::ConnectionControl> control,
-                            const ServerOptions& opt, std::shared_ptr<asio::ssl::context> tls, net::SessionHost& smtp_host) {
+                            bool stress, const ServerOptions& opt, std::shared_ptr<asio::ssl::context> tls,
+                            net::SessionHost& smtp_host) {
   switch (role) {
     case Role::mx:
     case Role::submission:
     case Role::submissions: {
-      net::ConnectionOptions copt = connection_options(role, opt, std::move(tls));
+      net::ConnectionOptions copt = connection_options(role, opt, std::move(tls), stress);
       copt.control = std::move(control);
       co_await net::serve_connection(std::move(socket), std::move(copt), smtp_host, id);
       co_return;

@@ -27,12 +27,13 @@ void add_addresses_listening_on(const std::vector<ListenerSpec>& listeners, std:
                                 std::string& error);
 
 // The connection options for a new SMTP connection on a listener of `role`.
-net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, std::shared_ptr<boost::asio::ssl::context> tls);
+net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, std::shared_ptr<boost::asio::ssl::context> tls,
+                                          bool stress = false);
 
 // Serves one accepted connection with the protocol driver of its role (net::serve_connection for
 // the SMTP roles), to its end.
 boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, Role role, std::uint64_t id,
-                                   std::shared_ptr<net::ConnectionControl> control, const ServerOptions& opt,
+                                   std::shared_ptr<net::ConnectionControl> control, bool stress, const ServerOptions& opt,
                                    std::shared_ptr<boost::asio::ssl::context> tls, net::SessionHost& smtp_host);
 
 // Whether a role takes AUTH, and so needs TLS and a credentials file.

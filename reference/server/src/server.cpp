@@ -220,11 +220,11 @@ bool Server::start(std::string& error) {
   if (!s.relayer->start(error)) return false;
   // Connections are taken only now that everything they use exists.
   Connections::Limits limits{s.opt.max_connections, s.opt.max_connections_per_client,
-                             std::chrono::seconds(s.opt.drain_timeout_s)};
+                             std::chrono::seconds(s.opt.drain_timeout_s), s.opt.stress_percent};
   s.connections = std::make_unique<Connections>(
       s.io, s.strand, s.opt.connection_contexts, limits, s.opt.hostname, s.log,
-      [&s, this](tcp::socket socket, Role role, std::uint64_t id, std::shared_ptr<net::ConnectionControl> control) {
-        return serve(std::move(socket), role, id, std::move(control), s.opt, s.current_tls(), *this);
+      [&s, this](tcp::socket socket, Role role, std::uint64_t id, std::shared_ptr<net::ConnectionControl> control, bool stress) {
+        return serve(std::move(socket), role, id, std::move(control), stress, s.opt, s.current_tls(), *this);
       });
   for (std::size_t i = 0; i < s.acceptors.size(); ++i) {
     asio::co_spawn(s.strand, s.connections->accept_loop(*s.acceptors[i], s.bound[i].role), asio::detached);

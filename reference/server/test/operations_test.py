@@ -206,6 +206,39 @@ def main():
                 check(any("event=rcpt" in l and "rcpt=<nobody@example.test>" in l and 'verdict="550 5.1.1' in l
                           for l in lines), "text log: the refused recipient with its reply")
 
+        # Holding load: idle connections fill the table; past --stress-percent the new ones get
+        # the short --stress-timeout, give their places back, and a real client gets in within
+        # seconds instead of waiting out the 5-minute command timeout.
+        p, port = start(*base, "--log-json", "--max-connections", "40", "--stress-percent", "50", "--stress-timeout", "1")
+        idle = []
+        greeted = 0
+        try:
+            for source in ("127.0.0.2", "127.0.0.3"):
+                for _ in range(20):
+                    c = socket.socket()
+                    c.settimeout(10)
+                    c.bind((source, 0))
+                    c.connect(("127.0.0.1", port))
+                    greeted += reply(c.makefile("rb")).startswith(b"220 ")
+                    idle.append(c)
+            check(greeted == 40, "40 idle connections from two addresses fill the table (%d greeted)" % greeted)
+            deadline = time.monotonic() + 15
+            got_in = False
+            while time.monotonic() < deadline and not got_in:
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test",
+                                      source_address=("127.0.0.4", 0)) as s:
+                        got_in = s.sendmail("a@client.test", ["b@example.test"], b"Subject: through\r\n\r\nx\r\n") == {}
+                except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, ConnectionError):
+                    time.sleep(0.2)
+            check(got_in, "a real client got through while 40 idle connections had filled the table")
+        finally:
+            for c in idle:
+                c.close()
+            p.terminate()
+            _, err = p.communicate(timeout=15)
+        check('"event":"stress","state":"on"' in err, "stress was logged when it began")
+
         # Queue tools: list, show, hold, flush, release, delete on a running refsmtpd (its control
         # socket), then on the stopped spool itself. Deliveries go to an LMTP port nobody listens
         # on, so the message stays deferred.

@@ -44,8 +44,14 @@ struct ServerOptions {
   std::string capture_mbox;              // or every message appended to this mbox file (mboxrd)
 
   // Limits (RFC 5321 §4.5.3.2 timeouts; connection counts answered 421 4.7.0 when exceeded).
-  std::size_t max_connections = 200;
+  std::size_t max_connections = 200;     // refsmtpd sizes it to its file-descriptor limit
   std::size_t max_connections_per_client = 20;
+  // Stress (Postfix's stress mode): while at least stress_percent of max_connections are open,
+  // new connections get stress_timeout_s for every command and stress_errors bad commands, so
+  // idle or abusive clients give their places back quickly; logged when it starts and ends.
+  unsigned stress_percent = 75;
+  std::uint32_t stress_timeout_s = 10;
+  std::size_t stress_errors = 3;
   std::uint32_t command_timeout_s = 300;  // §4.5.3.2.7
   std::uint32_t data_timeout_s = 300;
   std::uint32_t max_connection_time_s = 3600;
