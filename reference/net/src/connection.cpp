@@ -131,6 +131,8 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
       } else if (auto* aborted = std::get_if<smtp::action::MessageAborted>(&*a)) {
         host.log(info, "message_aborted", {{"reason", aborted->reason}});
         body.clear();
+      } else if (auto* refused = std::get_if<smtp::action::Refused>(&*a)) {
+        host.log(info, "refused", {{"command", refused->command}, {"verdict", refused->reply.one_line()}});
       }
     }
   };

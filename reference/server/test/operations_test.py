@@ -168,6 +168,7 @@ def main():
                             *(["--log-json"] if fmt == "json" else []))
             with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test") as s:
                 s.ehlo()
+                s.docmd("FROB")  # refused by the session itself: an event=refused line
                 s.mail("a@client.test")
                 code, _ = s.rcpt("nobody@example.test")
                 check(code == 550, "an unknown user is refused at RCPT (got %d)" % code)
@@ -195,6 +196,9 @@ def main():
                 notice = [e for e in deliveries if e["rcpt"] == "<Postmaster>"]
                 check(len(notice) == 1 and notice[0]["status"] == "sent",
                       "the failed bounce is reported to <Postmaster>, delivered locally (%r)" % notice)
+                frob = [e for e in events if e.get("event") == "refused"]
+                check(len(frob) == 1 and frob[0]["command"] == "FROB" and frob[0]["verdict"].startswith("500 5.5.1"),
+                      "a command the session refused is logged with its reply (%r)" % frob)
                 refused = [e for e in events if e.get("event") == "rcpt"]
                 check(len(refused) == 1 and refused[0]["rcpt"] == "<nobody@example.test>"
                       and refused[0]["verdict"].startswith("550 5.1.1"), "the refused recipient is logged (%r)" % refused)

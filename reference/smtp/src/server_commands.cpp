@@ -58,6 +58,11 @@ const ServerSession::CommandSpec* ServerSession::find_spec(Verb v) {
 }
 
 void ServerSession::process_command(std::string_view line) {
+  // The verb as sent, for the log of refused commands: its first word, upper case, at most 16.
+  verb_.clear();
+  for (char c : line.substr(0, std::min<std::size_t>(line.find(' '), 16))) {
+    verb_ += static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : (static_cast<unsigned char>(c) < 32 || c == 127 ? '?' : c));
+  }
   CommandOptions opt;
   opt.address.limits = cfg_.limits;
   // UTF-8 addresses are possible only when SMTPUTF8 is offered; RCPT only inside an SMTPUTF8

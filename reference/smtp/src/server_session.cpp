@@ -72,6 +72,7 @@ void ServerSession::say(const NamedReply& r, std::string_view detail) {
   } else {
     reply(r.to_reply(detail));
   }
+  if (r.code >= 400) push(action::Refused{verb_, r.to_reply(detail)});  // Postfix's NOQUEUE lines
 }
 
 void ServerSession::flush() {
@@ -186,6 +187,7 @@ void ServerSession::process() {
 }
 
 void ServerSession::line_error(const NamedReply& r) {
+  verb_ = state_ == State::auth ? "AUTH" : "";
   if (state_ == State::auth) {
     // RFC 4954 §4: a SASL response we cannot take ends the exchange -- 500 5.5.6 when it is too
     // long, 501 5.5.2 when it cannot be decoded (a bare LF in it) -- so the next line is read as
@@ -221,9 +223,9 @@ void ServerSession::process_line(std::string_view line) {
   }
 }
 
-void ServerSession::reset_transaction() {
+void ServerSession::reset_transaction(std::string_view why) {
   if (message_started_) {
-    push(action::MessageAborted{"transaction reset"});
+    push(action::MessageAborted{std::string(why)});
     message_started_ = false;
   }
   env_.reverse_path = Path{};
@@ -254,8 +256,9 @@ void ServerSession::finish_message_body(bool too_large, bool line_too_long, bool
                               : bare          ? &replies::bare_cr_lf_in_data
                                               : nullptr;
   if (refusal) {
+    verb_ = "DATA";
     say(*refusal);
-    reset_transaction();
+    reset_transaction(refusal->text);
     enter(State::ready);
     return;
   }
@@ -277,8 +280,9 @@ void ServerSession::process_bdat() {
   if (bdat_error_) {
     const NamedReply& r = *bdat_error_;
     bdat_error_ = nullptr;
-    if (bdat_return_ == State::ready) reset_transaction();  // RFC 3030 §2: the transaction is over
+    if (bdat_return_ == State::ready) reset_transaction(r.text);  // RFC 3030 §2: the transaction is over
     enter(bdat_return_);
+    verb_ = "BDAT";
     say(r);
     return;
   }

@@ -25,6 +25,7 @@ struct Transcript {
   std::vector<std::string> events;    // host-visible events in order
   std::vector<std::string> messages;  // bodies of messages the host was asked to store
   std::string body;                   // body of the message being received
+  std::vector<std::string> refused;   // "VERB CODE" of each command the session refused itself
   bool operator==(const Transcript&) const = default;
 };
 
@@ -116,6 +117,7 @@ class Driver {
     t.events.push_back("aborted " + m.reason);
     t.body.clear();
   }
+  void handle(action::Refused& r, const Action&) { t.refused.push_back(r.command + " " + std::to_string(r.reply.code)); }
 };
 
 // A greeted session: EHLO done, ready for MAIL.

@@ -136,11 +136,15 @@ struct MessageComplete {      // Question::message: answer only once the message
 struct MessageAborted {       // discard what was received of this message
   std::string reason;
 };
+struct Refused {              // for the host's log: the session itself refused a command
+  std::string command;        // its verb as sent (upper case), "DATA" for the data, "" for a bad line
+  Reply reply;                // the 4yz/5yz reply it got
+};
 }  // namespace action
 
 using Action = std::variant<action::Send, action::StartTls, action::Close, action::CheckSender,
                             action::CheckRecipient, action::CheckAuth, action::MessageStart,
-                            action::BodyChunk, action::MessageComplete, action::MessageAborted>;
+                            action::BodyChunk, action::MessageComplete, action::MessageAborted, action::Refused>;
 
 struct Verdict {
   bool accepted = true;
@@ -203,7 +207,7 @@ class ServerSession {
   void flush();
   void push(Action a);
   void ask(Question q, Action a);
-  void reset_transaction();
+  void reset_transaction(std::string_view why = "transaction reset");
   void close_with(const Reply& r);
 
   // The table's checks: a refusal for a command in a state where it is allowed, or null.
@@ -259,6 +263,7 @@ class ServerSession {
   State bdat_return_ = State::ready;  // state after a refused chunk
 
   core::SaslServer sasl_;  // the AUTH exchange (State::auth)
+  std::string verb_;       // the command being answered, for action::Refused
 };
 
 }  // namespace refsmtp::smtp
