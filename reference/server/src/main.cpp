@@ -548,6 +548,9 @@ int main(int argc, char** argv) {
   pw->add_option("USER", pw_user, "user name")->required();
   pw->add_option("--credentials", pw_file, "the credentials file (created if missing)")->required();
   pw->add_option("--iterations", pw_iterations, "PBKDF2 iterations")->capture_default_str()->check(CLI::Range(1000u, 100000000u));
+  auto* check = app.add_subcommand("check-config", "check the options (and --config file) as a start would, without starting:\n"
+                                                  "every problem is listed; exit 0 when there is none, else 78");
+  check->fallthrough();  // the server's own options, after the subcommand too
   auto* qcmd = app.add_subcommand("queue", "list, show, flush, hold, release or delete queued mail: asks the refsmtpd running on\n"
                                            "--spool over its control socket; with none running, works on the spool itself (as its owner)");
   std::string q_action, q_id, q_spool;
@@ -556,6 +559,22 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"list", "show", "flush", "hold", "release", "delete"}));
   qcmd->add_option("ID", q_id, "a queue id, as list shows it");
   qcmd->add_option("--spool", q_spool, "the spool directory of the refsmtpd to ask")->required();
+  // --help by role: what to listen on and for whom, where mail goes, limits, relay, test mode.
+  const std::vector<std::pair<const char*, std::vector<const char*>>> groups = {
+      {"Listening and local mail", {"--listen", "--hostname", "--domain", "--recipients", "--tls-cert", "--tls-key",
+                                    "--credentials", "--spool", "--mail-root", "--delivery", "--lmtp"}},
+      {"Limits and load", {"--max-size", "--max-connections", "--max-connections-per-client", "--stress-percent",
+                           "--stress-timeout", "--timeout-command", "--timeout-data", "--max-connection-time",
+                           "--drain-timeout", "--threads"}},
+      {"Relaying and retries", {"--relay", "--route", "--dns-server", "--relay-port", "--relay-tls", "--relay-ca",
+                                "--relay-connections", "--relay-timeout", "--relay-connect-timeout", "--max-received",
+                                "--retry-intervals", "--retry-later", "--retry-max", "--give-up", "--delay-warning"}},
+      {"Test mode", {"--test-mode", "--capture-dir", "--capture-mbox"}},
+      {"Running", {"--config", "--user", "--log-json"}},
+  };
+  for (const auto& [group, names] : groups) {
+    for (const char* name : names) app.get_option(name)->group(group);
+  }
   app.footer("Exit status: 0 stopped cleanly; 1 could not start (the message says why); 64 bad command line;\n"
              "66 a named file cannot be read; 78 bad configuration file.");
   const std::vector<std::string> command_line(argv, argv + argc);
@@ -638,6 +657,12 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     opt.listeners.push_back(*spec);
+  }
+  if (*check) {
+    const auto problems = check_configuration(opt, run_as);
+    for (const auto& p : problems) std::fprintf(stderr, "refsmtpd check-config: %s\n", p.c_str());
+    if (problems.empty()) std::printf("refsmtpd check-config: no problems found\n");
+    return problems.empty() ? 0 : kExitConfig;
   }
   if (!run_as.empty()) {
     opt.after_bind = [run_as, dirs = std::vector<std::string>{opt.spool_dir, opt.mail_root, opt.capture_dir},

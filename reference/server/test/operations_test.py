@@ -347,6 +347,26 @@ def main():
         check(rc == 64 and "did you mean --listen?" in err, "a mistyped option gets 64 and a suggestion (rc %d, %r)" % (rc, err))
         rc, err = run_bad(["--recipients", os.path.join(work, "no-such-table"), "--listen", "mx=127.0.0.1:0"])
         check(rc == 66 and "no-such-table" in err, "a missing --recipients file is EX_NOINPUT (rc %d, %r)" % (rc, err))
+        # check-config lists every problem a start would meet, and starts nothing.
+        bad_table = os.path.join(work, "bad-table")
+        open(bad_table, "w").write("alice\n")
+        open_creds = os.path.join(work, "open-creds")
+        open(open_creds, "w").write("")
+        os.chmod(open_creds, 0o644)
+        r = subprocess.run([REFSMTPD, "check-config", "--listen", "submission=127.0.0.1:0", "--recipients", bad_table,
+                            "--credentials", open_creds, "--spool", os.path.join(work, "cc-spool"), "--mail-root",
+                            os.path.join(work, "cc-mail"), "--user", "no-such-user-here"], capture_output=True, text=True,
+                           timeout=10)
+        lines = r.stderr.splitlines()
+        check(r.returncode == 78 and any("no 'domains' line" in l for l in lines) and any("need TLS" in l for l in lines)
+              and any("open to other users" in l for l in lines) and any("no-such-user-here: no such user" in l for l in lines),
+              "check-config lists every problem and exits 78 (rc %d, %r)" % (r.returncode, r.stderr))
+        check(not os.path.exists(os.path.join(work, "cc-spool")), "check-config creates nothing")
+        r = subprocess.run([REFSMTPD, "check-config", "--listen", "mx=127.0.0.1:0", "--domain", "example.test", "--spool",
+                            os.path.join(work, "cc-spool"), "--mail-root", os.path.join(work, "cc-mail")],
+                           capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0 and "no problems found" in r.stdout, "check-config passes a good configuration (%r)" % r.stderr)
+
         # The command line wins over the file: its --hostname replaces the file's.
         conf2 = os.path.join(work, "both.toml")
         open(conf2, "w").write('listen = ["mx=127.0.0.1:0"]\nhostname = "file.test"\ndomain = ["example.test"]\n'

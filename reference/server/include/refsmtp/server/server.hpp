@@ -79,6 +79,10 @@ struct ServerOptions {
   std::function<bool(std::string& error)> after_bind;
 };
 
+// Every problem Server::start (and the privilege drop to `run_as`) would meet with these options,
+// found without binding a port or opening the spool: refsmtpd check-config.
+std::vector<std::string> check_configuration(const ServerOptions& opt, const std::string& run_as);
+
 class Server final : public net::SessionHost {
  public:
   Server(boost::asio::io_context& io, ServerOptions options);
