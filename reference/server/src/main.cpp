@@ -432,7 +432,8 @@ int run_queue(const std::string& action, const std::string& id, const std::strin
 
 int main(int argc, char** argv) {
   CLI::App app{"refsmtpd - reference SMTP server: MX, submission (STARTTLS + AUTH) and submissions (implicit TLS),\n"
-               "durable queue, local delivery to Maildir"};
+               "durable queue, local delivery to Maildir, mbox or LMTP, relaying by MX",
+               "refsmtpd"};
   app.set_version_flag("--version", "refsmtpd 0.1.0");
   ServerOptions opt;
   std::vector<std::string> listen;

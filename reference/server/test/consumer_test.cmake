@@ -6,6 +6,11 @@ execute_process(COMMAND ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WO
 if(rc)
   message(FATAL_ERROR "install failed")
 endif()
+foreach(f bin/refsmtpd share/man/man1/refsmtpd.1)
+  if(NOT EXISTS "${WORK_DIR}/prefix/${f}")
+    message(FATAL_ERROR "the install has no ${f}")
+  endif()
+endforeach()
 execute_process(COMMAND ${CMAKE_COMMAND} -S "${CONSUMER_DIR}" -B "${WORK_DIR}/build" -G Ninja
                         -DCMAKE_CXX_COMPILER=${CXX} "-DCMAKE_CXX_FLAGS=${FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${FLAGS}"
                         -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix
