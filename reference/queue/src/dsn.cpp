@@ -6,23 +6,21 @@
 
 namespace refsmtp::queue {
 
-std::string iso8601_utc(std::int64_t epoch_ms) {
-  const std::time_t t = static_cast<std::time_t>(epoch_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string rfc5322_date(std::int64_t epoch_ms) {
+namespace {
+// `epoch_ms` in UTC, by a strftime format.
+std::string utc(std::int64_t epoch_ms, const char* format) {
   const std::time_t t = static_cast<std::time_t>(epoch_ms / 1000);
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  std::strftime(buf, sizeof buf, format, &tm);
   return buf;
 }
+}  // namespace
+
+std::string iso8601_utc(std::int64_t epoch_ms) { return utc(epoch_ms, "%Y-%m-%dT%H:%M:%SZ"); }
+
+std::string rfc5322_date(std::int64_t epoch_ms) { return utc(epoch_ms, "%a, %d %b %Y %H:%M:%S +0000"); }
 
 namespace {
 // Header values must not carry CR or LF from the peer (header injection); replace them.
