@@ -63,7 +63,9 @@ bool drop_privileges(const std::string& user, const std::vector<std::string>& di
   for (const auto& d : dirs) {
     if (d.empty()) continue;
     std::error_code ec;
-    std::filesystem::create_directories(d, ec);
+    if (std::filesystem::create_directories(d, ec) && !ec) {  // made here: private, as the server makes them
+      std::filesystem::permissions(d, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
+    }
     if (::chown(d.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
       error = "--user " + user + ": cannot give " + d + " to the user: " + std::strerror(errno);
       return false;

@@ -189,7 +189,11 @@ bool Server::start(std::string& error) {
     if (s.opt.mail_root.empty()) s.opt.mail_root = s.opt.spool_dir + "/unused-mail-root";
     for (const auto& [option, dir] : {std::pair{"--spool", s.opt.spool_dir}, std::pair{"--mail-root", s.opt.mail_root}}) {
       std::error_code ec;
-      std::filesystem::create_directories(dir, ec);
+      // Made private when refsmtpd makes them (queued mail and mailboxes are nobody else's); an
+      // existing directory keeps the mode its owner gave it.
+      if (std::filesystem::create_directories(dir, ec) && !ec) {
+        std::filesystem::permissions(dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
+      }
       if (!ec && !std::filesystem::is_directory(dir, ec)) ec = std::make_error_code(std::errc::not_a_directory);
       if (ec) {
         error = std::string(option) + " " + dir + ": cannot create the directory: " + ec.message();

@@ -119,6 +119,9 @@ def main():
                            input="correct horse\n", capture_output=True, text=True, timeout=30)
         mode = os.stat(creds).st_mode & 0o777
         check(r.returncode == 0 and mode == 0o640, "passwd keeps the group's read bit and drops the others' (mode %o)" % mode)
+        check(os.stat(spool).st_mode & 0o777 == 0o700 and os.stat(mail).st_mode & 0o777 == 0o700,
+              "the spool and mail root refsmtpd made are private (modes %o, %o)"
+              % (os.stat(spool).st_mode & 0o777, os.stat(mail).st_mode & 0o777))
         # A credentials file others may read is refused at start, like ssh's private keys.
         os.chmod(creds, 0o644)
         bad = subprocess.run([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--spool", spool, "--mail-root", mail,
