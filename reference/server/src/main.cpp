@@ -578,8 +578,9 @@ int main(int argc, char** argv) {
   for (const auto& [group, names] : groups) {
     for (const char* name : names) app.get_option(name)->group(group);
   }
-  app.footer("Exit status: 0 stopped cleanly; 1 could not start (the message says why); 64 bad command line;\n"
-             "66 a named file cannot be read; 78 bad configuration file.");
+  app.footer("Exit status (sysexits): 0 stopped cleanly; 64 bad command line; 66 a file it needs cannot be read;\n"
+             "73 a directory, file or socket cannot be made; 74 the spool cannot be read; 75 a port or the spool\n"
+             "is taken (try again); 77 --user cannot be taken on; 78 bad options or configuration; 1 anything else.");
   const std::vector<std::string> command_line(argv, argv + argc);
   if (const auto status = parse_command_line(app, command_line, {})) return *status;
   if (*qcmd) {
@@ -687,6 +688,15 @@ int main(int argc, char** argv) {
   std::string error;
   if (!server.start(error)) {
     std::fprintf(stderr, "refsmtpd: %s\n", error.c_str());
+    switch (server.start_failure()) {
+      case StartFailure::config: return kExitConfig;
+      case StartFailure::no_input: return kExitNoInput;
+      case StartFailure::cant_create: return 73;  // EX_CANTCREAT
+      case StartFailure::busy: return 75;         // EX_TEMPFAIL
+      case StartFailure::privileges: return 77;   // EX_NOPERM
+      case StartFailure::io_error: return 74;     // EX_IOERR
+      case StartFailure::none: break;
+    }
     return kExitFailure;
   }
   for (const auto& b : server.bound()) {

@@ -78,6 +78,12 @@ struct Server::Impl {
   std::unique_ptr<Connections> connections;
   std::unique_ptr<DeliveryLoop> delivery;
   std::unique_ptr<ControlSocket> control;  // after the delivery loop it hands requests to
+  StartFailure failure = StartFailure::none;
+
+  bool fail(StartFailure kind) {
+    failure = kind;
+    return false;
+  }
 
   Impl(asio::io_context& i, ServerOptions o) : io(i), opt(std::move(o)), log(opt.log_json, opt.log_hook) {
     if (!opt.clock) opt.clock = wall_ms;
@@ -129,31 +135,31 @@ bool Server::start(std::string& error) {
   Impl& s = *impl_;
   if (s.opt.listeners.empty()) {
     error = "no --listen given";
-    return false;
+    return s.fail(StartFailure::config);
   }
   std::optional<delivery::LocalRecipients> table;
   if (!s.opt.recipients_file.empty()) {
     std::string text;
     if (!read_text_file(s.opt.recipients_file, text)) {
       error = "cannot read recipients file " + s.opt.recipients_file;
-      return false;
+      return s.fail(StartFailure::no_input);
     }
     table = delivery::LocalRecipients::parse(text, s.opt.recipients_file, error);
-    if (!table) return false;
+    if (!table) return s.fail(StartFailure::config);
   } else if (s.opt.domains.empty()) {
     error = "give the local domains: --domain DOMAIN (repeatable) or --recipients FILE";
-    return false;
+    return s.fail(StartFailure::config);
   }
   for (auto& d : s.opt.domains) d = core::ascii_lower(d);
   s.policy.emplace(s.opt.domains, std::move(table), s.opt.hostname);
   if (std::any_of(s.opt.listeners.begin(), s.opt.listeners.end(), [](const ListenerSpec& l) { return needs_auth(l.role); })) {
     if (s.opt.tls_cert.empty() || s.opt.tls_key.empty()) {
       error = "the submission roles need TLS: give --tls-cert and --tls-key";
-      return false;
+      return s.fail(StartFailure::config);
     }
     if (s.opt.credentials_file.empty()) {
       error = "the submission roles need --credentials FILE (make entries with: refsmtpd passwd USER --credentials FILE)";
-      return false;
+      return s.fail(StartFailure::config);
     }
     // Like ssh with a private key: password hashes others may read are refused (the group may
     // read them, for a service group; refsmtpd passwd keeps them so).
@@ -163,28 +169,28 @@ bool Server::start(std::string& error) {
       std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
       error = "--credentials " + s.opt.credentials_file + " is open to other users (mode " + mode + "): chmod o-rw " +
               s.opt.credentials_file;
-      return false;
+      return s.fail(StartFailure::config);
     }
     std::string text;
     if (!read_text_file(s.opt.credentials_file, text)) {
       error = "cannot read credentials file " + s.opt.credentials_file;
-      return false;
+      return s.fail(StartFailure::no_input);
     }
     s.credentials = Credentials::parse(text, s.opt.credentials_file, error);
-    if (!s.credentials) return false;
+    if (!s.credentials) return s.fail(StartFailure::config);
   }
   if (s.opt.test_mode) {
     if (s.opt.capture_dir.empty() == s.opt.capture_mbox.empty()) {
       error = "--test-mode needs one of --capture-dir DIR and --capture-mbox FILE";
-      return false;
+      return s.fail(StartFailure::config);
     }
   } else if (!s.opt.capture_dir.empty() || !s.opt.capture_mbox.empty()) {
     error = "--capture-dir and --capture-mbox are for --test-mode only";
-    return false;
+    return s.fail(StartFailure::config);
   } else {
     if (s.opt.spool_dir.empty() || (s.opt.mail_root.empty() && s.opt.delivery != Delivery::lmtp)) {
       error = "--spool DIR and --mail-root DIR are required (or --test-mode --capture-dir DIR; with --lmtp no --mail-root)";
-      return false;
+      return s.fail(StartFailure::config);
     }
     if (s.opt.mail_root.empty()) s.opt.mail_root = s.opt.spool_dir + "/unused-mail-root";
     for (const auto& [option, dir] : {std::pair{"--spool", s.opt.spool_dir}, std::pair{"--mail-root", s.opt.mail_root}}) {
@@ -197,17 +203,17 @@ bool Server::start(std::string& error) {
       if (!ec && !std::filesystem::is_directory(dir, ec)) ec = std::make_error_code(std::errc::not_a_directory);
       if (ec) {
         error = std::string(option) + " " + dir + ": cannot create the directory: " + ec.message();
-        return false;
+        return s.fail(StartFailure::cant_create);
       }
     }
   }
   if (!s.opt.tls_cert.empty() || !s.opt.tls_key.empty()) {
-    if (!s.load_tls(error)) return false;
+    if (!s.load_tls(error)) return s.fail(StartFailure::config);
   }
   for (const auto& l : s.opt.listeners) {
     ListenerSpec b;
     auto acceptor = bind_listener(s.io, l, b, error);
-    if (!acceptor) return false;
+    if (!acceptor) return s.fail(StartFailure::busy);
     s.bound.push_back(b);
     s.acceptors.push_back(std::move(acceptor));
   }
@@ -221,7 +227,7 @@ bool Server::start(std::string& error) {
   s.relayer = std::make_unique<Relayer>(s.io, rc, [&s](std::string_view event, const net::LogFields& fields) {
     s.log.write(event, fields);
   });
-  if (!s.relayer->start(error)) return false;
+  if (!s.relayer->start(error)) return s.fail(StartFailure::config);
   // Connections are taken only now that everything they use exists.
   Connections::Limits limits{s.opt.max_connections, s.opt.max_connections_per_client,
                              std::chrono::seconds(s.opt.drain_timeout_s), s.opt.stress_percent};
@@ -234,10 +240,11 @@ bool Server::start(std::string& error) {
     asio::co_spawn(s.strand, s.connections->accept_loop(*s.acceptors[i], s.bound[i].role), asio::detached);
   }
   // Privileges may be dropped here (refsmtpd --user): after binding, before touching the spool.
-  if (s.opt.after_bind && !s.opt.after_bind(error)) return false;
+  if (s.opt.after_bind && !s.opt.after_bind(error)) return s.fail(StartFailure::privileges);
   if (s.opt.test_mode) {
     s.capture = CaptureStore::open(s.opt.capture_dir, s.opt.capture_mbox, error);
-    return s.capture != nullptr;
+    if (!s.capture) return s.fail(StartFailure::cant_create);
+    return true;
   }
   // One process per spool: a second one would overwrite the first one's messages.
   const std::string lock_path = s.opt.spool_dir + "/lock";
@@ -246,7 +253,7 @@ bool Server::start(std::string& error) {
     error = "--spool " + s.opt.spool_dir + ": " +
             (s.spool_lock.fd < 0 ? std::string("cannot open ") + lock_path + ": " + std::strerror(errno)
                               : std::string("another process (refsmtpd, or refsmtpd queue) is using this spool"));
-    return false;
+    return s.fail(StartFailure::busy);
   }
   s.spool_storage = std::make_unique<queue::PosixStorage>(s.opt.spool_dir);
   s.mail_storage = std::make_unique<queue::PosixStorage>(s.opt.mail_root);
@@ -261,7 +268,7 @@ bool Server::start(std::string& error) {
   queue::RecoveryReport report;
   if (auto err = s.queue->open(s.opt.clock(), &report)) {
     error = "cannot open the spool in " + s.opt.spool_dir + ": " + err.message();
-    return false;
+    return s.fail(StartFailure::io_error);
   }
   for (const auto& q : report.quarantined) s.log.write("recovery", {{"quarantined", q}});
   s.log.write("recovery", {{"queued", std::to_string(report.messages.size())}});
@@ -271,10 +278,13 @@ bool Server::start(std::string& error) {
   s.control = std::make_unique<ControlSocket>(s.io, s.log, [&s](std::string line, std::function<void(std::string)> reply) {
     s.delivery->control(std::move(line), std::move(reply));
   });
-  return s.control->open(s.opt.spool_dir + "/control", error);
+  if (!s.control->open(s.opt.spool_dir + "/control", error)) return s.fail(StartFailure::cant_create);
+  return true;
 }
 
 std::vector<ListenerSpec> Server::bound() const { return impl_->bound; }
+
+StartFailure Server::start_failure() const { return impl_->failure; }
 
 void Server::stop() {
   // Stops accepting and delivering; running connections and relay jobs end with the

@@ -127,7 +127,7 @@ def main():
         bad = subprocess.run([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--spool", spool, "--mail-root", mail,
                               "--domain", "example.test", "--tls-cert", cert, "--tls-key", key, "--credentials", creds],
                              capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 1 and "is open to other users (mode 0644)" in bad.stderr,
+        check(bad.returncode == 78 and "is open to other users (mode 0644)" in bad.stderr,
               "a world-readable credentials file is refused at start (rc %d, %r)" % (bad.returncode, bad.stderr))
         os.chmod(creds, 0o640)
         # A path option that cannot be a directory is named in the error.
@@ -135,7 +135,7 @@ def main():
         open(afile, "w").close()
         bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--spool", afile, "--mail-root", mail,
                               "--domain", "example.test"], capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 1 and "--spool " + afile + ": cannot create the directory" in bad.stderr,
+        check(bad.returncode == 73 and "--spool " + afile + ": cannot create the directory" in bad.stderr,
               "a --spool that is a file is named by its option (rc %d, %r)" % (bad.returncode, bad.stderr))
         sub = subprocess.Popen([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--listen", "submissions=127.0.0.1:0",
                                 "--hostname", "mx.test", "--spool", spool, "--mail-root", mail, "--domain", "example.test",
@@ -247,23 +247,23 @@ def main():
         bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-dir", capture, "--capture-mbox", mbox_path], capture_output=True, text=True,
                              timeout=10)
-        check(bad.returncode == 1 and "one of --capture-dir" in bad.stderr, "two capture stores are refused clearly")
+        check(bad.returncode == 78 and "one of --capture-dir" in bad.stderr, "two capture stores are refused clearly")
         bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--domain", "x.test", "--capture-mbox", mbox_path,
                               "--spool", os.path.join(work, "s"), "--mail-root", os.path.join(work, "m")],
                              capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 1 and "for --test-mode only" in bad.stderr, "a capture store without --test-mode is refused")
+        check(bad.returncode == 78 and "for --test-mode only" in bad.stderr, "a capture store without --test-mode is refused")
         bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-mbox", capture], capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 1 and "cannot open --capture-mbox " + capture in bad.stderr,
+        check(bad.returncode == 73 and "cannot open --capture-mbox " + capture in bad.stderr,
               "a directory as --capture-mbox is refused, naming it (got %r)" % bad.stderr)
         bad = subprocess.run([REFSMTPD, "--listen", "relay=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-dir", capture], capture_output=True, text=True, timeout=10)
         check(bad.returncode == 64 and "unknown role" in bad.stderr, "unknown role is a usage error (64) named clearly")
         bad = subprocess.run([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--domain", "x.test", "--test-mode",
                               "--capture-dir", capture], capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 1 and "need TLS" in bad.stderr, "submission without TLS is refused clearly")
+        check(bad.returncode == 78 and "need TLS" in bad.stderr, "submission without TLS is refused clearly")
         bad = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0"], capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 1 and "--domain" in bad.stderr, "missing domains are refused clearly")
+        check(bad.returncode == 78 and "--domain" in bad.stderr, "missing domains are refused clearly")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

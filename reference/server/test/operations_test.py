@@ -289,7 +289,7 @@ def main():
             # A second daemon on the same spool is refused.
             r = subprocess.run([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--spool", qspool, "--mail-root", qmail,
                                 "--domain", "example.test"], capture_output=True, text=True, timeout=10)
-            check(r.returncode == 1 and "is using this spool" in r.stderr, "a second refsmtpd on one spool is refused (%r)" % r.stderr)
+            check(r.returncode == 75 and "is using this spool" in r.stderr, "a second refsmtpd on one spool is refused (%r)" % r.stderr)
             rc, _, err = queue("delete", "no-such-id")
             check(rc == 1 and "no message no-such-id" in err, "a bad ID is a clear error (rc %d, %r)" % (rc, err))
             rc, _, err = queue("show")

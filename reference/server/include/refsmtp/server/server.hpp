@@ -83,6 +83,17 @@ struct ServerOptions {
 // found without binding a port or opening the spool: refsmtpd check-config.
 std::vector<std::string> check_configuration(const ServerOptions& opt, const std::string& run_as);
 
+// Why start() failed, for an exit status a script can act on (refsmtpd maps it to sysexits(3)).
+enum class StartFailure {
+  none,
+  config,       // the options or a file's contents are wrong
+  no_input,     // a file it needs cannot be read
+  cant_create,  // a directory, file or socket it needs cannot be made
+  busy,         // a port or the spool is taken: try again later
+  privileges,   // --user cannot be taken on
+  io_error,     // the spool cannot be read
+};
+
 class Server final : public net::SessionHost {
  public:
   Server(boost::asio::io_context& io, ServerOptions options);
@@ -90,6 +101,7 @@ class Server final : public net::SessionHost {
 
   // Loads the recipients, recovers the queue, binds every listener. Errors name what failed.
   bool start(std::string& error);
+  StartFailure start_failure() const;  // after start() returned false
   // The bound (role, address, port) of each listener, in order, after start().
   std::vector<ListenerSpec> bound() const;
   void stop();
