@@ -66,6 +66,12 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
   std::unique_ptr<char[]> tls_buf;  // only for TLS connections
   host.log(info, "connect", {});
 
+  // One line when TLS is up: the protocol and cipher the client got (Postfix's "TLS connection
+  // established" line).
+  auto log_tls = [&] {
+    SSL* ssl = stream->native_handle();
+    host.log(info, "tls", {{"version", SSL_get_version(ssl)}, {"cipher", SSL_get_cipher_name(ssl)}});
+  };
   auto write = [&](std::string bytes) -> asio::awaitable<void> {
     if (tls) {
       co_await asio::async_write(*stream, asio::buffer(bytes), use_awaitable);
@@ -97,6 +103,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
         } else {
           tls = true;
           info.tls = true;
+          log_tls();
           session.tls_started();
         }
       } else if (std::holds_alternative<smtp::action::Close>(*a)) {
@@ -147,6 +154,7 @@ asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ConnectionO
       if (hs.index() == 1) throw boost::system::system_error(asio::error::timed_out);
       tls = true;
       info.tls = true;
+      log_tls();
     }
     co_await drain();  // the greeting
     while (!closed) {

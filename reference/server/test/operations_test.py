@@ -488,6 +488,9 @@ def main():
             check(second == expected, "after SIGHUP the new certificate is served")
         finally:
             stop(p)
+            err = p.stderr.read()
+        check("refsmtpd event=tls " in err and "version=TLSv1." in err and "cipher=" in err,
+              "each STARTTLS is logged with the protocol version and cipher")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
