@@ -72,8 +72,8 @@ std::vector<std::string> check_configuration(const ServerOptions& opt, const std
   if (!opt.credentials_file.empty()) {
     struct stat st{};
     std::string error;
-    if (::stat(opt.credentials_file.c_str(), &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH))) {
-      problems.push_back("--credentials " + opt.credentials_file + " is open to other users: chmod o-rw " + opt.credentials_file);
+    if (::stat(opt.credentials_file.c_str(), &st) == 0 && (st.st_mode & 077)) {
+      problems.push_back("--credentials " + opt.credentials_file + " is open to other users: chmod go-rwx " + opt.credentials_file);
     }
     if (const auto text = read_file(opt.credentials_file); !text) {
       problems.push_back("--credentials " + opt.credentials_file + ": cannot read it");

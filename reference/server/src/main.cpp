@@ -195,13 +195,14 @@ int run_passwd(const std::string& user, const std::string& file, unsigned iterat
     }
   }
   const std::string updated = Credentials::upsert(text, Credentials::make_entry(user, password, iterations));
-  // The file holds password hashes: never readable by others. A new file is 0600; an existing
-  // one keeps its owner, group and mode, less any bits for others (an admin may have given the
-  // server's group read access). Written to a temporary file, synced, then renamed over.
+  // The file holds password hashes: its owner's alone, as ssh wants of a private key (refsmtpd
+  // reads it as root, before it drops to --user). A new file is 0600; an existing one keeps its
+  // owner and group, and its mode less any bits for the group or others. Written to a temporary
+  // file, synced, then renamed over.
   mode_t mode = 0600;
   struct stat st {};
   const bool existed = ::stat(file.c_str(), &st) == 0;
-  if (existed) mode = st.st_mode & 0660;
+  if (existed) mode = st.st_mode & 0600;
   const std::string tmp = file + ".tmp";
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);

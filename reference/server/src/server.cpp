@@ -161,13 +161,13 @@ bool Server::start(std::string& error) {
       error = "the submission roles need --credentials FILE (make entries with: refsmtpd passwd USER --credentials FILE)";
       return s.fail(StartFailure::config);
     }
-    // Like ssh with a private key: password hashes others may read are refused (the group may
-    // read them, for a service group; refsmtpd passwd keeps them so).
+    // Like ssh with a private key: password hashes anyone but their owner may read or change
+    // are refused (refsmtpd reads them as root, before --user; refsmtpd passwd writes them 0600).
     struct stat st{};
-    if (::stat(s.opt.credentials_file.c_str(), &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH))) {
+    if (::stat(s.opt.credentials_file.c_str(), &st) == 0 && (st.st_mode & 077)) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      error = "--credentials " + s.opt.credentials_file + " is open to other users (mode " + mode + "): chmod o-rw " +
+      error = "--credentials " + s.opt.credentials_file + " is open to other users (mode " + mode + "): chmod go-rwx " +
               s.opt.credentials_file;
       return s.fail(StartFailure::config);
     }

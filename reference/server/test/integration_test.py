@@ -114,22 +114,22 @@ def main():
         check("correct horse" not in open(creds).read(), "the credentials file holds no clear-text password")
         mode = os.stat(creds).st_mode & 0o777
         check(mode == 0o600, "the credentials file is readable by its owner only (mode %o)" % mode)
-        os.chmod(creds, 0o644)  # an admin's mistake: passwd takes the bits for others away again
+        os.chmod(creds, 0o644)  # an admin's mistake: passwd takes the group's and others' bits away again
         r = subprocess.run([REFSMTPD, "passwd", "alice", "--credentials", creds, "--iterations", "1000"],
                            input="correct horse\n", capture_output=True, text=True, timeout=30)
         mode = os.stat(creds).st_mode & 0o777
-        check(r.returncode == 0 and mode == 0o640, "passwd keeps the group's read bit and drops the others' (mode %o)" % mode)
+        check(r.returncode == 0 and mode == 0o600, "passwd drops the group's and the others' bits (mode %o)" % mode)
         check(os.stat(spool).st_mode & 0o777 == 0o700 and os.stat(mail).st_mode & 0o777 == 0o700,
               "the spool and mail root refsmtpd made are private (modes %o, %o)"
               % (os.stat(spool).st_mode & 0o777, os.stat(mail).st_mode & 0o777))
-        # A credentials file others may read is refused at start, like ssh's private keys.
-        os.chmod(creds, 0o644)
+        # A credentials file its group or others may read is refused at start, like ssh's keys.
+        os.chmod(creds, 0o640)
         bad = subprocess.run([REFSMTPD, "--listen", "submission=127.0.0.1:0", "--spool", spool, "--mail-root", mail,
                               "--domain", "example.test", "--tls-cert", cert, "--tls-key", key, "--credentials", creds],
                              capture_output=True, text=True, timeout=10)
-        check(bad.returncode == 78 and "is open to other users (mode 0644)" in bad.stderr,
-              "a world-readable credentials file is refused at start (rc %d, %r)" % (bad.returncode, bad.stderr))
-        os.chmod(creds, 0o640)
+        check(bad.returncode == 78 and "is open to other users (mode 0640)" in bad.stderr,
+              "a group-readable credentials file is refused at start (rc %d, %r)" % (bad.returncode, bad.stderr))
+        os.chmod(creds, 0o600)
         # A path option that cannot be a directory is named in the error.
         afile = os.path.join(work, "afile")
         open(afile, "w").close()
