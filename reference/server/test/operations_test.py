@@ -243,6 +243,35 @@ def main():
             _, err = p.communicate(timeout=15)
         check('"event":"stress","state":"on"' in err, "stress was logged when it began")
 
+        # With the default limits, 5,000 idle connections from 50 addresses (100 each) are held or
+        # refused (20 per address), and a client from elsewhere is served at once. (Its log, a line
+        # per connection, goes nowhere: an unread pipe would fill and stall the server.)
+        p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--hostname", "mx.test", *base],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        port = int(p.stdout.readline().strip().split("port=")[1])
+        crowd = []
+        try:
+            for a_ in range(50):
+                for _ in range(100):
+                    c = socket.socket()
+                    c.settimeout(10)
+                    c.bind(("127.0.1.%d" % (a_ + 1), 0))
+                    c.connect(("127.0.0.1", port))
+                    crowd.append(c)
+            first = [c.recv(200)[:3] for c in crowd]
+            check(first.count(b"220") == 1000 and first.count(b"421") == 4000,
+                  "5,000 idle connections: 20 per address held, the rest told 421 (%d, %d)"
+                  % (first.count(b"220"), first.count(b"421")))
+            start_t = time.monotonic()
+            with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test",
+                              source_address=("127.0.2.1", 0)) as s:
+                ok = s.sendmail("a@client.test", ["b@example.test"], b"Subject: crowd\r\n\r\nx\r\n") == {}
+            check(ok and time.monotonic() - start_t < 10, "a client from another address is served at once")
+        finally:
+            for c in crowd:
+                c.close()
+            stop(p)
+
         # Queue tools: list, show, hold, flush, release, delete on a running refsmtpd (its control
         # socket), then on the stopped spool itself. Deliveries go to an LMTP port nobody listens
         # on, so the message stays deferred.
