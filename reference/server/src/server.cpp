@@ -241,6 +241,16 @@ bool Server::start(std::string& error) {
   }
   // Privileges may be dropped here (refsmtpd --user): after binding, before touching the spool.
   if (s.opt.after_bind && !s.opt.after_bind(error)) return s.fail(StartFailure::privileges);
+  // SIGHUP re-reads the certificate and key as the user the server now runs as: say now if it
+  // cannot, rather than at the first reload.
+  if (s.opt.after_bind && s.current_tls()) {
+    for (const auto& file : {s.opt.tls_cert, s.opt.tls_key}) {
+      if (::access(file.c_str(), R_OK) != 0) {
+        s.log.write("tls", {{"warning", file + " is not readable after --user: a SIGHUP reload will fail (make it readable "
+                                               "by that user, or restart to load a new certificate)"}});
+      }
+    }
+  }
   if (s.opt.test_mode) {
     s.capture = CaptureStore::open(s.opt.capture_dir, s.opt.capture_mbox, error);
     if (!s.capture) return s.fail(StartFailure::cant_create);
