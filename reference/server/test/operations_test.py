@@ -439,6 +439,20 @@ def main():
                       "the unprivileged daemon delivered, as nobody")
             finally:
                 stop(p)
+            # A root-only TLS key cannot be re-read after --user: said at start, not at the first SIGHUP.
+            ucert, ukey = os.path.join(work, "u-cert.pem"), os.path.join(work, "u-key.pem")
+            make_cert(ucert, ukey, "user.test")
+            os.chmod(ukey, 0o600)
+            p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--user", "nobody", "--test-mode", "--capture-dir",
+                                  os.path.join(work, "u-cap"), "--domain", "example.test", "--tls-cert", ucert, "--tls-key", ukey],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                check("port=" in p.stdout.readline(), "started with TLS and --user nobody")
+            finally:
+                stop(p)
+                err = p.stderr.read()
+            check("u-key.pem is not readable after --user: a SIGHUP reload will fail" in err,
+                  "the unreadable key is reported at start (%r)" % err[-300:])
             # Test mode's capture mbox is made and handed to the user before privileges go.
             box = os.path.join(work, "u.mbox")
             p = subprocess.Popen([REFSMTPD, "--listen", "mx=127.0.0.1:0", "--user", "nobody", "--test-mode",
