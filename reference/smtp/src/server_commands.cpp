@@ -94,7 +94,7 @@ void ServerSession::process_command(std::string_view line) {
         return;
       case CommandErrorKind::address:
         if (e.address == AddressError::utf8_not_allowed) {
-          say(replies::utf8_needs_smtputf8);
+          say(e.verb == Verb::mail ? replies::utf8_sender_needs_smtputf8 : replies::utf8_recipient_needs_smtputf8);
           return;
         }
         // §4.5.3.1.10 "501 Path too long" is among them.

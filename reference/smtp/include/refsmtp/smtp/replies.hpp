@@ -36,7 +36,11 @@ inline constexpr NamedReply bad_recipient_syntax{501, {5, 1, 3}, "Syntax error",
 inline constexpr NamedReply bdat_syntax{501, {5, 5, 4}, "Syntax: BDAT size [LAST]", "RFC 3030 §2", true};
 inline constexpr NamedReply unsupported_parameter{555, {5, 5, 4}, "Unsupported parameter", "RFC 5321 §4.1.1.11", true};
 inline constexpr NamedReply parameters_need_ehlo{555, {5, 5, 4}, "Parameters need EHLO", "RFC 5321 §4.1.1.11", true};
-inline constexpr NamedReply utf8_needs_smtputf8{553, {5, 6, 7}, "Non-ASCII address needs SMTPUTF8", "RFC 6531 §3.5"};
+// RFC 6531 §3.5: "When messages are rejected because the RCPT command requires an ASCII address,
+// the reply-code 553 is returned ... When messages are rejected because the MAIL command requires
+// an ASCII address, the reply-code 550 is returned", both with X.6.7.
+inline constexpr NamedReply utf8_sender_needs_smtputf8{550, {5, 6, 7}, "Non-ASCII address needs SMTPUTF8", "RFC 6531 §3.5"};
+inline constexpr NamedReply utf8_recipient_needs_smtputf8{553, {5, 6, 7}, "Non-ASCII address needs SMTPUTF8", "RFC 6531 §3.5"};
 
 // Order of commands (RFC 5321 §4.1.4, §3.1).
 inline constexpr NamedReply bad_sequence{503, {5, 5, 1}, "Bad sequence of commands", "RFC 5321 §4.1.4, §3.1", true};
@@ -100,7 +104,7 @@ inline constexpr NamedReply timeout{421, {4, 4, 2}, "Timeout, closing connection
 // Every entry, for the tests that check the catalogue as a whole.
 inline constexpr const NamedReply* all[] = {
     &line_too_long, &bare_lf_in_command, &command_unrecognized, &syntax_error, &bad_sender_syntax, &bad_recipient_syntax,
-    &bdat_syntax, &unsupported_parameter, &parameters_need_ehlo, &utf8_needs_smtputf8, &bad_sequence, &hello_first,
+    &bdat_syntax, &unsupported_parameter, &parameters_need_ehlo, &utf8_sender_needs_smtputf8, &utf8_recipient_needs_smtputf8, &bad_sequence, &hello_first,
     &nested_mail, &rcpt_needs_mail, &data_needs_rcpt, &bdat_needs_rcpt, &starttls_out_of_sequence, &auth_out_of_sequence,
     &no_valid_recipients, &ok, &sender_ok, &sender_rejected, &recipient_ok, &no_such_user, &too_many_recipients,
     &message_too_big, &start_data, &data_line_too_long, &bare_cr_lf_in_data, &binarymime_needs_bdat, &bdat_not_offered,
