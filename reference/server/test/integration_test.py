@@ -151,7 +151,7 @@ def main():
                 code, ehlo = s.ehlo("client.test")
                 check(b"AUTH" not in ehlo, "no AUTH offered before TLS on submission")
                 code, _ = s.docmd("AUTH", "PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=")
-                check(code == 538, "AUTH before STARTTLS refused with 538 (got %d)" % code)
+                check(code == 504, "AUTH before STARTTLS refused with 504, RFC 4954 §4 (got %d)" % code)
                 code, _ = s.mail("alice@example.test")
                 check(code == 530, "MAIL before AUTH refused with 530 (got %d)" % code)
                 s.starttls(context=ctx)

@@ -85,8 +85,11 @@ inline constexpr NamedReply ready_for_tls{220, {2, 0, 0}, "Ready to start TLS", 
 inline constexpr NamedReply auth_required{530, {5, 7, 0}, "Authentication required", "RFC 4954 §6"};
 inline constexpr NamedReply auth_not_offered{502, {5, 5, 1}, "AUTH not offered", "RFC 5321 §4.2.4", true};
 inline constexpr NamedReply already_authenticated{503, {5, 5, 1}, "Already authenticated", "RFC 4954 §4", true};
-inline constexpr NamedReply encryption_required{538, {5, 7, 11}, "Encryption required for requested authentication mechanism",
-                                                 "RFC 4954 §6"};
+// RFC 4954 §4: "If the requested authentication mechanism is invalid (e.g., is not supported or
+// requires an encryption layer), the server rejects the AUTH command with a 504 reply" (SHOULD
+// 5.5.4); §6 keeps 538 "for historical purposes only".
+inline constexpr NamedReply encryption_required{504, {5, 5, 4}, "Authentication mechanism requires TLS: use STARTTLS first",
+                                                 "RFC 4954 §4"};
 inline constexpr NamedReply unrecognized_auth_type{504, {5, 5, 4}, "Unrecognized authentication type", "RFC 4954 §4", true};
 inline constexpr NamedReply auth_cancelled{501, {5, 0, 0}, "Authentication cancelled", "RFC 4954 §4", true};
 inline constexpr NamedReply invalid_base64{501, {5, 5, 2}, "Invalid base64 data", "RFC 4954 §4", true};
