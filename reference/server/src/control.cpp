@@ -136,6 +136,7 @@ void ControlSocket::accept() {
         return;
       }
       std::string line(asio::buffers_begin(buf->data()), asio::buffers_begin(buf->data()) + static_cast<std::ptrdiff_t>(n - 1));
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // socat and friends may send CRLF
       handle_(line, [this, line, send](std::string reply) {
         log_.write("control", {{"request", line}, {"result", reply.substr(0, reply.find('\n'))}});
         send(std::move(reply));
