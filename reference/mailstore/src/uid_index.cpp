@@ -2,20 +2,17 @@
 
 #include <charconv>
 
+#include "refsmtp/core/checksum.hpp"
+
 namespace refsmtp::mailstore {
 
 namespace {
 
-constexpr std::string_view kMagic = "refsmtp-uidlist 1";
+using core::fnv1a64;
+using core::hex64;
+using core::parse_hex64;
 
-std::uint64_t fnv1a64(std::string_view s) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
+constexpr std::string_view kMagic = "refsmtp-uidlist 1";
 
 template <class T>
 bool parse_number(std::string_view s, T& out) {
@@ -32,18 +29,6 @@ bool parse_signed(std::string_view s, std::int64_t& out) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
-// Exactly 16 lower-case hex digits, as serialize() writes them.
-bool parse_hex64(std::string_view s, std::uint64_t& out) {
-  if (s.size() != 16) return false;
-  out = 0;
-  for (char c : s) {
-    if (c >= '0' && c <= '9') out = out * 16 + static_cast<std::uint64_t>(c - '0');
-    else if (c >= 'a' && c <= 'f') out = out * 16 + static_cast<std::uint64_t>(c - 'a' + 10);
-    else return false;
-  }
-  return true;
-}
-
 std::vector<std::string_view> fields(std::string_view line) {
   std::vector<std::string_view> out;
   std::size_t pos = 0;
@@ -54,13 +39,6 @@ std::vector<std::string_view> fields(std::string_view line) {
     pos = sp + 1;
   }
   return out;
-}
-
-std::string hex64(std::uint64_t v) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string s(16, '0');
-  for (int i = 15; i >= 0; --i, v >>= 4) s[static_cast<std::size_t>(i)] = digits[v & 0xf];
-  return s;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "refsmtp/core/checksum.hpp"
 #include "refsmtp/mailstore/uid_index.hpp"
 
 using namespace refsmtp::mailstore;
@@ -23,15 +24,7 @@ std::size_t error_line(std::string_view text) {
 // Re-stamps the end line (count and FNV-1a 64, as serialize() computes them) so that a
 // deliberately wrong body still passes the checksum: the test is then about the rule, not the hash.
 std::string with_end(const std::string& body, std::size_t entries) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : body) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string hex(16, '0');
-  for (int i = 15; i >= 0; --i, h >>= 4) hex[static_cast<std::size_t>(i)] = digits[h & 0xf];
-  return body + "end " + std::to_string(entries) + " " + hex + "\n";
+  return body + "end " + std::to_string(entries) + " " + refsmtp::core::hex64(refsmtp::core::fnv1a64(body)) + "\n";
 }
 
 }  // namespace

@@ -1,11 +1,18 @@
 #include "refsmtp/queue/envelope_record.hpp"
 
 #include <charconv>
+
+#include "refsmtp/core/checksum.hpp"
 #include <cstdio>
 
 namespace refsmtp::queue {
 
 namespace {
+
+using core::fnv1a64;
+// The envelope record writes its hashes in upper case, as it always has.
+std::string hex64(std::uint64_t v) { return core::hex64(v, core::HexCase::upper); }
+bool parse_hex64(std::string_view s, std::uint64_t& out) { return core::parse_hex64(s, out, core::HexCase::upper); }
 
 constexpr std::string_view kMagic = "REFSMTP-ENVELOPE 1";
 constexpr char kHex[] = "0123456789ABCDEF";
@@ -47,15 +54,6 @@ std::string path_fields(const smtp::Path& p) {
   return escape(p.mailbox->local_part) + " " + escape(p.mailbox->domain) + " " + (p.mailbox->domain_is_literal ? "1" : "0");
 }
 
-std::string hex64(std::uint64_t v) {
-  std::string s(16, '0');
-  for (int i = 15; i >= 0; --i) {
-    s[static_cast<std::size_t>(i)] = kHex[v & 15];
-    v >>= 4;
-  }
-  return s;
-}
-
 std::vector<std::string_view> split_spaces(std::string_view line) {
   std::vector<std::string_view> out;
   while (true) {
@@ -78,17 +76,6 @@ bool parse_int(std::string_view s, std::int64_t& out) {
   if (s.empty() || s == "-0" || (s.size() > 1 && s[0] == '0') || (s.size() > 2 && s[0] == '-' && s[1] == '0')) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && p == s.data() + s.size();
-}
-
-bool parse_hex64(std::string_view s, std::uint64_t& out) {
-  if (s.size() != 16) return false;
-  out = 0;
-  for (char c : s) {
-    const char* pos = std::char_traits<char>::find(kHex, 16, c);
-    if (!pos) return false;
-    out = out << 4 | static_cast<std::uint64_t>(pos - kHex);
-  }
-  return true;
 }
 
 bool parse_path(const std::vector<std::string_view>& f, std::size_t at, smtp::Path& out, std::size_t& used) {
@@ -119,15 +106,6 @@ std::string_view describe(RecordError e) {
     case RecordError::trailing_data: return "data after the end line";
   }
   return "error";
-}
-
-std::uint64_t fnv1a64(std::string_view data) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
 }
 
 std::string escape(std::string_view raw) {

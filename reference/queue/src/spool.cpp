@@ -20,12 +20,6 @@ std::string segment_name(std::uint64_t seq) {
   return name;
 }
 
-std::string hex16(std::uint64_t v) {
-  char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(v));
-  return out;
-}
-
 // One journal record: the header line, the payload, and an END line with the FNV-1a 64 of
 // everything before it. A reader can tell a torn or damaged record from a whole one.
 std::string make_record(char kind, const std::string& id, std::string_view env, std::string_view body) {
@@ -37,7 +31,7 @@ std::string make_record(char kind, const std::string& id, std::string_view env, 
   r += '\n';
   r.append(env);
   r.append(body);
-  r += "END " + hex16(fnv1a64(r)) + "\n";
+  r += "END " + core::hex64(fnv1a64(r)) + "\n";
   return r;
 }
 
@@ -84,7 +78,7 @@ bool next_record(std::string_view data, std::size_t& pos, JournalRecord& out) {
   const std::size_t end = payload + env_len + body_len;
   const std::size_t end_lf = data.find('\n', end);
   if (end_lf == std::string_view::npos || end_lf - end != 20 || data.substr(end, 4) != "END ") return false;
-  if (data.substr(end + 4, 16) != hex16(fnv1a64(data.substr(pos, end - pos)))) return false;
+  if (data.substr(end + 4, 16) != core::hex64(fnv1a64(data.substr(pos, end - pos)))) return false;
   out.env.assign(data.substr(payload, env_len));
   out.body.assign(data.substr(payload + env_len, body_len));
   pos = end_lf + 1;

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "refsmtp/core/checksum.hpp"
 #include "refsmtp/smtp/address.hpp"
 #include "refsmtp/smtp/command.hpp"
 #include "refsmtp/smtp/reply.hpp"
@@ -75,6 +76,6 @@ RecordResult parse_envelope(std::string_view text);
 
 std::string escape(std::string_view raw);
 std::optional<std::string> unescape(std::string_view text);
-std::uint64_t fnv1a64(std::string_view data);
+using core::fnv1a64;  // the checksum of envelopes, journal records and bodies
 
 }  // namespace refsmtp::queue
