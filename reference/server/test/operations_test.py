@@ -262,11 +262,11 @@ def main():
             check(first.count(b"220") == 1000 and first.count(b"421") == 4000,
                   "5,000 idle connections: 20 per address held, the rest told 421 (%d, %d)"
                   % (first.count(b"220"), first.count(b"421")))
-            start_t = time.monotonic()
+            # Served, not refused: no retry loop here, one try (a refused client gets 421 at once).
             with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="client.test",
                               source_address=("127.0.2.1", 0)) as s:
                 ok = s.sendmail("a@client.test", ["b@example.test"], b"Subject: crowd\r\n\r\nx\r\n") == {}
-            check(ok and time.monotonic() - start_t < 10, "a client from another address is served at once")
+            check(ok, "a client from another address is served on its first try")
         finally:
             for c in crowd:
                 c.close()
