@@ -1,5 +1,9 @@
 #include "refsmtp/server/credentials.hpp"
 
+#include <sys/stat.h>
+
+#include <cstdio>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -109,6 +113,14 @@ std::string Credentials::upsert(std::string_view text, std::string_view entry) {
   }
   if (!replaced) out += std::string(entry) + "\n";
   return out;
+}
+
+std::optional<std::string> Credentials::mode_problem(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0 || !(st.st_mode & 077)) return std::nullopt;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return "--credentials " + path + " is open to other users (mode " + mode + "): chmod go-rwx " + path;
 }
 
 }  // namespace refsmtp::server

@@ -117,6 +117,22 @@ void add_addresses_listening_on(const std::vector<ListenerSpec>& listeners, std:
   }
 }
 
+std::shared_ptr<asio::ssl::context> make_tls_context(const std::string& cert, const std::string& key, std::string& error) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                   asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain_file(cert, ec);
+  if (!ec) ctx->use_private_key_file(key, asio::ssl::context::pem, ec);
+  std::string why = ec ? ec.message() : std::string();
+  if (!ec && !SSL_CTX_check_private_key(ctx->native_handle())) why = "the key does not match the certificate";
+  if (!why.empty()) {
+    error = "TLS certificate/key (" + cert + ", " + key + "): " + why;
+    return nullptr;
+  }
+  return ctx;
+}
+
 net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, std::shared_ptr<asio::ssl::context> tls, bool stress) {
   net::ConnectionOptions copt;
   copt.role = std::string(role_name(role));

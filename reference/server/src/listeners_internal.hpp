@@ -26,6 +26,10 @@ std::unique_ptr<boost::asio::ip::tcp::acceptor> bind_listener(boost::asio::io_co
 void add_addresses_listening_on(const std::vector<ListenerSpec>& listeners, std::uint16_t port, RelayConfig& rc,
                                 std::string& error);
 
+// A server TLS context (TLS 1.2 and later) with this certificate chain and key; nothing, with
+// `error` naming both files and why (unreadable, not PEM, or a key that is not the certificate's).
+std::shared_ptr<boost::asio::ssl::context> make_tls_context(const std::string& cert, const std::string& key, std::string& error);
+
 // The connection options for a new SMTP connection on a listener of `role`.
 net::ConnectionOptions connection_options(Role role, const ServerOptions& opt, std::shared_ptr<boost::asio::ssl::context> tls,
                                           bool stress = false);

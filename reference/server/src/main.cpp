@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,6 +35,7 @@
 #include "refsmtp/core/text.hpp"
 #include "control.hpp"
 #include "refsmtp/queue/queue.hpp"
+#include "refsmtp/queue/spool_lock.hpp"
 #include "refsmtp/server/credentials.hpp"
 #include "refsmtp/server/server.hpp"
 
@@ -411,11 +411,11 @@ int run_queue(const std::string& action, const std::string& id, const std::strin
                  spool.c_str(), owner ? owner->pw_name : std::to_string(st.st_uid).c_str());
     return kExitNoPerm;
   }
-  const std::string lock_path = spool + "/lock";
-  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
-    std::fprintf(stderr, "refsmtpd queue: %s is in use, but its control socket does not answer\n", spool.c_str());
-    if (lock >= 0) ::close(lock);
+  refsmtp::queue::SpoolLock lock;
+  std::string lock_error;
+  if (lock.take(spool, lock_error) != refsmtp::queue::SpoolLock::Status::held) {
+    std::fprintf(stderr, "refsmtpd queue: %s is in use, but its control socket does not answer (%s)\n", spool.c_str(),
+                 lock_error.c_str());
     return kExitTempFail;
   }
   refsmtp::queue::PosixStorage storage(spool);
@@ -423,12 +423,9 @@ int run_queue(const std::string& action, const std::string& id, const std::strin
   const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   if (auto err = queue.open(now)) {
     std::fprintf(stderr, "refsmtpd queue: cannot open the spool %s: %s\n", spool.c_str(), err.message().c_str());
-    ::close(lock);
     return kExitFailure;
   }
-  const int status = print(control_request(queue, request, now, [](const std::string&) { return false; }));
-  ::close(lock);
-  return status;
+  return print(control_request(queue, request, now, [](const std::string&) { return false; }));
 }
 
 }  // namespace

@@ -1,8 +1,5 @@
 #include "refsmtp/server/server.hpp"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -25,6 +22,7 @@
 #include "listeners_internal.hpp"
 #include "recipient_policy.hpp"
 #include "refsmtp/core/text.hpp"
+#include "refsmtp/queue/spool_lock.hpp"
 
 namespace refsmtp::server {
 
@@ -62,14 +60,9 @@ struct Server::Impl {
   std::optional<RecipientPolicy> policy;
   std::optional<Credentials> credentials;
   std::unique_ptr<CaptureStore> capture;
-  // flock'ed for the process's life: one refsmtpd per spool (the queue tools take it when none
-  // runs). Declared before the queue, so it is let go only after the queue is gone.
-  struct SpoolLock {
-    int fd = -1;
-    ~SpoolLock() {
-      if (fd >= 0) ::close(fd);
-    }
-  } spool_lock;
+  // Held for the process's life; declared before the queue, so it is let go only after the
+  // queue is gone.
+  queue::SpoolLock spool_lock;
   std::unique_ptr<queue::PosixStorage> spool_storage, mail_storage;
   std::unique_ptr<queue::Queue> queue;
   std::unique_ptr<Relayer> relayer;
@@ -90,17 +83,8 @@ struct Server::Impl {
   }
 
   bool load_tls(std::string& error) {
-    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
-    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-    boost::system::error_code ec;
-    ctx->use_certificate_chain_file(opt.tls_cert, ec);
-    if (!ec) ctx->use_private_key_file(opt.tls_key, asio::ssl::context::pem, ec);
-    if (!ec && !SSL_CTX_check_private_key(ctx->native_handle())) ec = asio::error::invalid_argument;
-    if (ec) {
-      error = "TLS certificate/key (" + opt.tls_cert + ", " + opt.tls_key + "): " + ec.message();
-      return false;
-    }
+    auto ctx = make_tls_context(opt.tls_cert, opt.tls_key, error);
+    if (!ctx) return false;
     std::lock_guard lock(tls_m);
     tls = std::move(ctx);
     return true;
@@ -133,8 +117,9 @@ Server::~Server() {
 
 bool Server::start(std::string& error) {
   Impl& s = *impl_;
-  if (s.opt.listeners.empty()) {
-    error = "no --listen given";
+  // The rules on the options alone, shared with check-config; then what needs the files.
+  if (const auto problems = option_problems(s.opt); !problems.empty()) {
+    error = problems.front();
     return s.fail(StartFailure::config);
   }
   std::optional<delivery::LocalRecipients> table;
@@ -146,29 +131,12 @@ bool Server::start(std::string& error) {
     }
     table = delivery::LocalRecipients::parse(text, s.opt.recipients_file, error);
     if (!table) return s.fail(StartFailure::config);
-  } else if (s.opt.domains.empty()) {
-    error = "give the local domains: --domain DOMAIN (repeatable) or --recipients FILE";
-    return s.fail(StartFailure::config);
   }
   for (auto& d : s.opt.domains) d = core::ascii_lower(d);
   s.policy.emplace(s.opt.domains, std::move(table), s.opt.hostname);
   if (std::any_of(s.opt.listeners.begin(), s.opt.listeners.end(), [](const ListenerSpec& l) { return needs_auth(l.role); })) {
-    if (s.opt.tls_cert.empty() || s.opt.tls_key.empty()) {
-      error = "the submission roles need TLS: give --tls-cert and --tls-key";
-      return s.fail(StartFailure::config);
-    }
-    if (s.opt.credentials_file.empty()) {
-      error = "the submission roles need --credentials FILE (make entries with: refsmtpd passwd USER --credentials FILE)";
-      return s.fail(StartFailure::config);
-    }
-    // Like ssh with a private key: password hashes anyone but their owner may read or change
-    // are refused (refsmtpd reads them as root, before --user; refsmtpd passwd writes them 0600).
-    struct stat st{};
-    if (::stat(s.opt.credentials_file.c_str(), &st) == 0 && (st.st_mode & 077)) {
-      char mode[8];
-      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      error = "--credentials " + s.opt.credentials_file + " is open to other users (mode " + mode + "): chmod go-rwx " +
-              s.opt.credentials_file;
+    if (auto problem = Credentials::mode_problem(s.opt.credentials_file)) {
+      error = *problem;
       return s.fail(StartFailure::config);
     }
     std::string text;
@@ -179,19 +147,7 @@ bool Server::start(std::string& error) {
     s.credentials = Credentials::parse(text, s.opt.credentials_file, error);
     if (!s.credentials) return s.fail(StartFailure::config);
   }
-  if (s.opt.test_mode) {
-    if (s.opt.capture_dir.empty() == s.opt.capture_mbox.empty()) {
-      error = "--test-mode needs one of --capture-dir DIR and --capture-mbox FILE";
-      return s.fail(StartFailure::config);
-    }
-  } else if (!s.opt.capture_dir.empty() || !s.opt.capture_mbox.empty()) {
-    error = "--capture-dir and --capture-mbox are for --test-mode only";
-    return s.fail(StartFailure::config);
-  } else {
-    if (s.opt.spool_dir.empty() || (s.opt.mail_root.empty() && s.opt.delivery != Delivery::lmtp)) {
-      error = "--spool DIR and --mail-root DIR are required (or --test-mode --capture-dir DIR; with --lmtp no --mail-root)";
-      return s.fail(StartFailure::config);
-    }
+  if (!s.opt.test_mode) {
     if (s.opt.mail_root.empty()) s.opt.mail_root = s.opt.spool_dir + "/unused-mail-root";
     for (const auto& [option, dir] : {std::pair{"--spool", s.opt.spool_dir}, std::pair{"--mail-root", s.opt.mail_root}}) {
       std::error_code ec;
@@ -257,13 +213,10 @@ bool Server::start(std::string& error) {
     return true;
   }
   // One process per spool: a second one would overwrite the first one's messages.
-  const std::string lock_path = s.opt.spool_dir + "/lock";
-  s.spool_lock.fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (s.spool_lock.fd < 0 || ::flock(s.spool_lock.fd, LOCK_EX | LOCK_NB) != 0) {
-    error = "--spool " + s.opt.spool_dir + ": " +
-            (s.spool_lock.fd < 0 ? std::string("cannot open ") + lock_path + ": " + std::strerror(errno)
-                              : std::string("another process (refsmtpd, or refsmtpd queue) is using this spool"));
-    return s.fail(StartFailure::busy);
+  std::string lock_error;
+  if (const auto st = s.spool_lock.take(s.opt.spool_dir, lock_error); st != queue::SpoolLock::Status::held) {
+    error = "--spool " + s.opt.spool_dir + ": " + lock_error;
+    return s.fail(st == queue::SpoolLock::Status::busy ? StartFailure::busy : StartFailure::cant_create);
   }
   s.spool_storage = std::make_unique<queue::PosixStorage>(s.opt.spool_dir);
   s.mail_storage = std::make_unique<queue::PosixStorage>(s.opt.mail_root);

@@ -21,6 +21,10 @@ class Credentials {
   // `text` with `entry`'s user replaced or added; the result ends in a newline.
   static std::string upsert(std::string_view text, std::string_view entry);
   static bool valid_user(std::string_view user);
+  // Like ssh with a private key: a file its group or others may read or write is refused
+  // (refsmtpd reads it as root, before --user). Why, with the chmod that fixes it; nothing when
+  // the mode is fine or the file is missing.
+  static std::optional<std::string> mode_problem(const std::string& path);
 
  private:
   struct Entry {

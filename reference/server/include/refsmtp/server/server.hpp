@@ -79,6 +79,10 @@ struct ServerOptions {
   std::function<bool(std::string& error)> after_bind;
 };
 
+// What is wrong with the options themselves, before any file is read (Server::start stops at
+// the first; check-config lists them all).
+std::vector<std::string> option_problems(const ServerOptions& opt);
+
 // Every problem Server::start (and the privilege drop to `run_as`) would meet with these options,
 // found without binding a port or opening the spool: refsmtpd check-config.
 std::vector<std::string> check_configuration(const ServerOptions& opt, const std::string& run_as);
