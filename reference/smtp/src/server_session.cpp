@@ -61,18 +61,21 @@ void ServerSession::reply(const Reply& r) { r.format_to(out_, cfg_.enhanced_stat
 
 
 void ServerSession::say(const NamedReply& r, std::string_view detail) {
-  // A client error counts toward the limit; at the limit the session closes instead (§3.8).
+  // A client error counts toward the limit; at the limit the session closes instead (§7.8).
   if (r.client_error && ++errors_ >= cfg_.limits.errors && cfg_.limits.errors > 0) {
     close_with(replies::too_many_errors.with_host(cfg_.hostname));
     return;
   }
-  if (detail.empty()) {
+  if (r.code >= 400) {  // a refusal: it is written and also told to the host (Postfix's NOQUEUE lines)
+    Reply refusal = r.to_reply(detail);
+    reply(refusal);
+    push(action::Refused{verb_, std::move(refusal)});
+  } else if (detail.empty()) {  // the common positive replies, without building a Reply
     const EnhancedStatus* status = r.has_status() && cfg_.enhanced_status_codes ? &r.status : nullptr;
     append_reply_line(out_, r.code, true, status, r.text);
   } else {
     reply(r.to_reply(detail));
   }
-  if (r.code >= 400) push(action::Refused{verb_, r.to_reply(detail)});  // Postfix's NOQUEUE lines
 }
 
 void ServerSession::flush() {
